@@ -1,0 +1,1 @@
+//! vmount-backend-fuse (being written)

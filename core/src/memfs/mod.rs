@@ -1,0 +1,1 @@
+//! memfs: placeholder being written.

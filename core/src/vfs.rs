@@ -1,0 +1,293 @@
+//! The [`Vfs`] trait: one filesystem contract served by every backend.
+
+use std::ffi::OsStr;
+
+use crate::error::{VfsError, VfsResult};
+use crate::types::*;
+
+/// A filesystem that vmount can mount through FUSE, NFSv3 or WinFsp.
+///
+/// # Shape
+/// Inode-based (FUSE and NFS are; WinFsp paths are resolved by walking [`Vfs::lookup`]),
+/// synchronous and `&self` (the backends call from their own thread pools; the async NFS
+/// server uses `spawn_blocking`), and `Send + Sync + 'static`: **any method may be called
+/// from many threads at once**, including several writes to one file.
+///
+/// # Contract every implementation keeps
+/// - **Inode numbers** are stable and never reused while the filesystem lives; `0` is
+///   never used; the root is [`Ino::ROOT`]. An inode that no longer exists yields
+///   [`VfsError::Stale`] (or `NotFound` from name-based calls).
+/// - **Names** are single path components: never empty, never `.`/`..`, never containing
+///   `/` or NUL; the filesystem rejects such names with `InvalidArgument` and names over
+///   [`Capabilities::max_name_len`] with `NameTooLong` (adapters may pre-filter).
+/// - **Modes are final**: adapters apply the umask before calling `mkdir`/`create`/`mknod`
+///   unless they pass it in [`Ctx::umask`].
+/// - **Permissions**: a filesystem whose [`Capabilities::enforces_permissions`] is true
+///   checks every call against the caller in [`Ctx`] exactly as a POSIX kernel would
+///   (search permission on directories, write permission on the parent for namespace
+///   changes, sticky directories, owner-only chmod/utimes, root-only chown).
+/// - **File handles are optional on I/O**: `read`, `write`, `fsync`, `getattr`, `setattr`,
+///   `fallocate`, `lseek` and `copy_file_range` receive `None` from stateless protocols
+///   (NFSv3) and must then serve the inode directly and efficiently. With `Some(fh)` the
+///   handle's open mode applies (e.g. `APPEND`; writing through a read-only handle is
+///   `BadHandle`), and the handle keeps the inode alive: a file unlinked while open stays
+///   readable and writable through its handle until `release`.
+/// - **Lookup counts**: every `Ok` from `lookup`, `mknod`, `mkdir`, `symlink`, `link` and
+///   `create` counts one reference the FUSE kernel module holds; `forget` drops them.
+///   A filesystem may use the counts to bound tables, but must keep serving an inode
+///   that still has links or open handles even if forgotten (NFS never forgets).
+/// - **readdir** pushes entries after cookie `after` (0 = from the start) in a stable
+///   order, never `.` or `..`. An entry that exists for the whole listing is returned
+///   exactly once, even while other entries are added and removed concurrently.
+/// - **rename** is atomic: at no moment can the target name be observed missing when it
+///   existed before (replace), and `EXCHANGE` swaps both names in one step.
+/// - **Errors** never panic: bad input from a client gets the matching [`VfsError`].
+///
+/// Optional operations default to [`VfsError::Unimplemented`] (ENOSYS: "this filesystem
+/// lacks the operation", which FUSE remembers), not `NotSupported` ("not this case").
+pub trait Vfs: Send + Sync + 'static {
+    /// What this filesystem supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Looks up `name` in directory `parent` and returns its attributes; counts one
+    /// lookup reference on success.
+    fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr>;
+
+    /// Drops `nlookup` lookup references on `ino` (FUSE FORGET). Never fails.
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        let _ = (ino, nlookup);
+    }
+
+    /// Returns the attributes of `ino` (or of the open handle `fh`, which may refer to an
+    /// unlinked file).
+    fn getattr(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> VfsResult<Attr>;
+
+    /// Applies `set` atomically and returns the new attributes. Truncation through `fh`
+    /// needs only that the handle is writable, not write permission on the file now.
+    fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> VfsResult<Attr>;
+
+    /// Returns the target of symlink `ino` as raw bytes.
+    fn readlink(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<u8>> {
+        let _ = (ctx, ino);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Creates a special file: fifo or socket for anyone with write access to `parent`,
+    /// character/block devices only for root (else `NotPermitted`). Regular files are
+    /// allowed too (mknod(2) with S_IFREG).
+    fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        kind: FileType,
+        mode: u32,
+        rdev: u64,
+    ) -> VfsResult<Attr> {
+        let _ = (ctx, parent, name, kind, mode, rdev);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Creates directory `name` in `parent` with permission bits `mode`.
+    fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Attr>;
+
+    /// Removes the non-directory `name` from `parent`.
+    fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()>;
+
+    /// Removes the empty directory `name` from `parent`.
+    fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()>;
+
+    /// Creates symlink `name` in `parent` pointing at `target` (stored verbatim, never
+    /// resolved by the filesystem).
+    fn symlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Attr> {
+        let _ = (ctx, parent, name, target);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`, atomically, with `renameat2(2)`
+    /// semantics for `flags`: replacing a file or an empty directory of a compatible kind,
+    /// `NOREPLACE` failing with `Exists`, `EXCHANGE` swapping two existing objects,
+    /// `InvalidArgument` when a directory would move into its own subtree, and nothing
+    /// happening when both names refer to the same inode.
+    fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> VfsResult<()>;
+
+    /// Creates hard link `new_parent/new_name` to `ino` (not a directory).
+    fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Attr> {
+        let _ = (ctx, ino, new_parent, new_name);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Opens `ino` with `flags`, checking read/write permission against the caller.
+    fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Opened>;
+
+    /// Creates and opens a regular file in one step (`O_CREAT`). Without
+    /// `OpenFlags::EXCLUSIVE`, an existing file of that name is opened instead (after
+    /// the same permission check as `open`).
+    fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
+    ) -> VfsResult<(Attr, Opened)>;
+
+    /// Reads up to `buf.len()` bytes at `offset` into `buf` and returns how many were
+    /// read. A short count means end of file; reading at or past EOF returns 0; holes
+    /// read as zeros.
+    fn read(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> VfsResult<usize>;
+
+    /// Writes `data` at `offset` (at the end of file when the handle was opened with
+    /// `APPEND`) and returns the number of bytes written, which is all of them unless an
+    /// error such as `NoSpace` stopped it before any byte was written. Clears setuid and
+    /// setgid as POSIX requires when a non-root caller writes.
+    fn write(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        data: &[u8],
+    ) -> VfsResult<u32>;
+
+    /// Called on every `close(2)` of a descriptor (may be many per open).
+    fn flush(&self, ctx: &Ctx, ino: Ino, fh: Fh, lock_owner: u64) -> VfsResult<()> {
+        let _ = (ctx, ino, fh, lock_owner);
+        Ok(())
+    }
+
+    /// The last reference to handle `fh` is gone. Never fails in a way callers can act
+    /// on; the filesystem frees what the handle pinned.
+    fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()>;
+
+    /// Makes the file's data (and metadata unless `datasync`) durable.
+    fn fsync(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
+        let _ = (ctx, ino, fh, datasync);
+        Ok(())
+    }
+
+    /// Opens directory `ino` for listing (needs read permission).
+    fn opendir(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Fh>;
+
+    /// Pushes the entries of directory `ino` that come after cookie `after` into `sink`
+    /// until it is full or the directory ends. See the trait docs for the ordering and
+    /// stability guarantees. `fh` is `None` for stateless protocols.
+    fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        after: u64,
+        sink: &mut dyn DirSink,
+    ) -> VfsResult<()>;
+
+    /// Releases a directory handle from `opendir`.
+    fn releasedir(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()>;
+
+    /// Makes a directory's entries durable.
+    fn fsyncdir(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
+        let _ = (ctx, ino, fh, datasync);
+        Ok(())
+    }
+
+    /// Filesystem-wide numbers.
+    fn statfs(&self, ctx: &Ctx, ino: Ino) -> VfsResult<StatFs>;
+
+    /// Checks `mask` against the caller's permissions on `ino` (`access(2)`; the empty
+    /// mask tests existence).
+    fn access(&self, ctx: &Ctx, ino: Ino, mask: AccessMask) -> VfsResult<()>;
+
+    /// Sets extended attribute `name` to `value`, honouring `CREATE`/`REPLACE`.
+    fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> VfsResult<()> {
+        let _ = (ctx, ino, name, value, flags);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Returns the value of extended attribute `name` (`NoAttribute` if absent).
+    fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
+        let _ = (ctx, ino, name);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Lists the extended attribute names of `ino` visible to the caller.
+    fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<std::ffi::OsString>> {
+        let _ = (ctx, ino);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Removes extended attribute `name` (`NoAttribute` if absent).
+    fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
+        let _ = (ctx, ino, name);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Allocates, punches or zeroes `[offset, offset+len)` per `mode`.
+    fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        len: u64,
+        mode: FallocateFlags,
+    ) -> VfsResult<()> {
+        let _ = (ctx, ino, fh, offset, len, mode);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Copies up to `len` bytes from one file to another (or within one, ranges not
+    /// overlapping) without passing them through the caller; returns the count copied
+    /// (short at the source's EOF).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_file_range(
+        &self,
+        ctx: &Ctx,
+        ino_in: Ino,
+        fh_in: Option<Fh>,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Option<Fh>,
+        offset_out: u64,
+        len: u64,
+    ) -> VfsResult<u64> {
+        let _ = (ctx, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len);
+        Err(VfsError::Unimplemented)
+    }
+
+    /// Finds the next data or hole offset at or after `offset` (SEEK_DATA/SEEK_HOLE).
+    /// An offset at or past EOF fails with [`VfsError::NoDataAtOffset`] (ENXIO) for both
+    /// modes; EOF itself counts as a hole.
+    fn lseek(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        whence: Whence,
+    ) -> VfsResult<u64> {
+        let _ = (ctx, ino, fh, offset, whence);
+        Err(VfsError::Unimplemented)
+    }
+}
