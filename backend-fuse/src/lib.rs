@@ -1,1 +1,176 @@
-//! vmount-backend-fuse (being written)
+//! vmount-backend-fuse: serves any [`vmount_core::Vfs`] through FUSE with fuser 0.18
+//! (the Linux kernel module, or macFUSE on macOS).
+//!
+//! # Design decisions
+//! - **A mount is a value.** [`mount`] checks the mountpoint, mounts, and returns only
+//!   once the kernel has the mount and the INIT handshake is done *and* the root answers
+//!   `stat` from its own device; the [`FuseMount`] guard unmounts and joins the session
+//!   threads when dropped, so a failing test or a `?` never leaves a mount behind.
+//! - **Never stack mounts.** Mounting on an existing mount (live or dead) is refused with
+//!   an error naming the fix; [`unmount_path`] clears a mount this process does not own,
+//!   including the dead one a SIGKILLed daemon leaves ("Transport endpoint is not
+//!   connected").
+//! - **One errno table.** [`VfsError`](vmount_core::VfsError) maps to errno in one
+//!   exhaustive `match` (`convert.rs`), so a new variant breaks the build here until it
+//!   is mapped. `Unimplemented` (ENOSYS) is logged once per operation; the kernel
+//!   remembers it for most operations and stops asking.
+//! - **Kernel features are opt-in and negotiated in `init`:** readdirplus (with
+//!   READDIRPLUS_AUTO), parallel directory operations, async reads, 1 MiB writes and
+//!   readahead, automatic page-cache invalidation on mtime change, cached symlinks, and
+//!   the writeback cache only when asked for.
+//! - **Directory offsets:** 0 is the start, 1 and 2 follow the synthesized `.` and `..`,
+//!   and the filesystem's cookie `c` (below 2^63 by contract) is offset `c + 2`.
+//! - **READDIRPLUS lookup references are the adapter's.** The kernel counts a lookup for
+//!   each READDIRPLUS entry; filesystems do not (the listing API is shared with NFS and
+//!   WinFsp), so the adapter keeps those references and forwards to
+//!   [`Vfs::forget`](vmount_core::Vfs::forget) only the ones the filesystem counted.
+//! - **Multi-threaded on Linux:** `threads` fuser workers (0 = one per CPU), each with its
+//!   own cloned `/dev/fuse` descriptor; macOS runs one worker.
+//! - **No panic reaches fuser:** client input is validated and converted with checked
+//!   arithmetic; reads go into a per-thread reusable buffer.
+#![cfg(unix)]
+#![deny(missing_docs)]
+
+mod adapter;
+mod convert;
+mod mount;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use mount::{FuseMount, mount, mount_state, probe, unmount_path};
+
+/// How to mount: kernel caching, threads, and mount options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuseOptions {
+    /// fuser worker threads; 0 = one per CPU. Only Linux runs more than one.
+    pub threads: usize,
+    /// How long the kernel may cache attributes.
+    pub attr_timeout: Duration,
+    /// How long the kernel may cache name lookups.
+    pub entry_timeout: Duration,
+    /// Ask for FUSE_WRITEBACK_CACHE: the kernel buffers writes and sends them in large
+    /// batches (faster; other writers of the same filesystem may see data later).
+    pub writeback_cache: bool,
+    /// Let users other than the one mounting access the mount (`allow_other`; a non-root
+    /// user needs `user_allow_other` in /etc/fuse.conf). Also enables `auto_unmount`.
+    pub allow_other: bool,
+    /// Let the kernel check permission bits too (`default_permissions`).
+    pub default_permissions: bool,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// The source shown in /proc/mounts and `df`.
+    pub fs_name: String,
+    /// The subtype: the mount table then says `fuse.<subtype>`.
+    pub subtype: String,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions {
+            threads: 0,
+            attr_timeout: Duration::from_secs(1),
+            entry_timeout: Duration::from_secs(1),
+            writeback_cache: false,
+            allow_other: false,
+            default_permissions: true,
+            read_only: false,
+            fs_name: "vmount".to_owned(),
+            subtype: "vmount".to_owned(),
+        }
+    }
+}
+
+/// Why FUSE cannot be used on this machine, and what fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}; {fix}")]
+pub struct Unavailable {
+    /// What is missing, e.g. "/dev/fuse does not exist".
+    pub reason: String,
+    /// What to do about it, e.g. "load the module with `modprobe fuse`".
+    pub fix: String,
+}
+
+/// What is at a path, as far as mounts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountState {
+    /// The path is not a mount point.
+    NotMounted,
+    /// A live mount of this type (`fuse.vmount`, `tmpfs`, ...).
+    Mounted {
+        /// The filesystem type from the mount table.
+        fstype: String,
+    },
+    /// A FUSE mount whose daemon is gone: every access fails with ENOTCONN.
+    Dead,
+}
+
+/// Everything that can go wrong mounting or unmounting. Each message is one sentence
+/// naming the path, what is wrong, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FuseError {
+    /// The mountpoint does not exist.
+    #[error("mountpoint {} does not exist; create it with `mkdir -p {}`", .0.display(), .0.display())]
+    MountpointMissing(PathBuf),
+    /// The mountpoint is not a directory.
+    #[error(
+        "mountpoint {} is not a directory; mount on a directory instead (e.g. `mkdir -p DIR`)",
+        .0.display()
+    )]
+    NotADirectory(PathBuf),
+    /// Something is already mounted there.
+    #[error(
+        "{} is already a mount point; unmount it first (`vmount unmount {}` for a FUSE mount) \
+         or choose another directory",
+        .0.display(), .0.display()
+    )]
+    AlreadyMounted(PathBuf),
+    /// A dead FUSE mount (its daemon was killed) is in the way.
+    #[error(
+        "{} already holds a dead FUSE mount (transport endpoint not connected); clear it with \
+         `vmount unmount {}`",
+        .0.display(), .0.display()
+    )]
+    DeadMount(PathBuf),
+    /// FUSE is not usable on this machine.
+    #[error("FUSE is not available: {0}")]
+    Unavailable(#[from] Unavailable),
+    /// The kernel or fusermount refused us.
+    #[error("permission denied mounting at {}: {reason}; {fix}", .path.display())]
+    PermissionDenied {
+        /// The mountpoint.
+        path: PathBuf,
+        /// What refused, in the system's words.
+        reason: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// Nothing is mounted at the path given to unmount.
+    #[error(
+        "nothing is mounted at {}; check the path against `grep fuse /proc/mounts`",
+        .0.display()
+    )]
+    NotMounted(PathBuf),
+    /// The mount was made but never answered.
+    #[error(
+        "the FUSE mount at {} did not become usable ({detail}); see the log above, and clear \
+         any leftover with `vmount unmount {}`",
+        .path.display(), .path.display()
+    )]
+    NotReady {
+        /// The mountpoint.
+        path: PathBuf,
+        /// What was observed instead.
+        detail: String,
+    },
+    /// A system call or helper failed; `context` says what was being done and what to do.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and the next step for the user.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,1 +1,199 @@
-fn main() {}
+//! `vmount`: mount one filesystem through FUSE, NFS or WinFsp, as a config file says.
+//!
+//! # Design decisions
+//! - **Two stages.** [`config`] turns TOML into a [`config::RawConfig`] (serde,
+//!   `deny_unknown_fields`, every error located at a line); [`plan`] turns that into a
+//!   [`plan::MountPlan`] checked against the machine (paths exist, backend usable). The
+//!   run code in [`run`] only ever sees a plan.
+//! - **Exit codes say whose fault it is:** 0 success, 1 runtime failure (mount failed,
+//!   backend unavailable, mountpoint missing), 2 a bad config file or bad usage. A config
+//!   error is the [`config::ConfigError`] type, so `main` finds it by downcasting.
+//! - **One line per error** on stderr, `error: ...`, never a panic or backtrace; logs go
+//!   to stderr too, so stdout carries only results (`mounted ... via fuse`, the plan).
+//! - **Foreground daemon.** `vmount CONFIG` stays in the foreground until SIGINT, SIGTERM
+//!   or SIGHUP, then unmounts; supervisors and tests manage it like any process.
+
+mod config;
+mod plan;
+mod platform;
+mod run;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{BackendChoice, ConfigError, Source};
+use crate::plan::MountPlan;
+use crate::platform::Backend;
+
+/// Mount a filesystem through FUSE, NFS or WinFsp.
+///
+/// `vmount CONFIG` mounts in the foreground and prints `mounted <name> at <mountpoint>
+/// via <backend>` once the mount is usable; Ctrl-C (SIGINT), SIGTERM or SIGHUP unmount
+/// and exit. Exit codes: 0 success, 1 runtime failure, 2 bad config or usage.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmount",
+    version,
+    subcommand_negates_reqs = true,
+    after_help = "See examples/memfs.toml for every config key with its default."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    mount: MountArgs,
+
+    /// Log more to stderr: -v info, -vv debug, -vvv trace (default: warnings; RUST_LOG
+    /// is used when no -v is given).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Debug, Args)]
+struct MountArgs {
+    /// Backend to use instead of the config's `backend`.
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    backend: Option<BackendChoice>,
+
+    /// The config file (TOML).
+    #[arg(value_name = "CONFIG", required = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount in the foreground until interrupted (the same as `vmount CONFIG`).
+    Mount(MountArgs),
+    /// Validate a config and print the resolved plan without mounting.
+    Check(MountArgs),
+    /// List the backends, whether each is usable here and why not, and what `auto` picks.
+    Backends,
+    /// Unmount a vmount mount, including a dead one left by a killed daemon.
+    Unmount {
+        /// The mountpoint.
+        #[arg(value_name = "MOUNTPOINT")]
+        mountpoint: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Not clap's `args_conflicts_with_subcommands`: that also rejects `-v` before a
+    // subcommand (`vmount -v check CONFIG`).
+    if cli.command.is_some() && (cli.mount.config.is_some() || cli.mount.backend.is_some()) {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "CONFIG and --backend go after the subcommand (vmount check --backend fuse CONFIG)",
+            )
+            .exit();
+    }
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        None => mount(&cli.mount),
+        Some(Command::Mount(args)) => mount(&args),
+        Some(Command::Check(args)) => check(&args),
+        Some(Command::Backends) => {
+            backends();
+            Ok(())
+        }
+        Some(Command::Unmount { mountpoint }) => run::unmount(&mountpoint),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if e.downcast_ref::<ConfigError>().is_some() {
+                2
+            } else {
+                1
+            };
+            // `{:#}` prints the whole context chain on one line, separated by ": ".
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Logs to stderr. `-v` flags win; without them `RUST_LOG` applies; the default shows
+/// warnings only, so a healthy mount prints nothing but its `mounted` line.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if verbose == 0 && !spec.trim().is_empty() => {
+            EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(level))
+        }
+        _ => EnvFilter::new(level),
+    };
+    // A second initialisation can only come from a test harness; ignoring it is right.
+    use std::io::IsTerminal as _;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Reads, parses and validates the config named in `args`.
+fn load_plan(args: &MountArgs) -> anyhow::Result<MountPlan> {
+    // clap requires CONFIG unless a subcommand is given, and every subcommand that takes
+    // MountArgs declares it required too.
+    let Some(path) = &args.config else {
+        anyhow::bail!("no config file given");
+    };
+    let src = Source::read(path)?;
+    let raw = src.parse()?;
+    let plan = MountPlan::build(raw, &src, args.backend)?;
+    tracing::debug!(?plan, "validated");
+    Ok(plan)
+}
+
+fn mount(args: &MountArgs) -> anyhow::Result<()> {
+    let plan = load_plan(args)?;
+    run::mount_and_wait(&plan)
+}
+
+fn check(args: &MountArgs) -> anyhow::Result<()> {
+    let plan = load_plan(args)?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{plan}").and_then(|()| out.flush())?;
+    Ok(())
+}
+
+fn backends() {
+    let mut out = String::new();
+    for backend in Backend::ALL {
+        match platform::status(backend) {
+            Ok(()) => out.push_str(&format!("{backend:<8}usable\n")),
+            Err(why) => {
+                out.push_str(&format!("{backend:<8}not usable: {}\n", why.reason));
+                if let Some(fix) = why.fix {
+                    out.push_str(&format!("{:<8}fix: {fix}\n", ""));
+                }
+            }
+        }
+    }
+    match platform::resolve(BackendChoice::Auto) {
+        Ok(b) => out.push_str(&format!("{:<8}chooses {b}\n", "auto")),
+        Err(_) => out.push_str(&format!(
+            "{:<8}chooses nothing: no backend is usable here\n",
+            "auto"
+        )),
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+}

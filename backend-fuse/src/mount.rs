@@ -1,0 +1,806 @@
+//! Mounting, unmounting, and telling what is mounted where.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+use vmount_core::Vfs;
+
+use crate::adapter::Adapter;
+use crate::{FuseError, FuseOptions, MountState, Unavailable};
+
+/// How long [`mount`] waits for the new mount to answer `stat` from its own device.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long unmounting waits for the session threads to end. They end at once after a
+/// normal unmount; after a lazy one they keep serving files that are still open, and are
+/// then left to finish in the background.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(5);
+
+/// A live FUSE mount. Dropping it unmounts (lazily if the mount is busy) and joins the
+/// session threads; [`FuseMount::unmount`] does the same and reports errors.
+pub struct FuseMount {
+    mountpoint: PathBuf,
+    unmounter: SessionUnmounter,
+    /// The thread running `Session::run`, which owns fuser's worker threads. `None` once
+    /// shut down.
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl std::fmt::Debug for FuseMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FuseMount")
+            .field("mountpoint", &self.mountpoint)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl FuseMount {
+    /// Where the filesystem is mounted (canonical form, as the mount table shows it).
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// False once the session has ended, e.g. because the mount was removed from outside
+    /// with `fusermount3 -u` or `umount`.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Unmounts and waits for the session to end, reporting what went wrong.
+    pub fn unmount(mut self) -> Result<(), FuseError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), FuseError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        if !thread.is_finished()
+            && let Err(e) = self.unmounter.unmount()
+        {
+            // EBUSY: files are open or a process has its cwd inside. Detach the mount
+            // from the namespace; the session serves the open files until they close.
+            tracing::debug!(
+                "unmounting {} failed ({e}); detaching it lazily",
+                self.mountpoint.display()
+            );
+            if let Err(lazy) = lazy_unmount(&self.mountpoint) {
+                return Err(FuseError::Io {
+                    context: format!(
+                        "cannot unmount {} (`{e}`, then a lazy unmount failed too); close \
+                         the programs using it and run `vmount unmount {}`",
+                        self.mountpoint.display(),
+                        self.mountpoint.display()
+                    ),
+                    source: lazy,
+                });
+            }
+        }
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                if let MountState::Mounted { .. } | MountState::Dead = mount_state(&self.mountpoint)
+                {
+                    return Err(FuseError::Io {
+                        context: format!(
+                            "{} is still mounted after unmounting it; close the programs \
+                             using it and run `vmount unmount {}`",
+                            self.mountpoint.display(),
+                            self.mountpoint.display()
+                        ),
+                        source: io::Error::from_raw_os_error(libc::EBUSY),
+                    });
+                }
+                tracing::warn!(
+                    "{} is unmounted but files opened before are still in use; they are \
+                     served until closed",
+                    self.mountpoint.display()
+                );
+                return Ok(());
+            }
+            thread::sleep(POLL);
+        }
+        match thread.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(FuseError::Io {
+                context: format!(
+                    "the FUSE session for {} ended with an error (it is unmounted now)",
+                    self.mountpoint.display()
+                ),
+                source: e,
+            }),
+            Err(_) => Err(FuseError::Io {
+                context: format!(
+                    "the FUSE session for {} crashed (it is unmounted now); please report this",
+                    self.mountpoint.display()
+                ),
+                source: io::Error::other("session thread panicked"),
+            }),
+        }
+    }
+
+    /// Waits until the mountpoint answers `stat` from a device other than its parent's,
+    /// i.e. the kernel routes it to us and the session serves requests.
+    fn wait_ready(&mut self) -> Result<(), FuseError> {
+        let parent = self.mountpoint.parent().unwrap_or(Path::new("/"));
+        let parent_dev = fs::metadata(parent).map_err(|e| FuseError::Io {
+            context: format!(
+                "cannot stat {}, the parent of the mountpoint",
+                parent.display()
+            ),
+            source: e,
+        })?;
+        let parent_dev = parent_dev.dev();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                let detail = match self.thread.take().map(JoinHandle::join) {
+                    Some(Ok(Err(e))) => format!("the FUSE session ended during startup: {e}"),
+                    Some(Err(_)) => "the FUSE session thread panicked during startup".to_owned(),
+                    _ => "the FUSE session ended during startup".to_owned(),
+                };
+                return Err(FuseError::NotReady {
+                    path: self.mountpoint.clone(),
+                    detail,
+                });
+            }
+            let seen = match fs::metadata(&self.mountpoint) {
+                Ok(m) if m.dev() != parent_dev => return Ok(()),
+                Ok(_) => "the mountpoint still shows the directory underneath".to_owned(),
+                Err(e) => format!("stat failed: {e}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(FuseError::NotReady {
+                    path: self.mountpoint.clone(),
+                    detail: format!("after {} s, {seen}", READY_TIMEOUT.as_secs()),
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Mounts `fs` at `mountpoint` and returns once the mount is usable.
+///
+/// Refuses a missing or non-directory mountpoint, and one that already holds a mount,
+/// live or dead, rather than stacking on top of it.
+pub fn mount(
+    fs: Arc<dyn Vfs>,
+    mountpoint: &Path,
+    opts: &FuseOptions,
+) -> Result<FuseMount, FuseError> {
+    probe()?;
+    let path = check_mountpoint(mountpoint)?;
+    let config = session_config(opts);
+    let adapter = Adapter::new(fs, opts);
+    let mut session =
+        Session::new(adapter, &path, &config).map_err(|e| mount_error(&path, opts, e))?;
+    let unmounter = session.unmount_callable();
+    // If spawning fails, the closure and with it the session are dropped, which unmounts.
+    let thread = thread::Builder::new()
+        .name("vmount-fuse".to_owned())
+        .spawn(move || session.run())
+        .map_err(|e| FuseError::Io {
+            context: format!(
+                "cannot start the FUSE session thread for {} (it was unmounted again)",
+                path.display()
+            ),
+            source: e,
+        })?;
+    let mut mount = FuseMount {
+        mountpoint: path,
+        unmounter,
+        thread: Some(thread),
+    };
+    // On failure `mount` is dropped here, which unmounts.
+    mount.wait_ready()?;
+    Ok(mount)
+}
+
+/// Checks the mountpoint and returns its canonical path.
+fn check_mountpoint(path: &Path) -> Result<PathBuf, FuseError> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(FuseError::NotADirectory(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(FuseError::MountpointMissing(path.to_owned()));
+        }
+        Err(e) if is_dead_error(&e) => return Err(FuseError::DeadMount(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(FuseError::PermissionDenied {
+                path: path.to_owned(),
+                reason: e.to_string(),
+                fix: "you need search permission on every directory leading to it".to_owned(),
+            });
+        }
+        Err(e) => {
+            return Err(FuseError::Io {
+                context: format!("cannot inspect mountpoint {}", path.display()),
+                source: e,
+            });
+        }
+    }
+    let canonical = path.canonicalize().map_err(|e| FuseError::Io {
+        context: format!("cannot resolve mountpoint {}", path.display()),
+        source: e,
+    })?;
+    match mount_state(&canonical) {
+        MountState::NotMounted => Ok(canonical),
+        MountState::Mounted { .. } => Err(FuseError::AlreadyMounted(path.to_owned())),
+        MountState::Dead => Err(FuseError::DeadMount(path.to_owned())),
+    }
+}
+
+/// Mount option values must not contain the separators of the option string.
+fn option_value(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c == ',' || c == '=' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn worker_threads(requested: usize) -> usize {
+    if !cfg!(target_os = "linux") {
+        return 1;
+    }
+    match requested {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+fn session_config(opts: &FuseOptions) -> Config {
+    let mut options = vec![
+        MountOption::FSName(option_value(&opts.fs_name)),
+        // As a kernel option (not `Subtype`, which fuser only hands to fusermount) so that
+        // a mount made directly by root is also listed as `fuse.<subtype>`; fusermount
+        // understands the same option when it does the mounting.
+        MountOption::CUSTOM(format!("subtype={}", option_value(&opts.subtype))),
+    ];
+    if opts.default_permissions {
+        options.push(MountOption::DefaultPermissions);
+    }
+    if opts.read_only {
+        options.push(MountOption::RO);
+    }
+    let mut config = Config::default();
+    if opts.allow_other {
+        config.acl = SessionACL::All;
+        // fuser accepts auto_unmount only together with allow_other/allow_root.
+        options.push(MountOption::AutoUnmount);
+    }
+    config.mount_options = options;
+    let threads = worker_threads(opts.threads);
+    config.n_threads = Some(threads);
+    // A descriptor per worker lets the kernel hand requests to them in parallel.
+    config.clone_fd = cfg!(target_os = "linux") && threads > 1;
+    config
+}
+
+fn mount_error(path: &Path, opts: &FuseOptions, e: io::Error) -> FuseError {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        let fix = if opts.allow_other {
+            "add `user_allow_other` to /etc/fuse.conf, or mount without allow_other"
+        } else {
+            "run as root, or make sure fusermount3 is installed setuid root and you own the \
+             mountpoint"
+        };
+        return FuseError::PermissionDenied {
+            path: path.to_owned(),
+            reason: e.to_string().trim().to_owned(),
+            fix: fix.to_owned(),
+        };
+    }
+    FuseError::Io {
+        context: format!(
+            "could not mount FUSE at {} (`dmesg` may show the kernel's reason)",
+            path.display()
+        ),
+        source: e,
+    }
+}
+
+/// Whether FUSE can be used here: the device (or macFUSE) is present, and either we are
+/// root or the setuid `fusermount3`/`fusermount` helper is available.
+pub fn probe() -> Result<(), Unavailable> {
+    platform_probe()?;
+    if !is_root() && find_fusermount()?.is_none() {
+        return Err(Unavailable {
+            reason: "you are not root and neither fusermount3 nor fusermount is on PATH".to_owned(),
+            fix: "install the fuse3 package (`apt install fuse3`, `dnf install fuse3`), set \
+                  FUSERMOUNT_PATH, or run as root"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "macos"))]
+fn platform_probe() -> Result<(), Unavailable> {
+    const DEV: &str = "/dev/fuse";
+    match fs::OpenOptions::new().read(true).write(true).open(DEV) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Unavailable {
+            reason: format!("{DEV} does not exist"),
+            fix: "load the kernel module with `modprobe fuse` (in a container, pass \
+                  `--device /dev/fuse --cap-add SYS_ADMIN`)"
+                .to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(Unavailable {
+            reason: format!("{DEV} cannot be opened for reading and writing ({e})"),
+            fix: format!("make {DEV} accessible to you (it is normally mode 0666)"),
+        }),
+        Err(e) => Err(Unavailable {
+            reason: format!("{DEV} cannot be opened ({e})"),
+            fix: "check that the fuse kernel module is loaded (`modprobe fuse`)".to_owned(),
+        }),
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn platform_probe() -> Result<(), Unavailable> {
+    if cfg!(feature = "macos-no-mount") {
+        return Err(Unavailable {
+            reason: "this vmount was built without macFUSE support".to_owned(),
+            fix: "use the NFS backend, or rebuild without the `macos-no-mount` feature".to_owned(),
+        });
+    }
+    let installed = [
+        "/Library/Filesystems/macfuse.fs",
+        "/Library/Filesystems/osxfuse.fs",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if installed {
+        Ok(())
+    } else {
+        Err(Unavailable {
+            reason: "macFUSE is not installed".to_owned(),
+            fix: "install it (`brew install --cask macfuse`, then allow its system extension) \
+                  or use the NFS backend"
+                .to_owned(),
+        })
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The fusermount helper fuser will use: `$FUSERMOUNT_PATH`, else `fusermount3` or
+/// `fusermount` on PATH or in /bin, /sbin, /usr/bin, /usr/sbin. Errors when
+/// `$FUSERMOUNT_PATH` is set to something unusable (fuser would fail on it, or panic on
+/// a non-UTF-8 value).
+fn find_fusermount() -> Result<Option<PathBuf>, Unavailable> {
+    if let Some(p) = std::env::var_os("FUSERMOUNT_PATH") {
+        if p.to_str().is_none() {
+            return Err(Unavailable {
+                reason: "FUSERMOUNT_PATH is not valid UTF-8".to_owned(),
+                fix: "point FUSERMOUNT_PATH at the fusermount3 binary with a UTF-8 path, or unset \
+                      it"
+                .to_owned(),
+            });
+        }
+        let found = if Path::new(&p).components().count() > 1 {
+            Some(PathBuf::from(&p)).filter(|p| is_executable(p))
+        } else {
+            search_path(&p)
+        };
+        return match found {
+            Some(f) => Ok(Some(f)),
+            None => Err(Unavailable {
+                reason: format!(
+                    "FUSERMOUNT_PATH is set to {}, which is not an executable file",
+                    Path::new(&p).display()
+                ),
+                fix: "point FUSERMOUNT_PATH at the fusermount3 binary, or unset it".to_owned(),
+            }),
+        };
+    }
+    for name in ["fusermount3", "fusermount"] {
+        if let Some(found) = search_path(name.as_ref()) {
+            return Ok(Some(found));
+        }
+        for dir in ["/bin", "/sbin", "/usr/bin", "/usr/sbin"] {
+            let p = Path::new(dir).join(name);
+            if is_executable(&p) {
+                return Ok(Some(p));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn search_path(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Unmounts whatever FUSE mount is at `mountpoint`, including one this process does not
+/// own and a dead one left by a killed daemon.
+///
+/// As root: `umount2(path, 0)`, then a lazy `MNT_DETACH` if that fails (busy). Otherwise:
+/// `fusermount3 -u`, then `fusermount3 -u -z`. Errors with [`FuseError::NotMounted`] when
+/// nothing is mounted there.
+pub fn unmount_path(mountpoint: &Path) -> Result<(), FuseError> {
+    let abs = absolute(mountpoint);
+    if mount_state(&abs) == MountState::NotMounted {
+        return Err(FuseError::NotMounted(mountpoint.to_owned()));
+    }
+    let result = if is_root() {
+        sys_unmount(&abs, false).or_else(|e| {
+            tracing::debug!("umount {} failed ({e}); detaching lazily", abs.display());
+            sys_unmount(&abs, true)
+        })
+    } else {
+        helper_unmount(&abs, false).or_else(|e| {
+            tracing::debug!(
+                "unmounting {} failed ({e}); detaching lazily",
+                abs.display()
+            );
+            helper_unmount(&abs, true)
+        })
+    };
+    result.map_err(|e| {
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            FuseError::PermissionDenied {
+                path: mountpoint.to_owned(),
+                reason: e.to_string(),
+                fix: "run the unmount as the user who mounted it, or as root".to_owned(),
+            }
+        } else {
+            FuseError::Io {
+                context: format!(
+                    "cannot unmount {}; close the programs using it (`fuser -vm {}` lists \
+                     them) and retry",
+                    mountpoint.display(),
+                    mountpoint.display()
+                ),
+                source: e,
+            }
+        }
+    })
+}
+
+/// Detaches our own mount when a normal unmount failed (busy).
+fn lazy_unmount(path: &Path) -> io::Result<()> {
+    if is_root() {
+        sys_unmount(path, true)
+    } else {
+        helper_unmount(path, true)
+    }
+}
+
+/// `umount2(2)` (Linux) / `unmount(2)` (macOS, BSD); `lazy` detaches a busy mount
+/// (Linux) or forces it (elsewhere).
+fn sys_unmount(path: &Path, lazy: bool) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: `c` is a NUL-terminated string that lives across the call.
+    let rc = unsafe { libc::umount2(c.as_ptr(), if lazy { libc::MNT_DETACH } else { 0 }) };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    // SAFETY: `c` is a NUL-terminated string that lives across the call.
+    let rc = unsafe { libc::unmount(c.as_ptr(), if lazy { libc::MNT_FORCE } else { 0 }) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Unmounts through the setuid helper, for a user who may not call `umount2(2)`.
+fn helper_unmount(path: &Path, lazy: bool) -> io::Result<()> {
+    #[cfg(target_os = "macos")]
+    let mut cmd = {
+        // macFUSE lets the mounting user unmount with plain unmount(2).
+        if sys_unmount(path, lazy).is_ok() {
+            return Ok(());
+        }
+        let mut c = Command::new("diskutil");
+        c.arg("unmount");
+        if lazy {
+            c.arg("force");
+        }
+        c
+    };
+    #[cfg(not(target_os = "macos"))]
+    let mut cmd = {
+        let bin = find_fusermount()
+            .map_err(|u| io::Error::new(io::ErrorKind::NotFound, u.to_string()))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "fusermount3 is not installed")
+            })?;
+        let mut c = Command::new(bin);
+        c.arg("-u");
+        if lazy {
+            c.arg("-z");
+        }
+        c.arg("--");
+        c
+    };
+    let out = cmd.arg(path).stdin(Stdio::null()).output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    let kind = if msg.contains("ermission") || msg.contains("not permitted") {
+        io::ErrorKind::PermissionDenied
+    } else {
+        io::ErrorKind::Other
+    };
+    Err(io::Error::new(kind, msg))
+}
+
+/// An absolute form of `path` for comparing with the mount table. A dead mount cannot be
+/// resolved (stat fails with ENOTCONN), so its parent is resolved and the name kept.
+fn absolute(path: &Path) -> PathBuf {
+    if let Ok(c) = path.canonicalize() {
+        return c;
+    }
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(p) = parent.canonicalize() {
+            return p.join(name);
+        }
+    }
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn is_dead_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
+}
+
+/// Whether the FUSE mount at `path` has lost its daemon. Asked with `statvfs(2)`, which
+/// FUSE always forwards to the daemon, whereas `stat(2)` may be answered from attributes
+/// the kernel cached before the daemon died.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
+fn is_dead_mount(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid, writable buffer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    rc != 0 && is_dead_error(&io::Error::last_os_error())
+}
+
+/// Whether `path` is a mount point, and of what: from /proc/self/mountinfo on Linux,
+/// `statfs(2)` on macOS. A FUSE mount whose daemon is gone is [`MountState::Dead`].
+pub fn mount_state(path: &Path) -> MountState {
+    let abs = absolute(path);
+    platform_mount_state(&abs)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn platform_mount_state(abs: &Path) -> MountState {
+    let Ok(table) = fs::read("/proc/self/mountinfo") else {
+        return MountState::NotMounted;
+    };
+    match fstype_in_mountinfo(&table, abs) {
+        None => MountState::NotMounted,
+        // Only FUSE mounts can be dead; stat'ing others (a hung NFS server) could block.
+        Some(fstype) if fstype.starts_with("fuse") && is_dead_mount(abs) => MountState::Dead,
+        Some(fstype) => MountState::Mounted { fstype },
+    }
+}
+
+/// The type of the topmost mount at `mountpoint` in a mountinfo table, if any.
+///
+/// Lines read `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`,
+/// with space, tab, newline and backslash in paths escaped as `\ooo`. Later lines are
+/// mounted over earlier ones at the same place, so the last match wins.
+fn fstype_in_mountinfo(table: &[u8], mountpoint: &Path) -> Option<String> {
+    let want = mountpoint.as_os_str().as_bytes();
+    let mut found = None;
+    for line in table.split(|&b| b == b'\n') {
+        let mut fields = line.split(|&b| b == b' ');
+        let Some(mp) = fields.nth(4) else { continue };
+        if unescape_mountinfo(mp) != want {
+            continue;
+        }
+        let mut rest = fields.skip_while(|f| *f != b"-");
+        if rest.next().is_none() {
+            continue;
+        }
+        if let Some(fstype) = rest.next() {
+            found = Some(String::from_utf8_lossy(&unescape_mountinfo(fstype)).into_owned());
+        }
+    }
+    found
+}
+
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' {
+            let octal = field
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            if let Some(digits) = octal {
+                let v = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(byte) = u8::try_from(v) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(target_os = "macos")]
+fn platform_mount_state(abs: &Path) -> MountState {
+    use std::ffi::CStr;
+
+    let Ok(c) = CString::new(abs.as_os_str().as_bytes()) else {
+        return MountState::NotMounted;
+    };
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid, writable statfs buffer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return if is_dead_error(&io::Error::last_os_error()) {
+            MountState::Dead
+        } else {
+            MountState::NotMounted
+        };
+    }
+    // SAFETY: the kernel fills both arrays with NUL-terminated strings.
+    let (on, fstype) = unsafe {
+        (
+            CStr::from_ptr(st.f_mntonname.as_ptr()),
+            CStr::from_ptr(st.f_fstypename.as_ptr()),
+        )
+    };
+    if on.to_bytes() == abs.as_os_str().as_bytes() {
+        MountState::Mounted {
+            fstype: fstype.to_string_lossy().into_owned(),
+        }
+    } else {
+        MountState::NotMounted
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+fn platform_mount_state(abs: &Path) -> MountState {
+    if is_dead_mount(abs) {
+        MountState::Dead
+    } else {
+        MountState::NotMounted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_is_parsed_and_unescaped() {
+        let table = b"22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+            40 22 0:50 / /tmp/my\\040dir rw,nosuid,nodev shared:5 - fuse.vmount memfs rw\n\
+            41 40 0:51 / /tmp/my\\040dir rw master:1 - tmpfs tmpfs rw\n\
+            42 1 0:52 / /a\\134b rw - fuse vmount rw\n";
+        assert_eq!(
+            fstype_in_mountinfo(table, Path::new("/tmp/my dir")).as_deref(),
+            Some("tmpfs"),
+            "the last mount at a place is the visible one"
+        );
+        assert_eq!(
+            fstype_in_mountinfo(table, Path::new("/a\\b")).as_deref(),
+            Some("fuse")
+        );
+        assert_eq!(
+            fstype_in_mountinfo(table, Path::new("/proc")).as_deref(),
+            Some("proc")
+        );
+        assert_eq!(fstype_in_mountinfo(table, Path::new("/tmp")), None);
+        assert_eq!(
+            fstype_in_mountinfo(b"garbage\n\n1 2 3", Path::new("/")),
+            None
+        );
+        assert_eq!(unescape_mountinfo(b"x\\04"), b"x\\04");
+        assert_eq!(unescape_mountinfo(b"\\011\\012\\999"), b"\t\n\\999");
+    }
+
+    #[test]
+    fn options_are_built_from_fuse_options() {
+        let opts = FuseOptions {
+            fs_name: "my fs,x".into(),
+            threads: 3,
+            ..Default::default()
+        };
+        let c = session_config(&opts);
+        assert!(
+            c.mount_options
+                .contains(&MountOption::FSName("my_fs_x".into()))
+        );
+        assert!(
+            c.mount_options
+                .contains(&MountOption::CUSTOM("subtype=vmount".into()))
+        );
+        assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
+        assert!(!c.mount_options.contains(&MountOption::RO));
+        assert!(!c.mount_options.contains(&MountOption::AutoUnmount));
+        assert_eq!(c.acl, SessionACL::Owner);
+        if cfg!(target_os = "linux") {
+            assert_eq!(c.n_threads, Some(3));
+            assert!(c.clone_fd);
+        }
+        let opts = FuseOptions {
+            allow_other: true,
+            read_only: true,
+            default_permissions: false,
+            threads: 1,
+            ..Default::default()
+        };
+        let c = session_config(&opts);
+        assert!(c.mount_options.contains(&MountOption::RO));
+        assert!(c.mount_options.contains(&MountOption::AutoUnmount));
+        assert!(!c.mount_options.contains(&MountOption::DefaultPermissions));
+        assert_eq!(c.acl, SessionACL::All);
+        assert_eq!(c.n_threads, Some(1));
+        assert!(!c.clone_fd);
+        assert!(worker_threads(0) >= 1);
+    }
+
+    #[test]
+    fn errors_name_the_path_and_the_fix() {
+        let p = PathBuf::from("/x");
+        let cases = [
+            (FuseError::MountpointMissing(p.clone()), "`mkdir -p /x`"),
+            (FuseError::NotADirectory(p.clone()), "/x is not a directory"),
+            (
+                FuseError::AlreadyMounted(p.clone()),
+                "/x is already a mount point",
+            ),
+            (FuseError::DeadMount(p.clone()), "`vmount unmount /x`"),
+            (FuseError::NotMounted(p.clone()), "nothing is mounted at /x"),
+        ];
+        for (e, want) in cases {
+            let s = e.to_string();
+            assert!(s.contains(want), "{s:?} lacks {want:?}");
+            assert!(!s.contains('\n'), "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The validated mount plan: what `vmount` will do, with every default filled in, every
+//! path resolved and checked, and the backend chosen.
+//!
+//! [`MountPlan::build`] is the only way from a [`RawConfig`] to something the run code
+//! accepts, so "the mountpoint exists" and "the backend is usable" are facts by the time
+//! anything is mounted. Errors here are about the machine, not the file (a missing
+//! directory, no FUSE), so they are plain runtime errors (exit 1) that name the path or
+//! the backend and say how to fix it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::config::{
+    BackendChoice, FsType, RawConfig, Source, expand_tilde, format_size, io_reason,
+};
+use crate::platform::{self, Backend};
+
+/// Everything needed to mount, validated.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// The config file the plan came from, as named on the command line.
+    pub config: Option<PathBuf>,
+    /// Label for the mount table and messages.
+    pub name: String,
+    /// Absolute, symlink-free path of an existing directory.
+    pub mountpoint: PathBuf,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// The filesystem to serve.
+    pub filesystem: FsPlan,
+    /// The backend that will serve it.
+    pub backend: Backend,
+    /// What was asked for, and where: `auto` or a backend, from the config or the CLI.
+    pub requested: (BackendChoice, &'static str),
+    /// FUSE settings (used when `backend` is FUSE).
+    pub fuse: FusePlan,
+    /// NFS settings (used when `backend` is NFS).
+    pub nfs: NfsPlan,
+}
+
+/// The filesystem to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsPlan {
+    /// In memory.
+    Memfs {
+        /// Most bytes of file data.
+        size_limit: Option<u64>,
+        /// Most inodes.
+        max_inodes: Option<u64>,
+    },
+    /// A mirror of `source`, an absolute, symlink-free path of an existing directory.
+    Loopback {
+        /// The host directory.
+        source: PathBuf,
+    },
+}
+
+impl FsPlan {
+    /// The config name of the filesystem type.
+    pub fn kind(&self) -> FsType {
+        match self {
+            Self::Memfs { .. } => FsType::Memfs,
+            Self::Loopback { .. } => FsType::Loopback,
+        }
+    }
+}
+
+/// The `[fuse]` settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FusePlan {
+    /// Worker threads; 0 = the number of CPUs.
+    pub threads: usize,
+    /// Kernel attribute cache lifetime.
+    pub attr_timeout: Duration,
+    /// Kernel name-lookup cache lifetime.
+    pub entry_timeout: Duration,
+    /// Kernel write-back caching.
+    pub writeback_cache: bool,
+    /// Other users may use the mount.
+    pub allow_other: bool,
+    /// The kernel checks permission bits.
+    pub default_permissions: bool,
+}
+
+/// The `[nfs]` settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsPlan {
+    /// TCP port on 127.0.0.1; 0 = any free port.
+    pub port: u16,
+    /// Run the OS mount command.
+    pub mount: bool,
+}
+
+impl MountPlan {
+    /// Validates `raw` (parsed from `src`) against this machine. `backend` is the
+    /// command line's `--backend`, which wins over the config's.
+    pub fn build(
+        raw: RawConfig,
+        src: &Source,
+        backend: Option<BackendChoice>,
+    ) -> anyhow::Result<MountPlan> {
+        let base = src.path().and_then(Path::parent).unwrap_or(Path::new(""));
+        let mountpoint = existing_dir(base, raw.mountpoint.get_ref(), "mountpoint")?;
+        let filesystem = match raw.filesystem.kind.get_ref() {
+            FsType::Memfs => FsPlan::Memfs {
+                size_limit: raw.filesystem.size_limit.map(|s| s.into_inner().0),
+                max_inodes: raw.filesystem.max_inodes.map(|n| n.into_inner().0),
+            },
+            FsType::Loopback => {
+                // `Source::parse` guarantees a source for loopback.
+                let Some(source) = &raw.filesystem.source else {
+                    bail!("a loopback filesystem needs `source` in [filesystem]");
+                };
+                let source = existing_dir(base, source.get_ref(), "source")?;
+                if source == mountpoint || mountpoint.starts_with(&source) {
+                    bail!(
+                        "the mountpoint {} lies inside the loopback source {}; the mount would \
+                         loop into itself, so choose a mountpoint outside the source",
+                        mountpoint.display(),
+                        source.display()
+                    );
+                }
+                FsPlan::Loopback { source }
+            }
+        };
+        let requested = match (backend, &raw.backend) {
+            (Some(b), _) => (b, "--backend"),
+            (None, Some(b)) => (*b.get_ref(), "config"),
+            (None, None) => (BackendChoice::Auto, "default"),
+        };
+        let backend = platform::resolve(requested.0)?;
+        Ok(MountPlan {
+            config: src.path().map(Path::to_path_buf),
+            name: raw
+                .name
+                .map_or_else(|| filesystem.kind().as_str().to_owned(), |l| l.0),
+            mountpoint,
+            read_only: raw.read_only,
+            filesystem,
+            backend,
+            requested,
+            fuse: FusePlan {
+                threads: raw.fuse.threads.0,
+                attr_timeout: raw.fuse.attr_timeout.0,
+                entry_timeout: raw.fuse.entry_timeout.0,
+                writeback_cache: raw.fuse.writeback_cache,
+                allow_other: raw.fuse.allow_other,
+                default_permissions: raw.fuse.default_permissions,
+            },
+            nfs: NfsPlan {
+                port: raw.nfs.port.0,
+                mount: raw.nfs.mount,
+            },
+        })
+    }
+}
+
+/// Resolves a config path (`~` expanded, relative to `base`, the config file's
+/// directory) to the canonical path of an existing directory. `key` names the setting in
+/// errors.
+fn existing_dir(base: &Path, configured: &str, key: &str) -> anyhow::Result<PathBuf> {
+    // `Source::parse` rejected the `~` forms that do not expand.
+    let expanded = expand_tilde(configured).unwrap_or_else(|| PathBuf::from(configured));
+    let joined = base.join(&expanded);
+    let path = std::path::absolute(&joined).unwrap_or(joined);
+    let shown = path.display();
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("the {key} {shown} is not a directory; point `{key}` at a directory"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!(
+                "the {key} {shown} does not exist; create it (mkdir -p {shown}) or change `{key}`"
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => bail!(
+            "the {key} {shown} is a dead FUSE mount left by a daemon that exited; clear it with \
+             `vmount unmount {shown}`"
+        ),
+        Err(e) => bail!("cannot use the {key} {shown}: {}", io_reason(&e)),
+    }
+    // A dead FUSE mount may still answer `stat` from the kernel's attribute cache for
+    // `attr_timeout` after its daemon died; opening it always needs the daemon.
+    if let Err(e) = std::fs::read_dir(&path)
+        && e.kind() == io::ErrorKind::NotConnected
+    {
+        bail!(
+            "the {key} {shown} is a dead FUSE mount left by a daemon that exited; clear it \
+                 with `vmount unmount {shown}`"
+        );
+    }
+    std::fs::canonicalize(&path).with_context(|| format!("cannot resolve the {key} {shown}"))
+}
+
+impl fmt::Display for MountPlan {
+    /// The plan as `vmount check` prints it: every resolved value, one per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn row(f: &mut fmt::Formatter<'_>, key: &str, value: impl fmt::Display) -> fmt::Result {
+            writeln!(f, "{:<24}{value}", format!("{key}:"))
+        }
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let secs = |d: Duration| format!("{} s", d.as_secs_f64());
+        if let Some(config) = &self.config {
+            row(f, "config", config.display())?;
+        }
+        row(f, "name", &self.name)?;
+        row(f, "mountpoint", self.mountpoint.display())?;
+        let why = match self.requested {
+            (BackendChoice::Auto, "default") => "chosen by auto, the default".to_owned(),
+            (BackendChoice::Auto, origin) => format!("chosen by auto, from {origin}"),
+            (_, origin) => format!("from {origin}"),
+        };
+        row(f, "backend", format!("{} ({why})", self.backend))?;
+        row(f, "read_only", yes_no(self.read_only))?;
+        match &self.filesystem {
+            FsPlan::Memfs {
+                size_limit,
+                max_inodes,
+            } => {
+                row(f, "filesystem", "memfs (in memory)")?;
+                row(
+                    f,
+                    "  size_limit",
+                    size_limit.map_or("none".to_owned(), format_size),
+                )?;
+                row(
+                    f,
+                    "  max_inodes",
+                    max_inodes.map_or("none".to_owned(), |n| n.to_string()),
+                )?;
+            }
+            FsPlan::Loopback { source } => {
+                row(f, "filesystem", "loopback (mirrors a host directory)")?;
+                row(f, "  source", source.display())?;
+            }
+        }
+        let used = |b: Backend| {
+            if self.backend == b {
+                ""
+            } else {
+                " (not used by this backend)"
+            }
+        };
+        writeln!(f, "fuse:{}", used(Backend::Fuse))?;
+        let fuse = &self.fuse;
+        if fuse.threads == 0 {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            row(f, "  threads", format!("0 (the number of CPUs: {cpus})"))?;
+        } else {
+            row(f, "  threads", fuse.threads)?;
+        }
+        row(f, "  attr_timeout", secs(fuse.attr_timeout))?;
+        row(f, "  entry_timeout", secs(fuse.entry_timeout))?;
+        row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
+        row(f, "  allow_other", yes_no(fuse.allow_other))?;
+        row(f, "  default_permissions", yes_no(fuse.default_permissions))?;
+        writeln!(f, "nfs:{}", used(Backend::Nfs))?;
+        if self.nfs.port == 0 {
+            row(f, "  port", "0 (any free port on 127.0.0.1)")?;
+        } else {
+            row(f, "  port", format!("{} on 127.0.0.1", self.nfs.port))?;
+        }
+        row(
+            f,
+            "  mount",
+            if self.nfs.mount {
+                "yes"
+            } else {
+                "no (serve only, print the command)"
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str, dir: &Path) -> anyhow::Result<MountPlan> {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let src = Source::read(&path)?;
+        let raw = src.parse()?;
+        MountPlan::build(raw, &src, None)
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let text = "mountpoint = \"mp\"\nbackend = \"fuse\"\n[filesystem]\ntype = \"loopback\"\n\
+                    source = \"src\"\n";
+        match plan(text, dir.path()) {
+            Ok(p) => {
+                let canon = dir.path().canonicalize().unwrap();
+                assert_eq!(p.mountpoint, canon.join("mp"));
+                assert_eq!(
+                    p.filesystem,
+                    FsPlan::Loopback {
+                        source: canon.join("src")
+                    }
+                );
+                assert_eq!(p.name, "loopback");
+                assert_eq!(p.backend, Backend::Fuse);
+                let shown = p.to_string();
+                assert!(
+                    shown.contains("source:") && shown.contains("from config"),
+                    "{shown}"
+                );
+            }
+            // Without FUSE, the backend is the only thing allowed to fail.
+            Err(e) => assert!(platform::status(Backend::Fuse).is_err(), "{e:#}"),
+        }
+    }
+
+    #[test]
+    fn missing_and_wrong_paths_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = plan(
+            "mountpoint = \"nope\"\n[filesystem]\ntype = \"memfs\"\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mountpoint") && e.contains("nope") && e.contains("does not exist"));
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let e = plan(
+            "mountpoint = \"file\"\n[filesystem]\ntype = \"memfs\"\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("file") && e.contains("not a directory"), "{e}");
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        let text = "mountpoint = \"mp\"\n[filesystem]\ntype = \"loopback\"\nsource = \"gone\"\n";
+        let e = plan(text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("source") && e.contains("gone") && e.contains("does not exist"));
+        let text = "mountpoint = \"mp\"\n[filesystem]\ntype = \"loopback\"\nsource = \".\"\n";
+        let e = plan(text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("inside the loopback source"), "{e}");
+    }
+
+    #[test]
+    fn winfsp_is_refused_off_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        let text = "mountpoint = \"mp\"\nbackend = \"winfsp\"\n[filesystem]\ntype = \"memfs\"\n";
+        let r = plan(text, dir.path());
+        if cfg!(windows) {
+            return;
+        }
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("WinFsp is only available on Windows"), "{e}");
+    }
+}

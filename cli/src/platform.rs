@@ -1,0 +1,171 @@
+//! Which backends this machine can use, and how `auto` chooses.
+//!
+//! Every backend has a status function on every OS: where the OS lacks the backend, the
+//! function is an explicit "not on this platform" arm rather than a missing symbol, so
+//! every config parses and `vmount backends` reports the same three rows everywhere.
+
+use std::fmt;
+
+use anyhow::bail;
+
+use crate::config::BackendChoice;
+
+/// A backend that can serve a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// FUSE (Linux kernel module, macFUSE).
+    Fuse,
+    /// Localhost NFSv3 server.
+    Nfs,
+    /// WinFsp.
+    Winfsp,
+}
+
+impl Backend {
+    /// Every backend, in the order `vmount backends` lists them.
+    pub const ALL: [Backend; 3] = [Backend::Fuse, Backend::Nfs, Backend::Winfsp];
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that `{:<8}` aligns the names in `vmount backends`.
+        f.pad(match self {
+            Self::Fuse => "fuse",
+            Self::Nfs => "nfs",
+            Self::Winfsp => "winfsp",
+        })
+    }
+}
+
+/// Why a backend cannot be used here, and what would fix it.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    /// What is missing or wrong.
+    pub reason: String,
+    /// What the user can do, when there is something.
+    pub fix: Option<String>,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason.trim_end_matches('.'))?;
+        if let Some(fix) = &self.fix {
+            write!(f, "; {}", fix.trim_end_matches('.'))?;
+        }
+        Ok(())
+    }
+}
+
+/// The order `auto` tries backends in on this OS.
+pub fn auto_order() -> &'static [Backend] {
+    cfg_if::cfg_if! {
+        if #[cfg(windows)] {
+            &[Backend::Winfsp, Backend::Nfs]
+        } else if #[cfg(unix)] {
+            // Linux, macOS (macFUSE) and the BSDs: the kernel bridge first; NFS needs no
+            // driver but has weaker semantics (no locks, attribute caching).
+            &[Backend::Fuse, Backend::Nfs]
+        } else {
+            &[Backend::Nfs]
+        }
+    }
+}
+
+/// Whether `backend` is usable on this machine now.
+pub fn status(backend: Backend) -> Result<(), Unavailable> {
+    match backend {
+        Backend::Fuse => fuse_status(),
+        Backend::Nfs => vmount_backend_nfs::available().map_err(|e| Unavailable {
+            reason: e.to_string(),
+            fix: None,
+        }),
+        Backend::Winfsp => winfsp_status(),
+    }
+}
+
+fn fuse_status() -> Result<(), Unavailable> {
+    cfg_if::cfg_if! {
+        if #[cfg(unix)] {
+            vmount_backend_fuse::probe()
+                .map_err(|u| Unavailable { reason: u.reason, fix: Some(u.fix) })
+        } else {
+            Err(Unavailable {
+                reason: "FUSE is only available on Linux and macOS".into(),
+                fix: Some("use backend = \"winfsp\" (or \"auto\") on Windows".into()),
+            })
+        }
+    }
+}
+
+fn winfsp_status() -> Result<(), Unavailable> {
+    cfg_if::cfg_if! {
+        if #[cfg(windows)] {
+            vmount_backend_winfsp::available().map_err(|reason| Unavailable {
+                reason,
+                fix: Some("install WinFsp from https://winfsp.dev/rel/".into()),
+            })
+        } else {
+            Err(Unavailable {
+                reason: "WinFsp is only available on Windows".into(),
+                fix: Some("use backend = \"fuse\" (or \"auto\") here".into()),
+            })
+        }
+    }
+}
+
+/// Turns the requested backend into a usable one, or explains why there is none.
+pub fn resolve(choice: BackendChoice) -> anyhow::Result<Backend> {
+    let explicit = match choice {
+        BackendChoice::Auto => None,
+        BackendChoice::Fuse => Some(Backend::Fuse),
+        BackendChoice::Nfs => Some(Backend::Nfs),
+        BackendChoice::Winfsp => Some(Backend::Winfsp),
+    };
+    if let Some(backend) = explicit {
+        return match status(backend) {
+            Ok(()) => Ok(backend),
+            Err(why) => bail!("the {backend} backend cannot be used here: {why}"),
+        };
+    }
+    let mut reasons = Vec::new();
+    for &backend in auto_order() {
+        match status(backend) {
+            Ok(()) => return Ok(backend),
+            Err(why) => reasons.push(format!("{backend}: {why}")),
+        }
+    }
+    bail!("no backend is usable here ({})", reasons.join("; also "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_choices_report_their_reason() {
+        if !cfg!(windows) {
+            let e = resolve(BackendChoice::Winfsp).unwrap_err().to_string();
+            assert!(e.contains("WinFsp is only available on Windows"), "{e}");
+        }
+        let e = resolve(BackendChoice::Nfs).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the nfs backend cannot be used here: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn auto_agrees_with_the_statuses() {
+        let first = auto_order().iter().copied().find(|&b| status(b).is_ok());
+        match (resolve(BackendChoice::Auto), first) {
+            (Ok(b), Some(f)) => assert_eq!(b, f),
+            (Err(e), None) => {
+                let e = e.to_string();
+                for b in auto_order() {
+                    assert!(e.contains(&format!("{b}: ")), "{e}");
+                }
+            }
+            (got, want) => panic!("auto gave {got:?}, statuses say {want:?}"),
+        }
+    }
+}

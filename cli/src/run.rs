@@ -1,0 +1,255 @@
+//! Carrying out a [`MountPlan`]: build the filesystem, mount it in the foreground, wait
+//! for a signal or for the mount to vanish, unmount. Also `vmount unmount`.
+//!
+//! The daemon polls (every [`POLL`]) instead of blocking in a signal handler: the
+//! handlers only set a flag (`signal-hook`), and the main thread, which owns the mount
+//! guard, does the unmounting. That keeps all real work out of signal context and lets
+//! the same loop notice a mount removed from outside (`fusermount3 -u`, `umount`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use vmount_core::Vfs;
+use vmount_core::memfs::{MemFs, MemFsOptions};
+
+use crate::plan::{FsPlan, MountPlan};
+use crate::platform::Backend;
+
+/// How often the foreground daemon checks for signals and for a vanished mount.
+#[cfg_attr(not(unix), allow(dead_code))]
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Mounts as planned and serves until SIGINT, SIGTERM or SIGHUP (then unmounts), or
+/// until the mount is removed from outside. Returns once unmounted.
+pub fn mount_and_wait(plan: &MountPlan) -> anyhow::Result<()> {
+    let fs = build_fs(plan)?;
+    match plan.backend {
+        Backend::Fuse => fuse::serve(plan, fs),
+        Backend::Nfs => {
+            let opts = vmount_backend_nfs::NfsOptions {
+                port: plan.nfs.port,
+                mount: plan.nfs.mount,
+            };
+            vmount_backend_nfs::mount(fs, &plan.mountpoint, &opts).map_err(|e| anyhow!("{e}"))
+        }
+        Backend::Winfsp => winfsp::serve(plan, fs),
+    }
+}
+
+/// The filesystem the plan names. Adding a filesystem is one arm here.
+fn build_fs(plan: &MountPlan) -> anyhow::Result<Arc<dyn Vfs>> {
+    match &plan.filesystem {
+        FsPlan::Memfs {
+            size_limit,
+            max_inodes,
+        } => {
+            let (root_uid, root_gid) = owner();
+            Ok(Arc::new(MemFs::new(MemFsOptions {
+                size_limit: *size_limit,
+                max_inodes: *max_inodes,
+                read_only: plan.read_only,
+                root_uid,
+                root_gid,
+                root_mode: 0o755,
+            })))
+        }
+        FsPlan::Loopback { source } => bail!(
+            "the loopback filesystem is not available in this build yet; it would mirror {} \
+             (use type = \"memfs\" until it lands)",
+            source.display()
+        ),
+    }
+}
+
+/// The uid and gid that own the root directory: whoever runs the daemon.
+fn owner() -> (u32, u32) {
+    cfg_if::cfg_if! {
+        if #[cfg(unix)] {
+            // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+            unsafe { (libc::geteuid(), libc::getegid()) }
+        } else {
+            (0, 0)
+        }
+    }
+}
+
+/// Prints the one line scripts and tests wait for. A closed stdout is not an error: the
+/// mount is up either way, and the daemon must keep serving it.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn announce(plan: &MountPlan) {
+    let line = format!(
+        "mounted {} at {} via {}",
+        plan.name,
+        plan.mountpoint.display(),
+        plan.backend
+    );
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        tracing::debug!("could not print to stdout ({e}); {line}");
+    }
+    tracing::info!("{line}");
+}
+
+/// A path the user typed as a mountpoint, made absolute without resolving the last
+/// component, which may be a dead mount that cannot be stat'ed.
+fn mountpoint_arg(path: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| anyhow!("cannot make {} an absolute path: {e}", path.display()))?;
+    if let Ok(canon) = std::fs::canonicalize(&abs) {
+        return Ok(canon);
+    }
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => match std::fs::canonicalize(parent) {
+            Ok(parent) => Ok(parent.join(name)),
+            Err(_) => Ok(abs.clone()),
+        },
+        _ => Ok(abs),
+    }
+}
+
+/// `vmount unmount MOUNTPOINT`.
+pub fn unmount(path: &Path) -> anyhow::Result<()> {
+    let mountpoint = mountpoint_arg(path)?;
+    fuse::unmount(&mountpoint)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "unmounted {}", mountpoint.display()).and_then(|()| out.flush());
+    Ok(())
+}
+
+#[cfg(unix)]
+mod fuse {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use anyhow::{Context as _, anyhow, bail};
+    use vmount_backend_fuse::{FuseOptions, MountState};
+    use vmount_core::Vfs;
+
+    use super::{POLL, announce};
+    use crate::plan::MountPlan;
+
+    /// Installs the handlers: the first SIGINT/SIGTERM/SIGHUP sets `flag`; a second one
+    /// exits at once (code 1), so that an unmount stuck on a busy mount can still be
+    /// abandoned with another Ctrl-C.
+    fn watch_signals() -> anyhow::Result<Arc<AtomicBool>> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            // Registered before `register`, so it sees the flag as set only on a second
+            // signal.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&flag))
+                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&flag)))
+                .context("cannot install the signal handlers")?;
+        }
+        Ok(flag)
+    }
+
+    pub(super) fn serve(plan: &MountPlan, fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+        let mp = &plan.mountpoint;
+        // `mount` itself refuses a mountpoint that is already mounted (live or dead) and
+        // names the fix; the state is read here only to warn about hidden files, and not
+        // to read a mounted filesystem's listing as if it were the directory's own.
+        let free = vmount_backend_fuse::mount_state(mp) == MountState::NotMounted;
+        if free && std::fs::read_dir(mp).is_ok_and(|mut d| d.next().is_some()) {
+            tracing::warn!(
+                "{} is not empty; its contents are hidden while mounted",
+                mp.display()
+            );
+        }
+        // Before mounting: a signal during mount setup must unmount, not kill us with the
+        // mount left behind.
+        let stop = watch_signals()?;
+        let opts = FuseOptions {
+            threads: plan.fuse.threads,
+            attr_timeout: plan.fuse.attr_timeout,
+            entry_timeout: plan.fuse.entry_timeout,
+            writeback_cache: plan.fuse.writeback_cache,
+            allow_other: plan.fuse.allow_other,
+            default_permissions: plan.fuse.default_permissions,
+            read_only: plan.read_only,
+            fs_name: plan.name.clone(),
+            // The mount table then says `fuse.vmount`, which is how cleanup scripts and
+            // `vmount unmount` recognise vmount's mounts.
+            subtype: "vmount".to_owned(),
+        };
+        let mount = vmount_backend_fuse::mount(fs, mp, &opts).map_err(|e| anyhow!("{e}"))?;
+        announce(plan);
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                tracing::info!("signal received; unmounting {}", mp.display());
+                return mount.unmount().map_err(|e| anyhow!("{e}"));
+            }
+            if !mount.is_alive() {
+                tracing::warn!("{} was unmounted from outside; exiting", mp.display());
+                drop(mount);
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    pub(super) fn unmount(mp: &Path) -> anyhow::Result<()> {
+        match vmount_backend_fuse::mount_state(mp) {
+            MountState::NotMounted => bail!("nothing is mounted at {}", mp.display()),
+            MountState::Mounted { fstype } if !fstype.starts_with("fuse") => bail!(
+                "{} is a {fstype} mount, not a FUSE mount; vmount only unmounts its own kind \
+                 (use umount for this one)",
+                mp.display()
+            ),
+            MountState::Mounted { .. } | MountState::Dead => {
+                vmount_backend_fuse::unmount_path(mp).map_err(|e| anyhow!("{e}"))
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod fuse {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use anyhow::bail;
+    use vmount_core::Vfs;
+
+    use crate::plan::MountPlan;
+
+    pub(super) fn serve(_plan: &MountPlan, _fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+        bail!("FUSE is only available on Linux and macOS")
+    }
+
+    pub(super) fn unmount(mp: &Path) -> anyhow::Result<()> {
+        bail!(
+            "vmount cannot unmount {} on this platform: only FUSE mounts can be unmounted, and \
+             FUSE is only available on Linux and macOS",
+            mp.display()
+        )
+    }
+}
+
+/// The WinFsp backend is a placeholder in this build; this arm keeps the match in
+/// [`mount_and_wait`] exhaustive on every OS.
+mod winfsp {
+    use std::sync::Arc;
+
+    use anyhow::bail;
+    use vmount_core::Vfs;
+
+    use crate::plan::MountPlan;
+
+    pub(super) fn serve(_plan: &MountPlan, _fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+        cfg_if::cfg_if! {
+            if #[cfg(windows)] {
+                match vmount_backend_winfsp::available() {
+                    Ok(()) => bail!("the WinFsp backend cannot mount yet in this build of vmount"),
+                    Err(reason) => bail!("{reason}"),
+                }
+            } else {
+                bail!("WinFsp is only available on Windows")
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Tier 3: a memfs mounted through the real `vmount` binary and FUSE, used the way people
+//! use a filesystem: std::fs, coreutils (cp, mv, ln, chmod, touch, dd, df), tar round
+//! trips, git, a python3 script of os calls, another user through `allow_other`, and the
+//! configured size limit. Every mount is held by a `Daemon` guard that kills the daemon and
+//! clears the mount on drop, even when an assertion fails.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::Command;
+
+use common::{Daemon, Setup};
+
+/// A mounted memfs configured by `extra` (TOML after the `[filesystem]` table's type).
+struct Mounted {
+    daemon: Daemon,
+    _setup: Setup,
+}
+
+impl Mounted {
+    fn new(test: &str, filesystem_extra: &str, fuse: &str) -> Option<Mounted> {
+        if !common::fuse_or_skip(test) {
+            return None;
+        }
+        let setup = Setup::with_body(&format!(
+            "[filesystem]\ntype = \"memfs\"\n{filesystem_extra}\n[fuse]\n{fuse}\n"
+        ));
+        let mut daemon = Daemon::spawn(&[setup.config_str()], &setup.mountpoint);
+        daemon.wait_mounted("memfs");
+        Some(Mounted { daemon, _setup: setup })
+    }
+
+    fn path(&self) -> &Path {
+        &self.daemon.mountpoint
+    }
+
+    /// Stops the daemon with SIGTERM and checks it exits 0 without having panicked.
+    fn finish(mut self) {
+        common::signal(&self.daemon.child, libc::SIGTERM);
+        let status = self.daemon.wait_exit();
+        let stderr = self.daemon.stderr();
+        assert_eq!(status.code(), Some(0), "daemon exit; stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "daemon panicked: {stderr}");
+    }
+}
+
+/// Runs a shell command line in `dir` and returns its stdout; fails the test on non-zero exit.
+#[track_caller]
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Tools this tier uses must exist; on CI their absence is a failure, not a skip.
+fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<_> = tools.iter().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: required tools missing on CI: {missing:?}");
+    }
+    eprintln!("skipping {test}: tools missing: {missing:?}");
+    false
+}
+
+#[test]
+fn coreutils_cp_mv_ln_chmod_touch() {
+    let Some(m) = Mounted::new("coreutils_cp_mv_ln_chmod_touch", "", "") else { return };
+    let mnt = m.path();
+    sh(
+        mnt,
+        "printf 'alpha\\n' > a
+         cp a b
+         mv b c
+         ln c hard
+         ln -s c soft
+         chmod 640 c
+         touch -d '2001-02-03 04:05:06' a
+         mkdir -p d/e/f
+         cp -r d d2
+         mv d2 d/e/f/",
+    );
+    assert_eq!(std::fs::read_to_string(mnt.join("c")).unwrap(), "alpha\n");
+    assert!(!mnt.join("b").exists());
+    let c = std::fs::metadata(mnt.join("c")).unwrap();
+    let hard = std::fs::metadata(mnt.join("hard")).unwrap();
+    assert_eq!(c.ino(), hard.ino(), "hard link shares the inode");
+    assert_eq!(c.nlink(), 2);
+    assert_eq!(c.mode() & 0o7777, 0o640);
+    assert_eq!(std::fs::read_link(mnt.join("soft")).unwrap(), Path::new("c"));
+    assert_eq!(std::fs::read_to_string(mnt.join("soft")).unwrap(), "alpha\n");
+    let a = std::fs::metadata(mnt.join("a")).unwrap();
+    let out = sh(mnt, "date -u -d @$(stat -c %Y a) +%Y || true");
+    assert!(a.mtime() > 0 && !out.is_empty());
+    assert!(mnt.join("d/e/f/d2/e/f").is_dir());
+    // A directory's nlink counts its subdirectories.
+    assert_eq!(std::fs::metadata(mnt.join("d/e/f")).unwrap().nlink(), 3);
+    sh(mnt, "rm -r d c hard soft a && test -z \"$(ls -A)\"");
+    m.finish();
+}
+
+/// A tree with every kind of entry, tarred on the host, extracted onto the mount, tarred
+/// from the mount and extracted back: contents, modes, mtimes, symlinks and hard links survive.
+#[test]
+fn tar_round_trip() {
+    if !tools_or_skip("tar_round_trip", &["tar", "sha256sum"]) {
+        return;
+    }
+    let Some(m) = Mounted::new("tar_round_trip", "", "") else { return };
+    let mnt = m.path();
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    sh(
+        h,
+        "mkdir -p src/sub/deeper src/empty
+         head -c 3000000 /dev/urandom > src/big.bin
+         printf 'small' > src/sub/small.txt
+         : > src/sub/deeper/zero
+         ln src/big.bin src/big.hard
+         ln -s sub/small.txt src/link
+         mkfifo src/fifo
+         truncate -s 10M src/sparse
+         printf 'tail' >> src/sparse
+         chmod 751 src/sub; chmod 604 src/sub/small.txt; chmod 4755 src/big.bin
+         touch -h -d '2010-01-01 00:00:00' src/link
+         find src -exec touch -h -d '2012-06-01 12:00:00' {} +
+         tar --numeric-owner -cf in.tar src
+         (cd src && find . -type f -exec sha256sum {} + | sort -k2) > sums.txt",
+    );
+    let tar_in = h.join("in.tar");
+    sh(mnt, &format!("tar --numeric-owner -xpf {}", tar_in.display()));
+    sh(
+        mnt,
+        &format!("tar --numeric-owner -cf {}/out.tar src", h.display()),
+    );
+    sh(
+        h,
+        "mkdir back && tar --numeric-owner -xpf out.tar -C back
+         (cd back/src && find . -type f -exec sha256sum {} + | sort -k2) > back-sums.txt
+         cmp sums.txt back-sums.txt",
+    );
+    // Metadata the way ls shows it must be identical on the host and through the mount.
+    let listing = "find src -printf '%p %y %m %n %s %TY-%Tm-%Td %l\\n' | sort";
+    let on_host = sh(h, listing);
+    let on_mount = sh(mnt, listing);
+    let back = sh(&h.join("back"), listing);
+    assert_eq!(on_host, on_mount, "host tree vs the tree extracted on the mount");
+    assert_eq!(on_host, back, "host tree vs the tree tarred back from the mount");
+    let big = std::fs::metadata(mnt.join("src/big.bin")).unwrap();
+    assert_eq!(big.ino(), std::fs::metadata(mnt.join("src/big.hard")).unwrap().ino());
+    let sparse = std::fs::metadata(mnt.join("src/sparse")).unwrap();
+    assert_eq!(sparse.len(), 10 * 1024 * 1024 + 4);
+    m.finish();
+}
+
+#[test]
+fn git_init_commit_clone_fsck() {
+    if !tools_or_skip("git_init_commit_clone_fsck", &["git"]) {
+        return;
+    }
+    let Some(m) = Mounted::new("git_init_commit_clone_fsck", "", "") else { return };
+    let mnt = m.path();
+    let git = "git -c user.name=t -c user.email=t@example.invalid -c init.defaultBranch=main \
+               -c safe.directory=*";
+    sh(
+        mnt,
+        &format!(
+            "{git} init -q repo
+             cd repo
+             for i in $(seq 1 200); do mkdir -p d$((i % 7)); echo line $i > d$((i % 7))/f$i.txt; done
+             head -c 2000000 /dev/urandom > blob.bin
+             {git} add -A
+             {git} commit -qm first
+             echo more >> d1/f1.txt
+             {git} mv blob.bin moved.bin
+             {git} commit -qam second
+             {git} gc -q
+             {git} fsck --strict
+             cd ..
+             {git} clone -q --no-local repo clone
+             cd clone
+             {git} fsck --strict
+             test \"$({git} rev-parse HEAD)\" = \"$(cd ../repo && {git} rev-parse HEAD)\"
+             test $({git} ls-files | wc -l) -eq 201
+             {git} status --porcelain | wc -l | grep -qx 0"
+        ),
+    );
+    m.finish();
+}
+
+/// The os-level calls programs make, each checked in Python (the script exits non-zero on
+/// the first mismatch and says which).
+#[test]
+fn python_os_calls() {
+    if !tools_or_skip("python_os_calls", &["python3"]) {
+        return;
+    }
+    let Some(m) = Mounted::new("python_os_calls", "", "") else { return };
+    let script = r#"
+import errno, os, stat, sys, threading
+root = sys.argv[1]
+os.chdir(root)
+def expect_errno(code, fn, *a):
+    try:
+        fn(*a)
+    except OSError as e:
+        assert e.errno == code, (fn.__name__, a, e)
+        return
+    raise AssertionError(f"{fn.__name__}{a} did not fail with {errno.errorcode[code]}")
+
+# O_APPEND, pread/pwrite, truncate, fstat sizes
+fd = os.open("f", os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o644)
+assert os.write(fd, b"hello") == 5
+assert os.pwrite(fd, b"J", 0) == 1
+assert os.pread(fd, 10, 0) == b"Jello"
+os.close(fd)
+expect_errno(errno.EEXIST, os.open, "f", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+fd = os.open("f", os.O_WRONLY | os.O_APPEND)
+os.lseek(fd, 0, os.SEEK_SET)
+os.write(fd, b"!")
+os.close(fd)
+assert open("f", "rb").read() == b"Jello!"
+os.truncate("f", 2)
+assert os.stat("f").st_size == 2
+os.truncate("f", 100000)
+st = os.stat("f")
+assert st.st_size == 100000 and open("f", "rb").read()[2:] == bytes(99998)
+
+# sparse files, SEEK_DATA/SEEK_HOLE, fallocate, copy_file_range
+fd = os.open("sparse", os.O_CREAT | os.O_RDWR, 0o600)
+os.pwrite(fd, b"x" * 4096, 8 << 20)
+st = os.fstat(fd)
+assert st.st_size == (8 << 20) + 4096, st
+assert st.st_blocks * 512 < (1 << 20), ("holes must not use space", st.st_blocks)
+data = os.lseek(fd, 0, os.SEEK_DATA)
+assert 0 < data <= 8 << 20, data
+assert os.lseek(fd, data, os.SEEK_HOLE) >= (8 << 20) + 4096
+os.posix_fallocate(fd, 0, 65536)
+assert os.fstat(fd).st_blocks * 512 >= 65536
+dst = os.open("copy", os.O_CREAT | os.O_RDWR, 0o600)
+n = os.copy_file_range(fd, dst, 4096, 8 << 20, 0)
+assert n == 4096 and os.pread(dst, 4096, 0) == b"x" * 4096, n
+os.close(dst); os.close(fd)
+
+# links, symlinks, rename, replace, utime, chmod
+os.link("f", "f2")
+assert os.stat("f").st_nlink == 2 and os.stat("f").st_ino == os.stat("f2").st_ino
+os.symlink("f", "sl")
+assert os.readlink("sl") == "f" and stat.S_ISLNK(os.lstat("sl").st_mode)
+os.mkdir("dir", 0o750)
+assert stat.S_IMODE(os.stat("dir").st_mode) == 0o750
+os.rename("f2", "dir/moved")
+os.replace("copy", "dir/moved")
+assert os.stat("f").st_nlink == 1
+expect_errno(errno.ENOTEMPTY, os.rmdir, "dir")
+expect_errno(errno.EISDIR, os.rename, "f", "dir")
+os.utime("f", ns=(1_000_000_123, 2_000_000_456))
+st = os.stat("f")
+assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_123, 2_000_000_456), st
+os.chmod("f", 0o4711)
+assert stat.S_IMODE(os.stat("f").st_mode) == 0o4711
+os.mkfifo("fifo")
+assert stat.S_ISFIFO(os.stat("fifo").st_mode)
+expect_errno(errno.ENOENT, os.stat, "nope")
+expect_errno(errno.ENOTDIR, os.stat, "f/x")
+expect_errno(errno.ENAMETOOLONG, os.open, "n" * 256, os.O_CREAT | os.O_WRONLY)
+open("n" * 255, "w").close()
+
+# xattrs
+os.setxattr("f", "user.k", b"v\x00w")
+assert os.getxattr("f", "user.k") == b"v\x00w"
+assert "user.k" in os.listxattr("f")
+expect_errno(errno.EEXIST, os.setxattr, "f", "user.k", b"", os.XATTR_CREATE)
+expect_errno(errno.ENODATA, os.setxattr, "f", "user.none", b"", os.XATTR_REPLACE)
+os.removexattr("f", "user.k")
+expect_errno(errno.ENODATA, os.getxattr, "f", "user.k")
+
+# unlink while open, rename over an open file
+fd = os.open("gone", os.O_CREAT | os.O_RDWR, 0o600)
+os.write(fd, b"still here")
+os.unlink("gone")
+assert os.fstat(fd).st_nlink == 0
+os.pwrite(fd, b"STILL", 0)
+assert os.pread(fd, 100, 0) == b"STILL here"
+os.close(fd)
+fd = os.open("victim", os.O_CREAT | os.O_RDWR, 0o600)
+os.write(fd, b"old")
+open("newer", "w").write("new")
+os.rename("newer", "victim")
+assert os.pread(fd, 10, 0) == b"old" and open("victim").read() == "new"
+os.close(fd)
+
+# listing and statvfs
+names = sorted(os.listdir("."))
+assert names == sorted(["f", "sl", "dir", "fifo", "sparse", "n" * 255, "victim"]), names
+assert [e.name for e in os.scandir("dir")] == ["moved"]
+sv = os.statvfs(".")
+assert sv.f_namemax == 255 and sv.f_bsize > 0 and sv.f_bfree <= sv.f_blocks, sv
+
+# concurrent writers to one file
+fd = os.open("shared", os.O_CREAT | os.O_RDWR, 0o600)
+def writer(k):
+    for i in range(64):
+        os.pwrite(fd, bytes([k]) * 4096, (i * 8 + k) * 4096)
+ts = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+blob = os.pread(fd, 64 * 8 * 4096, 0)
+for i in range(64 * 8):
+    assert blob[i * 4096:(i + 1) * 4096] == bytes([i % 8]) * 4096, i
+os.close(fd)
+print("ok")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(m.path())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "python os calls failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.finish();
+}
+
+/// Big sequential I/O through the kernel: 64 MiB with dd in 1 MiB blocks, checksummed,
+/// with and without the kernel writeback cache.
+#[test]
+fn large_file_checksum_with_and_without_writeback() {
+    if !tools_or_skip("large_file_checksum", &["dd", "sha256sum"]) {
+        return;
+    }
+    for fuse in ["writeback_cache = false", "writeback_cache = true"] {
+        let Some(m) = Mounted::new("large_file_checksum", "", fuse) else { return };
+        let host = tempfile::tempdir().unwrap();
+        let src = host.path().join("src.bin");
+        sh(host.path(), "head -c 67108864 /dev/urandom > src.bin");
+        sh(
+            m.path(),
+            &format!(
+                "dd if={} of=big bs=1M status=none conv=fsync
+                 test \"$(sha256sum < big)\" = \"$(sha256sum < {})\"
+                 dd if=big of=/dev/null bs=4k status=none
+                 test $(stat -c %s big) -eq 67108864",
+                src.display(),
+                src.display()
+            ),
+        );
+        m.finish();
+    }
+}
+
+/// A 5,000-entry directory lists completely through readdirplus paging and removes cleanly.
+#[test]
+fn many_files_list_and_remove() {
+    let Some(m) = Mounted::new("many_files_list_and_remove", "", "") else { return };
+    let out = sh(
+        m.path(),
+        "mkdir big && cd big && seq -f 'file-%05g' 1 5000 | xargs touch
+         ls -l | tail -n +2 | wc -l
+         ls -U | sort | uniq -d | wc -l",
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["5000", "0"]);
+    sh(m.path(), "rm -r big && test ! -e big");
+    m.finish();
+}
+
+/// `size_limit` reaches the mount: df reports it, and writing past it fails with ENOSPC
+/// while what was written before stays intact.
+#[test]
+fn size_limit_enospc_and_statfs() {
+    let Some(m) = Mounted::new("size_limit_enospc_and_statfs", "size_limit = \"8MiB\"", "")
+    else {
+        return;
+    };
+    let mnt = m.path();
+    let total = sh(mnt, "stat -f -c '%b*%S' . | bc 2>/dev/null || stat -f -c '%b %S' .");
+    let nums: Vec<u64> = total.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let bytes = match nums.as_slice() {
+        [b] => *b,
+        [b, s] => b * s,
+        _ => panic!("unexpected stat -f output {total:?}"),
+    };
+    assert_eq!(bytes, 8 << 20, "statfs total size must be the configured limit");
+    std::fs::write(mnt.join("keep"), vec![7u8; 1 << 20]).unwrap();
+    let err = std::fs::write(mnt.join("too-big"), vec![1u8; 9 << 20]).expect_err("over the limit");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(std::fs::read(mnt.join("keep")).unwrap(), vec![7u8; 1 << 20]);
+    std::fs::remove_file(mnt.join("too-big")).unwrap();
+    // Space is given back: the same amount fits again after the delete.
+    std::fs::write(mnt.join("again"), vec![2u8; 6 << 20]).unwrap();
+    m.finish();
+}
+
+/// With `allow_other`, another user sees the mount but the permission bits hold: `nobody`
+/// reads a 0644 file, cannot write it, cannot create in a 0755 root-owned directory, and can
+/// write in a directory it owns.
+#[test]
+fn other_user_with_allow_other() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping other_user_with_allow_other: needs root to switch users");
+        return;
+    }
+    if !tools_or_skip("other_user_with_allow_other", &["setpriv"]) {
+        return;
+    }
+    let Some(m) = Mounted::new("other_user_with_allow_other", "", "allow_other = true") else {
+        return;
+    };
+    // The temp dir above the mountpoint is 0700; nobody must be able to walk to the mount.
+    let parent = m.path().parent().unwrap();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = m.path();
+    std::fs::write(mnt.join("public"), b"read me").unwrap();
+    std::fs::set_permissions(mnt.join("public"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir(mnt.join("nobodys")).unwrap();
+    std::os::unix::fs::chown(mnt.join("nobodys"), Some(65534), Some(65534)).unwrap();
+    let as_nobody = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+            .current_dir(mnt)
+            .output()
+            .expect("setpriv")
+    };
+    let out = as_nobody("cat public");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "read me", "{out:?}");
+    let out = as_nobody("echo x >> public");
+    assert!(!out.status.success(), "nobody must not write a 0644 root file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    let out = as_nobody("touch newfile");
+    assert!(!out.status.success(), "nobody must not create in a 0755 root dir");
+    let out = as_nobody("echo mine > nobodys/file && stat -c '%u:%g' nobodys/file");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534:65534", "{out:?}");
+    m.finish();
+}
+
+/// Without `allow_other` (the default), another user cannot even look at the mount.
+#[test]
+fn other_user_refused_by_default() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping other_user_refused_by_default: needs root to switch users");
+        return;
+    }
+    if !tools_or_skip("other_user_refused_by_default", &["setpriv"]) {
+        return;
+    }
+    let Some(m) = Mounted::new("other_user_refused_by_default", "", "") else { return };
+    let parent = m.path().parent().unwrap();
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
+        .arg(m.path())
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success(), "allow_other is off by default: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    m.finish();
+}

@@ -1,0 +1,873 @@
+//! Unit tests of memfs behaviour that the shared conformance suite does not pin down:
+//! the size limit, memory accounting, sparse extremes, inode limits, xattr namespaces,
+//! handle lifetimes and concurrency.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::data::{CHUNK, MAX_FILE_SIZE};
+use super::{MemFs, MemFsOptions};
+use crate::*;
+
+const RW: OpenFlags = OpenFlags::READ.union(OpenFlags::WRITE);
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn fs_with(opts: MemFsOptions) -> MemFs {
+    MemFs::new(opts)
+}
+
+fn fs() -> MemFs {
+    fs_with(MemFsOptions::default())
+}
+
+fn root() -> Ctx {
+    Ctx::root()
+}
+
+/// Creates `name` in the root and returns its inode and an open read-write handle.
+fn create(fs: &MemFs, name: &str) -> (Ino, Fh) {
+    let (a, o) = fs
+        .create(
+            &root(),
+            Ino::ROOT,
+            os(name),
+            0o644,
+            RW | OpenFlags::EXCLUSIVE,
+        )
+        .unwrap();
+    (a.ino, o.fh)
+}
+
+fn read_all(fs: &MemFs, ino: Ino) -> Vec<u8> {
+    let size = fs.getattr(&root(), ino, None).unwrap().size as usize;
+    let mut buf = vec![0xEE; size + 10];
+    let n = fs.read(&root(), ino, None, 0, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn size_limit_fails_without_changing_anything() {
+    let fs = fs_with(MemFsOptions {
+        size_limit: Some(256 * 1024),
+        ..Default::default()
+    });
+    let (ino, fh) = create(&fs, "f");
+    let data: Vec<u8> = (0..200 * 1024u32).map(|i| (i % 253) as u8).collect();
+    fs.write(&root(), ino, Some(fh), 0, &data).unwrap();
+    fs.flush(&root(), ino, fh, 0).unwrap();
+    let used = fs.used_bytes();
+    let before = fs.getattr(&root(), ino, None).unwrap();
+
+    // An appending write, an fallocate and an extending copy that do not fit.
+    let big = vec![7u8; 100 * 1024];
+    assert!(matches!(
+        fs.write(&root(), ino, Some(fh), 200 * 1024, &big),
+        Err(VfsError::NoSpace)
+    ));
+    assert!(matches!(
+        fs.fallocate(&root(), ino, None, 0, 1 << 20, FallocateFlags::empty()),
+        Err(VfsError::NoSpace)
+    ));
+    assert!(matches!(
+        fs.fallocate(
+            &root(),
+            ino,
+            None,
+            1 << 40,
+            1 << 40,
+            FallocateFlags::empty()
+        ),
+        Err(VfsError::NoSpace)
+    ));
+    let (g, gh) = create(&fs, "g");
+    assert!(matches!(
+        fs.copy_file_range(&root(), ino, None, 0, g, Some(gh), 0, 200 * 1024),
+        Err(VfsError::NoSpace)
+    ));
+    assert_eq!(fs.getattr(&root(), g, None).unwrap().size, 0);
+    assert!(matches!(
+        fs.setxattr(
+            &root(),
+            ino,
+            os("user.big"),
+            &vec![1; 60 * 1024],
+            XattrFlags::empty()
+        ),
+        Err(VfsError::NoSpace)
+    ));
+    let after = fs.getattr(&root(), ino, None).unwrap();
+    assert_eq!(
+        (after.size, after.blocks, after.mtime),
+        (before.size, before.blocks, before.mtime)
+    );
+    assert_eq!(read_all(&fs, ino), data);
+    assert_eq!(fs.used_bytes(), used);
+
+    // Overwriting in place needs no memory; extending with a hole needs none either.
+    fs.write(&root(), ino, Some(fh), 1000, &big[..50 * 1024])
+        .unwrap();
+    let set = SetAttr {
+        size: Some(1 << 40),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), ino, &set, None).unwrap();
+    assert_eq!(fs.used_bytes(), used);
+    // statfs reports the limit.
+    let st = fs.statfs(&root(), Ino::ROOT).unwrap();
+    assert_eq!(st.blocks, 64);
+    assert_eq!(st.bfree, (256 * 1024 - used) / 4096);
+    // Freeing makes room again.
+    fs.release(&root(), ino, fh).unwrap();
+    fs.unlink(&root(), Ino::ROOT, os("f")).unwrap();
+    fs.write(&root(), g, Some(gh), 0, &big).unwrap();
+    fs.release(&root(), g, gh).unwrap();
+}
+
+#[test]
+fn geometric_growth_falls_back_to_exact_at_the_limit() {
+    let limit = 10 * 4096;
+    let fs = fs_with(MemFsOptions {
+        size_limit: Some(limit),
+        ..Default::default()
+    });
+    let (ino, fh) = create(&fs, "f");
+    // Doubling would want a 64 KiB chunk long before the limit is reached; exact
+    // allocation must still let every byte that fits be written.
+    let piece = [3u8; 4107];
+    let mut off = 0u64;
+    while off + 4107 <= limit {
+        fs.write(&root(), ino, Some(fh), off, &piece).unwrap();
+        off += 4107;
+    }
+    assert_eq!(off, 9 * 4107);
+    assert!(fs.used_bytes() <= limit);
+    assert!(matches!(
+        fs.write(&root(), ino, Some(fh), off, &piece),
+        Err(VfsError::NoSpace)
+    ));
+    assert_eq!(fs.getattr(&root(), ino, None).unwrap().size, off);
+    fs.release(&root(), ino, fh).unwrap();
+    assert_eq!(fs.used_bytes(), limit);
+}
+
+#[test]
+fn sparse_extremes_cost_nothing() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    let set = SetAttr {
+        size: Some(MAX_FILE_SIZE),
+        ..SetAttr::default()
+    };
+    let a = fs.setattr(&root(), ino, &set, Some(fh)).unwrap();
+    assert_eq!((a.size, a.blocks), (i64::MAX as u64, 0));
+    assert_eq!(fs.used_bytes(), 0);
+    let mut buf = [0xFFu8; 4096];
+    assert_eq!(
+        fs.read(&root(), ino, Some(fh), 1 << 62, &mut buf).unwrap(),
+        4096
+    );
+    assert!(buf.iter().all(|&b| b == 0));
+    let too_big = SetAttr {
+        size: Some(MAX_FILE_SIZE + 1),
+        ..SetAttr::default()
+    };
+    assert!(matches!(
+        fs.setattr(&root(), ino, &too_big, None),
+        Err(VfsError::FileTooLarge)
+    ));
+
+    let edge = MAX_FILE_SIZE - 1;
+    assert!(matches!(
+        fs.write(&root(), ino, Some(fh), edge, b"ab"),
+        Err(VfsError::FileTooLarge)
+    ));
+    assert!(matches!(
+        fs.write(&root(), ino, None, u64::MAX, b"a"),
+        Err(VfsError::FileTooLarge)
+    ));
+    assert_eq!(fs.write(&root(), ino, Some(fh), edge, b"a").unwrap(), 1);
+    let mut one = [0u8; 4];
+    assert_eq!(fs.read(&root(), ino, None, edge, &mut one).unwrap(), 1);
+    assert_eq!(one[0], b'a');
+    assert_eq!(fs.read(&root(), ino, None, u64::MAX, &mut one).unwrap(), 0);
+    assert!(fs.used_bytes() <= CHUNK);
+    assert!(matches!(
+        fs.fallocate(&root(), ino, None, edge, 2, FallocateFlags::KEEP_SIZE),
+        Err(VfsError::FileTooLarge)
+    ));
+    assert!(
+        matches!(fs.lseek(&root(), ino, None, 0, Whence::Data), Ok(o) if o == edge / CHUNK * CHUNK)
+    );
+    assert_eq!(fs.lseek(&root(), ino, None, 5, Whence::Hole).unwrap(), 5);
+    assert!(matches!(
+        fs.lseek(&root(), ino, None, MAX_FILE_SIZE, Whence::Hole),
+        Err(VfsError::NoDataAtOffset)
+    ));
+    // Truncating back frees everything.
+    let set = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), ino, &set, None).unwrap();
+    assert_eq!(fs.used_bytes(), 0);
+    fs.release(&root(), ino, fh).unwrap();
+}
+
+#[test]
+fn copy_of_a_sparse_file_stays_sparse() {
+    let fs = fs();
+    let (a, ah) = create(&fs, "a");
+    fs.write(&root(), a, Some(ah), 10 << 30, b"tail").unwrap();
+    fs.write(&root(), a, Some(ah), 0, b"head").unwrap();
+    let (b, bh) = create(&fs, "b");
+    let n = fs
+        .copy_file_range(&root(), a, Some(ah), 0, b, Some(bh), 3, u64::MAX)
+        .unwrap();
+    assert_eq!(n, (10 << 30) + 4);
+    assert_eq!(fs.getattr(&root(), b, None).unwrap().size, (10 << 30) + 7);
+    assert!(fs.used_bytes() <= 4 * 4096, "used {}", fs.used_bytes());
+    let mut buf = [0u8; 8];
+    fs.read(&root(), b, None, 0, &mut buf).unwrap();
+    assert_eq!(&buf, b"\0\0\0head\0");
+    fs.read(&root(), b, None, (10 << 30) + 3, &mut buf).unwrap();
+    assert_eq!(&buf[..4], b"tail");
+    // Read-only source handle for output, append output handle: BadHandle.
+    let ro = fs.open(&root(), b, OpenFlags::READ).unwrap().fh;
+    assert!(matches!(
+        fs.copy_file_range(&root(), a, None, 0, b, Some(ro), 0, 4),
+        Err(VfsError::BadHandle)
+    ));
+    for (ino, fh) in [(a, ah), (b, bh), (b, ro)] {
+        fs.release(&root(), ino, fh).unwrap();
+    }
+}
+
+#[test]
+fn small_files_are_trimmed_to_pages() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    let piece = [1u8; 4107];
+    for i in 0..10u64 {
+        fs.write(&root(), ino, Some(fh), i * 4107, &piece).unwrap();
+    }
+    assert!(fs.used_bytes() >= 41_070);
+    fs.release(&root(), ino, fh).unwrap();
+    assert_eq!(fs.used_bytes(), 41_070u64.div_ceil(4096) * 4096);
+    assert_eq!(
+        fs.getattr(&root(), ino, None).unwrap().blocks,
+        41_070u64.div_ceil(4096) * 8
+    );
+
+    let (small, sh) = create(&fs, "small");
+    fs.write(&root(), small, Some(sh), 0, &[2u8; 100]).unwrap();
+    fs.fsync(&root(), small, Some(sh), false).unwrap();
+    assert_eq!(fs.getattr(&root(), small, None).unwrap().blocks, 8);
+    fs.release(&root(), small, sh).unwrap();
+    fs.unlink(&root(), Ino::ROOT, os("f")).unwrap();
+    fs.unlink(&root(), Ino::ROOT, os("small")).unwrap();
+    assert_eq!(fs.used_bytes(), 0);
+}
+
+#[test]
+fn unlinked_open_file_lives_until_release() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    fs.write(&root(), ino, Some(fh), 0, &[9u8; 100_000])
+        .unwrap();
+    fs.setxattr(&root(), ino, os("user.k"), b"v", XattrFlags::empty())
+        .unwrap();
+    let count = fs.inode_count();
+    fs.unlink(&root(), Ino::ROOT, os("f")).unwrap();
+    assert_eq!(fs.inode_count(), count);
+    fs.write(&root(), ino, Some(fh), 100_000, b"more").unwrap();
+    assert_eq!(fs.getattr(&root(), ino, None).unwrap().nlink, 0);
+    let mut buf = [0u8; 4];
+    fs.read(&root(), ino, Some(fh), 100_000, &mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+    // Forget does not free it either.
+    fs.forget(ino, 100);
+    assert_eq!(fs.getattr(&root(), ino, Some(fh)).unwrap().size, 100_004);
+    // No new link to an unlinked inode.
+    assert!(matches!(
+        fs.link(&root(), ino, Ino::ROOT, os("back")),
+        Err(VfsError::NotFound)
+    ));
+    fs.release(&root(), ino, fh).unwrap();
+    assert_eq!(fs.inode_count(), count - 1);
+    assert_eq!(fs.used_bytes(), 0);
+    assert!(matches!(
+        fs.getattr(&root(), ino, None),
+        Err(VfsError::Stale)
+    ));
+    assert!(matches!(
+        fs.release(&root(), ino, fh),
+        Err(VfsError::BadHandle)
+    ));
+    assert!(matches!(
+        fs.write(&root(), ino, Some(fh), 0, b"x"),
+        Err(VfsError::BadHandle)
+    ));
+}
+
+#[test]
+fn append_handles_write_at_eof() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    fs.write(&root(), ino, Some(fh), 0, b"0123456789").unwrap();
+    let app = fs
+        .open(&root(), ino, OpenFlags::WRITE | OpenFlags::APPEND)
+        .unwrap()
+        .fh;
+    fs.write(&root(), ino, Some(app), 0, b"ab").unwrap();
+    fs.write(&root(), ino, Some(app), 3, b"cd").unwrap();
+    assert_eq!(read_all(&fs, ino), b"0123456789abcd");
+    let rd = fs.open(&root(), ino, OpenFlags::READ).unwrap().fh;
+    assert!(matches!(
+        fs.write(&root(), ino, Some(rd), 0, b"x"),
+        Err(VfsError::BadHandle)
+    ));
+    assert!(matches!(
+        fs.write(&root(), ino, Some(Fh(999_999)), 0, b"x"),
+        Err(VfsError::BadHandle)
+    ));
+    // A handle of another inode is not valid for this one.
+    let (other, oh) = create(&fs, "g");
+    assert!(matches!(
+        fs.read(&root(), other, Some(fh), 0, &mut [0; 4]),
+        Err(VfsError::BadHandle)
+    ));
+    for (i, h) in [(ino, fh), (ino, app), (ino, rd), (other, oh)] {
+        fs.release(&root(), i, h).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_writers_to_disjoint_ranges() {
+    let fs = Arc::new(fs());
+    let (ino, fh) = create(&fs, "f");
+    let per_thread = 1_000_000usize;
+    let piece = 4107usize;
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let fs = Arc::clone(&fs);
+            std::thread::spawn(move || {
+                let base = u64::from(t) * per_thread as u64;
+                let mut done = 0usize;
+                while done < per_thread {
+                    let n = piece.min(per_thread - done);
+                    let data: Vec<u8> = (0..n)
+                        .map(|i| t.wrapping_mul(31).wrapping_add(((done + i) % 251) as u8))
+                        .collect();
+                    let h = if t % 2 == 0 { Some(fh) } else { None };
+                    fs.write(&Ctx::root(), ino, h, base + done as u64, &data)
+                        .unwrap();
+                    done += n;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let all = read_all(&fs, ino);
+    assert_eq!(all.len(), 8 * per_thread);
+    for (t, part) in all.chunks(per_thread).enumerate() {
+        for (i, &b) in part.iter().enumerate() {
+            let want = (t as u8).wrapping_mul(31).wrapping_add((i % 251) as u8);
+            assert_eq!(b, want, "thread {t} byte {i}");
+        }
+    }
+    fs.release(&root(), ino, fh).unwrap();
+    assert_eq!(
+        fs.used_bytes(),
+        (8 * per_thread as u64).div_ceil(4096) * 4096
+    );
+}
+
+#[test]
+fn max_inodes_is_enforced() {
+    let fs = fs_with(MemFsOptions {
+        max_inodes: Some(3),
+        ..Default::default()
+    });
+    fs.mkdir(&root(), Ino::ROOT, os("a"), 0o755).unwrap();
+    fs.symlink(&root(), Ino::ROOT, os("b"), os("a")).unwrap();
+    assert!(matches!(
+        fs.mkdir(&root(), Ino::ROOT, os("c"), 0o755),
+        Err(VfsError::NoSpace)
+    ));
+    assert!(matches!(
+        fs.create(&root(), Ino::ROOT, os("c"), 0o644, RW),
+        Err(VfsError::NoSpace)
+    ));
+    let st = fs.statfs(&root(), Ino::ROOT).unwrap();
+    assert_eq!((st.files, st.ffree), (3, 0));
+    fs.unlink(&root(), Ino::ROOT, os("b")).unwrap();
+    fs.mknod(&root(), Ino::ROOT, os("c"), FileType::Fifo, 0o644, 0)
+        .unwrap();
+    // A hard link is not a new inode.
+    let c = fs.lookup(&root(), Ino::ROOT, os("c")).unwrap();
+    fs.link(&root(), c.ino, Ino::ROOT, os("d")).unwrap();
+}
+
+#[test]
+fn inode_numbers_are_monotonic_and_root_options_apply() {
+    let fs = fs_with(MemFsOptions {
+        root_uid: 7,
+        root_gid: 8,
+        root_mode: 0o1777,
+        ..Default::default()
+    });
+    let r = fs.getattr(&root(), Ino::ROOT, None).unwrap();
+    assert_eq!((r.uid, r.gid, r.perm, r.nlink), (7, 8, 0o1777, 2));
+    let a = fs.mkdir(&root(), Ino::ROOT, os("a"), 0o755).unwrap().ino;
+    assert_eq!(a, Ino(2));
+    fs.rmdir(&root(), Ino::ROOT, os("a")).unwrap();
+    let b = fs.mkdir(&root(), Ino::ROOT, os("a"), 0o755).unwrap().ino;
+    assert_eq!(b, Ino(3));
+}
+
+#[test]
+fn read_only_rejects_every_change() {
+    let fs = fs_with(MemFsOptions {
+        read_only: true,
+        ..Default::default()
+    });
+    let r = root();
+    assert!(fs.open(&r, Ino::ROOT, OpenFlags::READ).is_ok());
+    assert!(matches!(
+        fs.create(&r, Ino::ROOT, os("f"), 0o644, RW),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.mkdir(&r, Ino::ROOT, os("d"), 0o755),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.unlink(&r, Ino::ROOT, os("d")),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.rmdir(&r, Ino::ROOT, os("d")),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.rename(
+            &r,
+            Ino::ROOT,
+            os("a"),
+            Ino::ROOT,
+            os("b"),
+            RenameFlags::empty()
+        ),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.link(&r, Ino::ROOT, Ino::ROOT, os("x")),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.removexattr(&r, Ino::ROOT, os("user.x")),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.write(&r, Ino::ROOT, None, 0, b"x"),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.fallocate(&r, Ino::ROOT, None, 0, 1, FallocateFlags::empty()),
+        Err(VfsError::ReadOnly)
+    ));
+    assert!(matches!(
+        fs.access(&r, Ino::ROOT, AccessMask::WRITE),
+        Err(VfsError::ReadOnly)
+    ));
+}
+
+#[test]
+fn xattr_namespaces_follow_linux() {
+    let fs = fs();
+    let d = fs.mkdir(&root(), Ino::ROOT, os("pub"), 0o777).unwrap().ino;
+    let u = Ctx::with_groups(1000, 1000, &[]);
+    let other = Ctx::with_groups(1001, 1001, &[]);
+    let (f, fh) = fs.create(&u, d, os("f"), 0o644, RW).unwrap();
+    fs.release(&u, f.ino, fh.fh).unwrap();
+    let f = f.ino;
+    let none = XattrFlags::empty();
+    fs.setxattr(&u, f, os("user.a"), b"1", none).unwrap();
+    assert!(matches!(
+        fs.setxattr(&other, f, os("user.a"), b"2", none),
+        Err(VfsError::PermissionDenied)
+    ));
+    assert_eq!(fs.getxattr(&other, f, os("user.a")).unwrap(), b"1");
+    assert!(matches!(
+        fs.setxattr(&u, f, os("trusted.t"), b"1", none),
+        Err(VfsError::NotPermitted)
+    ));
+    fs.setxattr(&root(), f, os("trusted.t"), b"1", none)
+        .unwrap();
+    assert!(matches!(
+        fs.getxattr(&u, f, os("trusted.t")),
+        Err(VfsError::NoAttribute)
+    ));
+    assert_eq!(
+        fs.listxattr(&u, f).unwrap(),
+        vec![OsStr::new("user.a").to_owned()]
+    );
+    assert_eq!(fs.listxattr(&root(), f).unwrap().len(), 2);
+    let l = fs.symlink(&u, d, os("l"), os("f")).unwrap().ino;
+    assert!(matches!(
+        fs.setxattr(&u, l, os("user.a"), b"1", none),
+        Err(VfsError::NotPermitted)
+    ));
+    assert!(matches!(
+        fs.getxattr(&u, l, os("user.a")),
+        Err(VfsError::NoAttribute)
+    ));
+    fs.setxattr(&u, l, os("security.selinux"), b"ctx", none)
+        .unwrap();
+    // Names without a Linux namespace (macOS style) are kept verbatim.
+    fs.setxattr(&u, f, os("com.apple.FinderInfo"), b"fi", none)
+        .unwrap();
+    assert_eq!(
+        fs.getxattr(&u, f, os("com.apple.FinderInfo")).unwrap(),
+        b"fi"
+    );
+    assert!(matches!(fs.getxattr(&u, f, os("")), Err(VfsError::Range)));
+    let used = fs.used_bytes();
+    fs.removexattr(&u, f, os("user.a")).unwrap();
+    assert_eq!(fs.used_bytes(), used - "user.a1".len() as u64);
+    assert!(matches!(
+        fs.removexattr(&u, f, os("user.a")),
+        Err(VfsError::NoAttribute)
+    ));
+}
+
+#[test]
+fn permissions_on_namespace_and_io() {
+    let fs = fs();
+    let u = Ctx::with_groups(1000, 1000, &[]);
+    let d = fs
+        .mkdir(&root(), Ino::ROOT, os("private"), 0o700)
+        .unwrap()
+        .ino;
+    let (f, h) = fs.create(&root(), d, os("f"), 0o600, RW).unwrap();
+    fs.release(&root(), f.ino, h.fh).unwrap();
+    assert!(matches!(
+        fs.lookup(&u, d, os("f")),
+        Err(VfsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fs.create(&u, d, os("g"), 0o644, RW),
+        Err(VfsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fs.unlink(&u, d, os("f")),
+        Err(VfsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fs.opendir(&u, d, OpenFlags::READ),
+        Err(VfsError::PermissionDenied)
+    ));
+    assert!(matches!(
+        fs.open(&u, f.ino, OpenFlags::READ),
+        Err(VfsError::PermissionDenied)
+    ));
+    // Root needs an x bit to execute a file, never to search a directory.
+    assert!(matches!(
+        fs.access(&root(), f.ino, AccessMask::EXEC),
+        Err(VfsError::PermissionDenied)
+    ));
+    fs.access(
+        &root(),
+        d,
+        AccessMask::EXEC | AccessMask::WRITE | AccessMask::READ,
+    )
+    .unwrap();
+    // Group membership through supplementary groups.
+    let set = SetAttr {
+        gid: Some(50),
+        mode: Some(0o750),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), d, &set, None).unwrap();
+    let member = Ctx::with_groups(1000, 1000, &[50]);
+    fs.lookup(&member, d, os("f")).unwrap();
+    assert!(matches!(
+        fs.lookup(&u, d, os("f")),
+        Err(VfsError::PermissionDenied)
+    ));
+    // The owner may chgrp only to a group it is in.
+    let set = SetAttr {
+        uid: Some(1000),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), f.ino, &set, None).unwrap();
+    let chgrp = |g| SetAttr {
+        gid: Some(g),
+        ..SetAttr::default()
+    };
+    fs.setattr(&member, f.ino, &chgrp(50), None).unwrap();
+    assert!(matches!(
+        fs.setattr(&member, f.ino, &chgrp(51), None),
+        Err(VfsError::NotPermitted)
+    ));
+}
+
+#[test]
+fn rename_moves_directories_and_refuses_loops() {
+    let fs = fs();
+    let r = root();
+    let a = fs.mkdir(&r, Ino::ROOT, os("a"), 0o755).unwrap().ino;
+    let b = fs.mkdir(&r, a, os("b"), 0o755).unwrap().ino;
+    let c = fs.mkdir(&r, b, os("c"), 0o755).unwrap().ino;
+    let none = RenameFlags::empty();
+    assert!(matches!(
+        fs.rename(&r, Ino::ROOT, os("a"), c, os("a"), none),
+        Err(VfsError::InvalidArgument)
+    ));
+    assert!(matches!(
+        fs.rename(&r, Ino::ROOT, os("a"), a, os("x"), none),
+        Err(VfsError::InvalidArgument)
+    ));
+    // Target an ancestor of the source: not empty.
+    assert!(matches!(
+        fs.rename(&r, b, os("c"), Ino::ROOT, os("a"), none),
+        Err(VfsError::NotEmpty)
+    ));
+    fs.rename(&r, b, os("c"), Ino::ROOT, os("c"), none).unwrap();
+    assert_eq!(fs.getattr(&r, b, None).unwrap().nlink, 2);
+    assert_eq!(fs.getattr(&r, Ino::ROOT, None).unwrap().nlink, 4);
+    // Now b may move under c, and the exchange of a and c swaps the subtrees.
+    fs.rename(&r, a, os("b"), c, os("b"), none).unwrap();
+    assert!(matches!(
+        fs.rename(&r, Ino::ROOT, os("c"), c, os("b"), RenameFlags::EXCHANGE),
+        Err(VfsError::InvalidArgument)
+    ));
+    let e = fs.mkdir(&r, Ino::ROOT, os("e"), 0o755).unwrap().ino;
+    fs.rename(&r, Ino::ROOT, os("e"), c, os("b"), RenameFlags::EXCHANGE)
+        .unwrap();
+    assert_eq!(fs.lookup(&r, c, os("b")).unwrap().ino, e);
+    assert_eq!(fs.lookup(&r, Ino::ROOT, os("e")).unwrap().ino, b);
+    // Moved directories have their parent pointers updated: this is not a loop any more.
+    fs.rename(&r, Ino::ROOT, os("a"), b, os("a"), none).unwrap();
+    assert!(matches!(
+        fs.rename(&r, Ino::ROOT, os("e"), a, os("e"), none),
+        Err(VfsError::InvalidArgument)
+    ));
+}
+
+#[test]
+fn opposite_directory_renames_do_not_deadlock() {
+    let fs = Arc::new(fs());
+    let r = root();
+    let a = fs.mkdir(&r, Ino::ROOT, os("a"), 0o755).unwrap().ino;
+    let b = fs.mkdir(&r, Ino::ROOT, os("b"), 0o755).unwrap().ino;
+    for i in 0..8 {
+        fs.mkdir(&r, a, os(&format!("d{i}")), 0o755).unwrap();
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let fs = Arc::clone(&fs);
+            std::thread::spawn(move || {
+                let r = Ctx::root();
+                for n in 0..2000 {
+                    let name = format!("d{}", (n + t) % 8);
+                    let (from, to) = if (n + t) % 2 == 0 { (a, b) } else { (b, a) };
+                    let _ = fs.rename(&r, from, os(&name), to, os(&name), RenameFlags::empty());
+                    let _ = fs.rename(&r, from, os("a"), to, os(&name), RenameFlags::EXCHANGE);
+                    let _ = fs.rmdir(&r, to, os("nonexistent"));
+                    let _ = fs.getattr(&r, from, None);
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !threads.iter().all(|t| t.is_finished()) {
+        assert!(std::time::Instant::now() < deadline, "renames deadlocked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let na = fs.getattr(&r, a, None).unwrap().nlink;
+    let nb = fs.getattr(&r, b, None).unwrap().nlink;
+    assert_eq!(na + nb, 4 + 8, "every subdirectory counted exactly once");
+}
+
+#[test]
+fn big_directories_page_in_linear_time() {
+    let fs = fs();
+    let r = root();
+    let d = fs.mkdir(&r, Ino::ROOT, os("big"), 0o755).unwrap().ino;
+    for i in 0..100_000 {
+        fs.mknod(&r, d, os(&format!("n{i}")), FileType::RegularFile, 0o644, 0)
+            .unwrap();
+    }
+    let mut after = 0;
+    let mut total = 0;
+    loop {
+        let mut sink = VecSink {
+            limit: Some(100),
+            plus: true,
+            ..VecSink::default()
+        };
+        fs.readdir(&r, d, None, after, &mut sink).unwrap();
+        let Some(last) = sink.entries.last() else {
+            break;
+        };
+        assert!(
+            sink.entries
+                .iter()
+                .all(|e| e.attr.is_some_and(|a| a.ino == e.ino))
+        );
+        after = last.cookie;
+        total += sink.entries.len();
+    }
+    assert_eq!(total, 100_000);
+    assert!(after < 1 << 63);
+    for i in (0..100_000).step_by(3) {
+        fs.unlink(&r, d, os(&format!("n{i}"))).unwrap();
+    }
+    assert_eq!(fs.inode_count(), 2 + 100_000 - 33_334);
+}
+
+/// A small xorshift generator: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Some directory reached by a short random walk from the root.
+fn random_dir(fs: &MemFs, rng: &mut Rng) -> Ino {
+    let r = root();
+    let mut dir = Ino::ROOT;
+    for _ in 0..rng.next(4) {
+        let mut sink = VecSink::default();
+        if fs.readdir(&r, dir, None, 0, &mut sink).is_err() {
+            break;
+        }
+        let dirs: Vec<_> = sink
+            .entries
+            .iter()
+            .filter(|e| e.kind == FileType::Directory)
+            .collect();
+        if dirs.is_empty() {
+            break;
+        }
+        dir = dirs[rng.next(dirs.len() as u64) as usize].ino;
+    }
+    dir
+}
+
+#[test]
+fn mixed_concurrent_namespace_changes_keep_invariants() {
+    let fs = Arc::new(fs());
+    let threads: Vec<_> = (0..6u64)
+        .map(|t| {
+            let fs = Arc::clone(&fs);
+            std::thread::spawn(move || {
+                let r = Ctx::root();
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+                for _ in 0..3000 {
+                    let a = random_dir(&fs, &mut rng);
+                    let b = random_dir(&fs, &mut rng);
+                    let n1 = format!("n{}", rng.next(6));
+                    let n2 = format!("n{}", rng.next(6));
+                    let (n1, n2) = (os(&n1), os(&n2));
+                    match rng.next(9) {
+                        0 => drop(fs.mkdir(&r, a, n1, 0o755)),
+                        1 => drop(fs.rmdir(&r, a, n1)),
+                        2 => {
+                            if let Ok((attr, o)) = fs.create(&r, a, n1, 0o644, RW) {
+                                let _ =
+                                    fs.write(&r, attr.ino, Some(o.fh), rng.next(1 << 20), b"data");
+                                fs.release(&r, attr.ino, o.fh).unwrap();
+                            }
+                        }
+                        3 => drop(fs.unlink(&r, a, n1)),
+                        4 => drop(fs.rename(&r, a, n1, b, n2, RenameFlags::empty())),
+                        5 => drop(fs.rename(&r, a, n1, b, n2, RenameFlags::EXCHANGE)),
+                        6 => {
+                            if let Ok(attr) = fs.lookup(&r, a, n1) {
+                                let _ = fs.link(&r, attr.ino, b, n2);
+                            }
+                        }
+                        7 => {
+                            let mut sink = VecSink {
+                                plus: true,
+                                ..VecSink::default()
+                            };
+                            let _ = fs.readdir(&r, a, None, 0, &mut sink);
+                        }
+                        _ => drop(fs.rename(&r, a, n1, b, n2, RenameFlags::NOREPLACE)),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !threads.iter().all(|t| t.is_finished()) {
+        assert!(std::time::Instant::now() < deadline, "deadlock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // Walk the tree: every directory's nlink is 2 + subdirectories, every file's nlink is
+    // its number of names, every live inode is reachable, and the bytes add up.
+    let r = root();
+    let mut names_of = std::collections::HashMap::<Ino, u32>::new();
+    let mut stack = vec![Ino::ROOT];
+    let mut dirs = 1u64;
+    let mut held = 0u64;
+    while let Some(dir) = stack.pop() {
+        let mut sink = VecSink {
+            plus: true,
+            ..VecSink::default()
+        };
+        fs.readdir(&r, dir, None, 0, &mut sink).unwrap();
+        let subdirs = sink
+            .entries
+            .iter()
+            .filter(|e| e.kind == FileType::Directory)
+            .count() as u32;
+        assert_eq!(
+            fs.getattr(&r, dir, None).unwrap().nlink,
+            2 + subdirs,
+            "{dir:?}"
+        );
+        for e in sink.entries {
+            let attr = e.attr.unwrap();
+            if e.kind == FileType::Directory {
+                assert_eq!(fs.getattr(&r, e.ino, None).unwrap().ino, e.ino);
+                stack.push(e.ino);
+                dirs += 1;
+            } else {
+                let seen = names_of.entry(e.ino).or_insert(0);
+                if *seen == 0 {
+                    held += attr.blocks * 512;
+                }
+                *seen += 1;
+            }
+        }
+    }
+    for (ino, names) in &names_of {
+        assert_eq!(fs.getattr(&r, *ino, None).unwrap().nlink, *names, "{ino:?}");
+    }
+    println!("{dirs} directories, {} other inodes", names_of.len());
+    assert_eq!(fs.inode_count(), dirs + names_of.len() as u64);
+    assert_eq!(fs.used_bytes(), held);
+}
