@@ -23,6 +23,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// normal unmount; after a lazy one they keep serving files that are still open, and are
 /// then left to finish in the background.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the fusermount3 auto_unmount watcher gets before we unmount ourselves.
+const AUTO_UNMOUNT_GRACE: Duration = Duration::from_millis(300);
 const POLL: Duration = Duration::from_millis(5);
 
 /// A live FUSE mount. Dropping it unmounts (lazily if the mount is busy) and joins the
@@ -66,7 +68,22 @@ impl FuseMount {
             return Ok(());
         };
         if !thread.is_finished()
-            && let Err(e) = self.unmounter.unmount()
+            && let Err(e) = self.unmounter.unmount().and_then(|()| {
+                // With auto_unmount, fuser only closes its socket to the fusermount3
+                // watcher and leaves the unmount to it; that watcher reliably unmounts
+                // when the daemon dies, but on a graceful shutdown the mount was seen to
+                // stay. So if the session has not ended shortly after, unmount it here.
+                let grace = Instant::now() + AUTO_UNMOUNT_GRACE;
+                while !thread.is_finished() && Instant::now() < grace {
+                    thread::sleep(POLL);
+                }
+                match mount_state(&self.mountpoint) {
+                    MountState::Mounted { .. } if !thread.is_finished() => {
+                        direct_unmount(&self.mountpoint)
+                    }
+                    _ => Ok(()),
+                }
+            })
         {
             // EBUSY: files are open or a process has its cwd inside. Detach the mount
             // from the namespace; the session serves the open files until they close.
@@ -188,8 +205,18 @@ pub fn mount(
     opts: &FuseOptions,
 ) -> Result<FuseMount, FuseError> {
     probe()?;
+    if opts.allow_other && find_fusermount()?.is_none() {
+        // allow_other brings auto_unmount, which fuser always mounts through fusermount.
+        return Err(FuseError::Unavailable(Unavailable {
+            reason: "allow_other needs fusermount3 (for auto_unmount), which is not on PATH"
+                .to_owned(),
+            fix: "install the fuse3 package, or mount without allow_other".to_owned(),
+        }));
+    }
     let path = check_mountpoint(mountpoint)?;
     let config = session_config(opts);
+    // A panic in the filesystem must cost one request (EIO), not the whole session.
+    let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
     let adapter = Adapter::new(fs, opts);
     let mut session =
         Session::new(adapter, &path, &config).map_err(|e| mount_error(&path, opts, e))?;
@@ -490,6 +517,15 @@ pub fn unmount_path(mountpoint: &Path) -> Result<(), FuseError> {
             }
         }
     })
+}
+
+/// A plain (not lazy) unmount: `umount2` as root, else the setuid helper.
+fn direct_unmount(path: &Path) -> io::Result<()> {
+    if is_root() {
+        sys_unmount(path, false)
+    } else {
+        helper_unmount(path, false)
+    }
 }
 
 /// Detaches our own mount when a normal unmount failed (busy).

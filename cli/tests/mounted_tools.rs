@@ -29,7 +29,10 @@ impl Mounted {
         ));
         let mut daemon = Daemon::spawn(&[setup.config_str()], &setup.mountpoint);
         daemon.wait_mounted("memfs");
-        Some(Mounted { daemon, _setup: setup })
+        Some(Mounted {
+            daemon,
+            _setup: setup,
+        })
     }
 
     fn path(&self) -> &Path {
@@ -89,7 +92,9 @@ fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
 
 #[test]
 fn coreutils_cp_mv_ln_chmod_touch() {
-    let Some(m) = Mounted::new("coreutils_cp_mv_ln_chmod_touch", "", "") else { return };
+    let Some(m) = Mounted::new("coreutils_cp_mv_ln_chmod_touch", "", "") else {
+        return;
+    };
     let mnt = m.path();
     sh(
         mnt,
@@ -111,8 +116,14 @@ fn coreutils_cp_mv_ln_chmod_touch() {
     assert_eq!(c.ino(), hard.ino(), "hard link shares the inode");
     assert_eq!(c.nlink(), 2);
     assert_eq!(c.mode() & 0o7777, 0o640);
-    assert_eq!(std::fs::read_link(mnt.join("soft")).unwrap(), Path::new("c"));
-    assert_eq!(std::fs::read_to_string(mnt.join("soft")).unwrap(), "alpha\n");
+    assert_eq!(
+        std::fs::read_link(mnt.join("soft")).unwrap(),
+        Path::new("c")
+    );
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("soft")).unwrap(),
+        "alpha\n"
+    );
     let a = std::fs::metadata(mnt.join("a")).unwrap();
     let out = sh(mnt, "date -u -d @$(stat -c %Y a) +%Y || true");
     assert!(a.mtime() > 0 && !out.is_empty());
@@ -130,7 +141,9 @@ fn tar_round_trip() {
     if !tools_or_skip("tar_round_trip", &["tar", "sha256sum"]) {
         return;
     }
-    let Some(m) = Mounted::new("tar_round_trip", "", "") else { return };
+    let Some(m) = Mounted::new("tar_round_trip", "", "") else {
+        return;
+    };
     let mnt = m.path();
     let host = tempfile::tempdir().unwrap();
     let h = host.path();
@@ -152,7 +165,10 @@ fn tar_round_trip() {
          (cd src && find . -type f -exec sha256sum {} + | sort -k2) > sums.txt",
     );
     let tar_in = h.join("in.tar");
-    sh(mnt, &format!("tar --numeric-owner -xpf {}", tar_in.display()));
+    sh(
+        mnt,
+        &format!("tar --numeric-owner -xpf {}", tar_in.display()),
+    );
     sh(
         mnt,
         &format!("tar --numeric-owner -cf {}/out.tar src", h.display()),
@@ -168,10 +184,19 @@ fn tar_round_trip() {
     let on_host = sh(h, listing);
     let on_mount = sh(mnt, listing);
     let back = sh(&h.join("back"), listing);
-    assert_eq!(on_host, on_mount, "host tree vs the tree extracted on the mount");
-    assert_eq!(on_host, back, "host tree vs the tree tarred back from the mount");
+    assert_eq!(
+        on_host, on_mount,
+        "host tree vs the tree extracted on the mount"
+    );
+    assert_eq!(
+        on_host, back,
+        "host tree vs the tree tarred back from the mount"
+    );
     let big = std::fs::metadata(mnt.join("src/big.bin")).unwrap();
-    assert_eq!(big.ino(), std::fs::metadata(mnt.join("src/big.hard")).unwrap().ino());
+    assert_eq!(
+        big.ino(),
+        std::fs::metadata(mnt.join("src/big.hard")).unwrap().ino()
+    );
     let sparse = std::fs::metadata(mnt.join("src/sparse")).unwrap();
     assert_eq!(sparse.len(), 10 * 1024 * 1024 + 4);
     m.finish();
@@ -182,7 +207,9 @@ fn git_init_commit_clone_fsck() {
     if !tools_or_skip("git_init_commit_clone_fsck", &["git"]) {
         return;
     }
-    let Some(m) = Mounted::new("git_init_commit_clone_fsck", "", "") else { return };
+    let Some(m) = Mounted::new("git_init_commit_clone_fsck", "", "") else {
+        return;
+    };
     let mnt = m.path();
     let git = "git -c user.name=t -c user.email=t@example.invalid -c init.defaultBranch=main \
                -c safe.directory=*";
@@ -219,7 +246,9 @@ fn python_os_calls() {
     if !tools_or_skip("python_os_calls", &["python3"]) {
         return;
     }
-    let Some(m) = Mounted::new("python_os_calls", "", "") else { return };
+    let Some(m) = Mounted::new("python_os_calls", "", "") else {
+        return;
+    };
     let script = r#"
 import errno, os, stat, sys, threading
 root = sys.argv[1]
@@ -356,7 +385,9 @@ fn large_file_checksum_with_and_without_writeback() {
         return;
     }
     for fuse in ["writeback_cache = false", "writeback_cache = true"] {
-        let Some(m) = Mounted::new("large_file_checksum", "", fuse) else { return };
+        let Some(m) = Mounted::new("large_file_checksum", "", fuse) else {
+            return;
+        };
         let host = tempfile::tempdir().unwrap();
         let src = host.path().join("src.bin");
         sh(host.path(), "head -c 67108864 /dev/urandom > src.bin");
@@ -378,7 +409,9 @@ fn large_file_checksum_with_and_without_writeback() {
 /// A 5,000-entry directory lists completely through readdirplus paging and removes cleanly.
 #[test]
 fn many_files_list_and_remove() {
-    let Some(m) = Mounted::new("many_files_list_and_remove", "", "") else { return };
+    let Some(m) = Mounted::new("many_files_list_and_remove", "", "") else {
+        return;
+    };
     let out = sh(
         m.path(),
         "mkdir big && cd big && seq -f 'file-%05g' 1 5000 | xargs touch
@@ -394,19 +427,28 @@ fn many_files_list_and_remove() {
 /// while what was written before stays intact.
 #[test]
 fn size_limit_enospc_and_statfs() {
-    let Some(m) = Mounted::new("size_limit_enospc_and_statfs", "size_limit = \"8MiB\"", "")
-    else {
+    let Some(m) = Mounted::new("size_limit_enospc_and_statfs", "size_limit = \"8MiB\"", "") else {
         return;
     };
     let mnt = m.path();
-    let total = sh(mnt, "stat -f -c '%b*%S' . | bc 2>/dev/null || stat -f -c '%b %S' .");
-    let nums: Vec<u64> = total.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    let total = sh(
+        mnt,
+        "stat -f -c '%b*%S' . | bc 2>/dev/null || stat -f -c '%b %S' .",
+    );
+    let nums: Vec<u64> = total
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
     let bytes = match nums.as_slice() {
         [b] => *b,
         [b, s] => b * s,
         _ => panic!("unexpected stat -f output {total:?}"),
     };
-    assert_eq!(bytes, 8 << 20, "statfs total size must be the configured limit");
+    assert_eq!(
+        bytes,
+        8 << 20,
+        "statfs total size must be the configured limit"
+    );
     std::fs::write(mnt.join("keep"), vec![7u8; 1 << 20]).unwrap();
     let err = std::fs::write(mnt.join("too-big"), vec![1u8; 9 << 20]).expect_err("over the limit");
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
@@ -442,7 +484,14 @@ fn other_user_with_allow_other() {
     std::os::unix::fs::chown(mnt.join("nobodys"), Some(65534), Some(65534)).unwrap();
     let as_nobody = |script: &str| {
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
             .current_dir(mnt)
             .output()
             .expect("setpriv")
@@ -450,12 +499,25 @@ fn other_user_with_allow_other() {
     let out = as_nobody("cat public");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "read me", "{out:?}");
     let out = as_nobody("echo x >> public");
-    assert!(!out.status.success(), "nobody must not write a 0644 root file");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        !out.status.success(),
+        "nobody must not write a 0644 root file"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     let out = as_nobody("touch newfile");
-    assert!(!out.status.success(), "nobody must not create in a 0755 root dir");
+    assert!(
+        !out.status.success(),
+        "nobody must not create in a 0755 root dir"
+    );
     let out = as_nobody("echo mine > nobodys/file && stat -c '%u:%g' nobodys/file");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534:65534", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "65534:65534",
+        "{out:?}"
+    );
     m.finish();
 }
 
@@ -469,7 +531,9 @@ fn other_user_refused_by_default() {
     if !tools_or_skip("other_user_refused_by_default", &["setpriv"]) {
         return;
     }
-    let Some(m) = Mounted::new("other_user_refused_by_default", "", "") else { return };
+    let Some(m) = Mounted::new("other_user_refused_by_default", "", "") else {
+        return;
+    };
     let parent = m.path().parent().unwrap();
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
@@ -477,7 +541,13 @@ fn other_user_refused_by_default() {
         .arg(m.path())
         .output()
         .expect("setpriv");
-    assert!(!out.status.success(), "allow_other is off by default: {out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+    assert!(
+        !out.status.success(),
+        "allow_other is off by default: {out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
     m.finish();
 }

@@ -234,7 +234,11 @@ mod tests {
             let code = e.errno();
             let back = VfsError::from(io::Error::from_raw_os_error(code));
             assert_eq!(back.errno(), code, "{e:?}");
-            assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&e), "{e:?}");
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&e),
+                "{e:?}"
+            );
         }
     }
 

@@ -15,11 +15,15 @@
 //! - **No platform or protocol crate in the public API.** `libc` is used internally on
 //!   unix for errno numbers and the loopback filesystem.
 //!
+//! - **A panic costs one operation, not the mount.** Backends serve every filesystem
+//!   through [`PanicGuard`], which turns a panic into an EIO reply.
+//!
 //! # Filesystems
 //! - [`memfs::MemFs`]: in memory, POSIX semantics, chunked sparse storage, size limit.
 #![deny(missing_docs)]
 
 mod error;
+mod guard;
 pub mod memfs;
 mod types;
 mod vfs;
@@ -27,6 +31,7 @@ mod vfs;
 use std::ffi::OsStr;
 
 pub use error::{VfsError, VfsResult};
+pub use guard::PanicGuard;
 pub use types::*;
 pub use vfs::Vfs;
 
@@ -88,9 +93,15 @@ mod tests {
     fn names_are_checked() {
         assert!(check_name(OsStr::new("a")).is_ok());
         assert!(check_name(OsStr::new(&"x".repeat(255))).is_ok());
-        assert!(matches!(check_name(OsStr::new(&"x".repeat(256))), Err(VfsError::NameTooLong)));
+        assert!(matches!(
+            check_name(OsStr::new(&"x".repeat(256))),
+            Err(VfsError::NameTooLong)
+        ));
         for bad in ["", ".", "..", "a/b", "a\0b"] {
-            assert!(matches!(check_name(OsStr::new(bad)), Err(VfsError::InvalidArgument)), "{bad:?}");
+            assert!(
+                matches!(check_name(OsStr::new(bad)), Err(VfsError::InvalidArgument)),
+                "{bad:?}"
+            );
         }
     }
 }

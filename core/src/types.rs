@@ -183,7 +183,13 @@ impl Clone for Ctx {
         if let Some(g) = self.groups.get() {
             let _ = groups.set(g.clone());
         }
-        Ctx { uid: self.uid, gid: self.gid, pid: self.pid, umask: self.umask, groups }
+        Ctx {
+            uid: self.uid,
+            gid: self.gid,
+            pid: self.pid,
+            umask: self.umask,
+            groups,
+        }
     }
 }
 
@@ -191,7 +197,13 @@ impl Ctx {
     /// Credentials of a caller whose supplementary groups, if needed, are looked up from
     /// its pid (Linux `/proc/PID/status`; none elsewhere or when pid is 0).
     pub fn new(uid: u32, gid: u32, pid: u32) -> Ctx {
-        Ctx { uid, gid, pid, umask: 0, groups: OnceLock::new() }
+        Ctx {
+            uid,
+            gid,
+            pid,
+            umask: 0,
+            groups: OnceLock::new(),
+        }
     }
 
     /// Credentials with an explicit list of supplementary groups (NFS AUTH_SYS sends them;
@@ -237,7 +249,11 @@ fn lookup_groups(pid: u32) -> Box<[u32]> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -365,7 +381,11 @@ pub struct Opened {
 impl Opened {
     /// A handle with default caching: the kernel's page cache is kept across opens.
     pub fn cached(fh: Fh) -> Opened {
-        Opened { fh, direct_io: false, keep_cache: true }
+        Opened {
+            fh,
+            direct_io: false,
+            keep_cache: true,
+        }
     }
 }
 

@@ -272,7 +272,9 @@ pub trait Vfs: Send + Sync + 'static {
         offset_out: u64,
         len: u64,
     ) -> VfsResult<u64> {
-        let _ = (ctx, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len);
+        let _ = (
+            ctx, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
+        );
         Err(VfsError::Unimplemented)
     }
 

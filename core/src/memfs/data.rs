@@ -143,9 +143,12 @@ impl FileData {
             buf[done..at].fill(0);
             let in_start = (piece_start - base) as usize;
             let in_end = (piece_end - base) as usize;
-            let stored_end = in_end.min(v.len()).max(in_start);
-            let n = stored_end - in_start;
-            buf[at..at + n].copy_from_slice(&v[in_start..stored_end]);
+            // The chunk may store fewer bytes than the piece starts at (the rest of the
+            // chunk is a hole): then nothing is copied from it.
+            let n = in_end.min(v.len()).saturating_sub(in_start);
+            if n > 0 {
+                buf[at..at + n].copy_from_slice(&v[in_start..in_start + n]);
+            }
             let piece_len = in_end - in_start;
             buf[at + n..at + piece_len].fill(0);
             done = at + piece_len;

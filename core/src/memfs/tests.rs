@@ -871,3 +871,91 @@ fn mixed_concurrent_namespace_changes_keep_invariants() {
     assert_eq!(fs.inode_count(), dirs + names_of.len() as u64);
     assert_eq!(fs.used_bytes(), held);
 }
+
+/// A read that starts inside a chunk but past the bytes that chunk stores (the rest of
+/// the chunk is a hole below EOF) returns zeros; fsx found this panicking.
+#[test]
+fn read_past_stored_part_of_a_chunk_is_zeros() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    fs.write(&root(), ino, Some(fh), 0, &[7u8; 7045]).unwrap();
+    let set = SetAttr {
+        size: Some(200 * 1024),
+        ..Default::default()
+    };
+    fs.setattr(&root(), ino, &set, Some(fh)).unwrap();
+    let mut buf = vec![0xEE; 8192];
+    assert_eq!(
+        fs.read(&root(), ino, Some(fh), 61440, &mut buf).unwrap(),
+        8192
+    );
+    assert!(buf.iter().all(|&b| b == 0));
+    let mut buf = vec![0xEE; 16];
+    assert_eq!(fs.read(&root(), ino, Some(fh), 7040, &mut buf).unwrap(), 16);
+    assert_eq!(&buf[..5], &[7u8; 5]);
+    assert!(buf[5..].iter().all(|&b| b == 0));
+}
+
+/// Random writes, truncates, hole punches and reads against a plain `Vec<u8>` model,
+/// around chunk boundaries, checked after every step.
+#[test]
+fn random_operations_match_a_flat_model() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "model");
+    let mut model: Vec<u8> = Vec::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let span = 3 * CHUNK + 5000;
+    for step in 0..3000u32 {
+        let off = next(span);
+        let len = next(2 * CHUNK / 3) + 1;
+        match next(10) {
+            0..=3 => {
+                let byte = (step % 251) as u8 + 1;
+                let data = vec![byte; len as usize];
+                fs.write(&root(), ino, Some(fh), off, &data).unwrap();
+                let end = (off + len) as usize;
+                if model.len() < end {
+                    model.resize(end, 0);
+                }
+                model[off as usize..end].fill(byte);
+            }
+            4 => {
+                let set = SetAttr {
+                    size: Some(off),
+                    ..Default::default()
+                };
+                fs.setattr(&root(), ino, &set, Some(fh)).unwrap();
+                model.resize(off as usize, 0);
+            }
+            5 => {
+                let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+                fs.fallocate(&root(), ino, Some(fh), off, len, mode)
+                    .unwrap();
+                let end = ((off + len) as usize).min(model.len());
+                if (off as usize) < end {
+                    model[off as usize..end].fill(0);
+                }
+            }
+            6 => fs.flush(&root(), ino, fh, 0).unwrap(),
+            _ => {
+                let mut buf = vec![0xEE; len as usize];
+                let n = fs.read(&root(), ino, Some(fh), off, &mut buf).unwrap();
+                let want = model
+                    .get(off as usize..)
+                    .map_or(&[][..], |t| &t[..t.len().min(len as usize)]);
+                assert_eq!(&buf[..n], want, "step {step}: read {len} at {off}");
+            }
+        }
+        if next(10) == 0 {
+            let mut buf = vec![0xEE; model.len() + 1];
+            let n = fs.read(&root(), ino, Some(fh), 0, &mut buf).unwrap();
+            assert_eq!(&buf[..n], &model[..], "step {step}: whole file");
+        }
+    }
+}
