@@ -655,6 +655,7 @@ fn platform_mount_state(abs: &Path) -> MountState {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android", test))]
 /// The type of the topmost mount at `mountpoint` in a mountinfo table, if any.
 ///
 /// Lines read `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`,
@@ -680,6 +681,7 @@ fn fstype_in_mountinfo(table: &[u8], mountpoint: &Path) -> Option<String> {
     found
 }
 
+#[cfg(any(target_os = "linux", target_os = "android", test))]
 fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
