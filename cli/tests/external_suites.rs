@@ -273,7 +273,7 @@ fn run_fsx(test: &str, fuse: &str, ops: u32, seed: u32) {
 
 #[test]
 fn fsx_memfs_direct() {
-    run_fsx("fsx_memfs_direct", "writeback_cache = false", 30_000, 7);
+    run_fsx("fsx_memfs_direct", "writeback_cache = false", 100_000, 7);
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn fsx_memfs_writeback_cache() {
     run_fsx(
         "fsx_memfs_writeback_cache",
         "writeback_cache = true",
-        30_000,
+        100_000,
         11,
     );
 }
