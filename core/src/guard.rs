@@ -234,6 +234,10 @@ impl Vfs for PanicGuard {
     ) -> VfsResult<u64> {
         self.call("lseek", |fs| fs.lseek(ctx, ino, fh, offset, whence))
     }
+    #[cfg(unix)]
+    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        self.call("passthrough_fd", |fs| Ok(fs.passthrough_fd(ino, fh))).ok().flatten()
+    }
 }
 
 #[cfg(test)]

@@ -278,6 +278,18 @@ pub trait Vfs: Send + Sync + 'static {
         Err(VfsError::Unimplemented)
     }
 
+    /// For FUSE passthrough: a host descriptor, open for the same access as handle `fh`,
+    /// whose file holds exactly this file's data. When the adapter gets one it registers it
+    /// with the kernel, which then serves reads and writes of this open file directly from
+    /// the host file without calling `read`/`write` at all. Returns a duplicate the caller
+    /// owns (and closes). `None` (the default) keeps all I/O going through the trait, as
+    /// filesystems without a host file (memfs) must.
+    #[cfg(unix)]
+    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        let _ = (ino, fh);
+        None
+    }
+
     /// Finds the next data or hole offset at or after `offset` (SEEK_DATA/SEEK_HOLE).
     /// An offset at or past EOF fails with [`VfsError::NoDataAtOffset`] (ENXIO) for both
     /// modes; EOF itself counts as a hole.
