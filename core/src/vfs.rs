@@ -33,7 +33,9 @@ use crate::types::*;
 ///   `BadHandle`), and the handle keeps the inode alive: a file unlinked while open stays
 ///   readable and writable through its handle until `release`.
 /// - **Lookup counts**: every `Ok` from `lookup`, `mknod`, `mkdir`, `symlink`, `link` and
-///   `create` counts one reference the FUSE kernel module holds; `forget` drops them.
+///   `create`, and every entry a [`DirSink`] that [`DirSink::wants_attr`] *accepts* from
+///   `readdir` (READDIRPLUS hands out usable inodes too), counts one reference the FUSE
+///   kernel module holds; `forget` drops them.
 ///   A filesystem may use the counts to bound tables, but must keep serving an inode
 ///   that still has links or open handles even if forgotten (NFS never forgets).
 /// - **readdir** pushes entries after cookie `after` (0 = from the start) in a stable
