@@ -9,15 +9,17 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use vmount_core::{
@@ -25,8 +27,8 @@ use vmount_core::{
     VfsError,
 };
 
-use crate::FuseOptions;
 use crate::convert::{self, DirPos};
+use crate::{FuseOptions, Passthrough};
 
 /// Inode generations: vmount never reuses an inode number while mounted, so 0 always.
 const GENERATION: Generation = Generation(0);
@@ -37,6 +39,13 @@ const MAX_WRITE: u32 = 1 << 20;
 const MAX_READAHEAD: u32 = 1 << 20;
 /// Pending background requests (readahead, writeback) the kernel may queue.
 const MAX_BACKGROUND: u16 = 64;
+/// Filesystem stacking depth announced with passthrough. 2 (the kernel's maximum) lets the
+/// backing files live on a stacked filesystem themselves (overlayfs, as in most
+/// containers), at the price that this mount cannot be a layer of another overlayfs.
+const MAX_STACK_DEPTH: u32 = 2;
+/// The open flags the kernel accepts together with FOPEN_PASSTHROUGH (KEEP_CACHE, for one,
+/// makes the open fail with EINVAL: there is no page cache of our own to keep).
+const PASSTHROUGH_FOPEN_MASK: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
 
 thread_local! {
     /// One read buffer per fuser worker thread, grown to the largest read seen and
@@ -52,20 +61,78 @@ pub(crate) struct Adapter {
     want_writeback: bool,
     /// Whether FUSE_WRITEBACK_CACHE was negotiated (set once in `init`).
     writeback: bool,
-    plus_refs: PlusRefs,
+    want_passthrough: Passthrough,
+    /// Whether opens may register backing files: FUSE_PASSTHROUGH was negotiated in `init`,
+    /// and cleared for good if the kernel later refuses registration (EPERM).
+    passthrough: AtomicBool,
+    /// Backing files of passthrough opens.
+    backing: BackingTable<BackingId>,
+    /// Set in `init` when `passthrough = on` cannot be honoured, so that `mount` can say
+    /// why the session ended.
+    startup: Arc<StartupFailure>,
     /// Operations already reported as unimplemented (logged once each).
     unimplemented: Mutex<HashSet<&'static str>>,
 }
 
+/// Why `init` refused the session, for [`crate::mount`] to turn into a clear error.
+#[derive(Debug, Default)]
+pub(crate) struct StartupFailure {
+    pub(crate) passthrough_unsupported: AtomicBool,
+}
+
+/// What `init` asks the kernel for, given what was wanted and what the kernel offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Negotiation {
+    passthrough: bool,
+    writeback: bool,
+    /// Writeback was wanted but dropped in favour of passthrough.
+    writeback_dropped: bool,
+    /// Passthrough was wanted (auto) but the kernel lacks it.
+    passthrough_missing: bool,
+}
+
+/// Decides passthrough and writeback cache, which the kernel never enables together (it
+/// disables passthrough on a writeback-cache mount): passthrough wins. `Err` when
+/// `passthrough = on` cannot be honoured.
+fn negotiate(
+    mode: Passthrough,
+    want_writeback: bool,
+    kernel_passthrough: bool,
+    kernel_writeback: bool,
+) -> Result<Negotiation, ()> {
+    let passthrough = match mode {
+        Passthrough::Off => false,
+        Passthrough::Auto => kernel_passthrough,
+        Passthrough::On if kernel_passthrough => true,
+        Passthrough::On => return Err(()),
+    };
+    Ok(Negotiation {
+        passthrough,
+        writeback: want_writeback && kernel_writeback && !passthrough,
+        writeback_dropped: want_writeback && passthrough,
+        passthrough_missing: mode == Passthrough::Auto && !kernel_passthrough,
+    })
+}
+
 impl Adapter {
-    pub(crate) fn new(fs: Arc<dyn Vfs>, opts: &FuseOptions) -> Adapter {
+    /// `passthrough` is the mode after `mount`'s privilege check (Auto becomes Off without
+    /// CAP_SYS_ADMIN); `startup` is shared with `mount`.
+    pub(crate) fn new(
+        fs: Arc<dyn Vfs>,
+        opts: &FuseOptions,
+        passthrough: Passthrough,
+        startup: Arc<StartupFailure>,
+    ) -> Adapter {
         Adapter {
             fs,
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
             want_writeback: opts.writeback_cache,
             writeback: false,
-            plus_refs: PlusRefs::default(),
+            want_passthrough: passthrough,
+            passthrough: AtomicBool::new(false),
+            backing: BackingTable::default(),
+            startup,
             unimplemented: Mutex::new(HashSet::new()),
         }
     }
@@ -136,11 +203,154 @@ impl Adapter {
         }
     }
 
-    fn forget_one(&self, ino: u64, nlookup: u64) {
-        let rest = self.plus_refs.absorb(ino, nlookup);
-        if rest > 0 {
-            self.fs.forget(Ino(ino), rest);
+    /// FORGET: the filesystem counted every reference the kernel drops here (READDIRPLUS
+    /// entries included), so the count goes through unchanged.
+    fn forget_inode(&self, i: INodeNo, nlookup: u64) {
+        self.fs.forget(ino(i), nlookup);
+    }
+
+    /// The backing file for a new open handle `fh` of `ino`, if passthrough is on and the
+    /// filesystem has a host descriptor for it. `register` turns a descriptor into a
+    /// `BackingId` (the reply's `open_backing`). `None` serves the open through the daemon.
+    fn backing_for(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        register: impl FnOnce(OwnedFd) -> io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
         }
+        let res = self.backing.attach(ino.0, fh.0, || {
+            self.fs
+                .passthrough_fd(ino, fh)
+                .map(|fd| register(fd).map_err(|e| (fd_error(&e), e)))
+        });
+        match res {
+            Ok(id) => id,
+            Err((RegisterError::NotPermitted, e)) => {
+                // Only the first refusal is logged: after it no open asks again.
+                if self.passthrough.swap(false, Ordering::Relaxed) {
+                    let msg = "the kernel refused to register a FUSE passthrough backing file \
+                               (needs CAP_SYS_ADMIN); file data goes through the daemon";
+                    if self.want_passthrough == Passthrough::On {
+                        tracing::warn!(error = %e, "{msg}");
+                    } else {
+                        tracing::info!(error = %e, "{msg}");
+                    }
+                }
+                None
+            }
+            Err((RegisterError::Other, e)) => {
+                tracing::debug!(
+                    ino = ino.0,
+                    error = %e,
+                    "passthrough refused for this file; serving it through the daemon"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// How registering a backing file failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisterError {
+    /// EPERM: passthrough is off for this connection or we lack CAP_SYS_ADMIN; no later
+    /// attempt will succeed either.
+    NotPermitted,
+    /// Anything about this one file (a host filesystem stacked too deep, one without
+    /// read_iter/write_iter); other files may still work.
+    Other,
+}
+
+fn fd_error(e: &io::Error) -> RegisterError {
+    if e.raw_os_error() == Some(libc::EPERM) {
+        RegisterError::NotPermitted
+    } else {
+        RegisterError::Other
+    }
+}
+
+/// The kernel's backing files of passthrough opens.
+///
+/// The kernel allows one backing file per FUSE inode at a time (a second, different one
+/// fails the open with EBUSY), and an inode open in passthrough mode must be opened in
+/// passthrough mode by every later open too. So the first open of an inode registers its
+/// host descriptor and every later one reuses that `BackingId`: `by_inode` finds it
+/// (weakly), `by_handle` keeps it alive, one strong reference per open handle, until that
+/// handle's `release`. The last release closes it in the kernel (`BackingId`'s `Drop`).
+/// Generic only so that the bookkeeping can be tested without a kernel.
+struct BackingTable<T> {
+    inner: Mutex<BackingMaps<T>>,
+}
+
+struct BackingMaps<T> {
+    by_inode: HashMap<u64, Weak<T>>,
+    by_handle: HashMap<u64, Arc<T>>,
+}
+
+impl<T> Default for BackingTable<T> {
+    fn default() -> Self {
+        BackingTable {
+            inner: Mutex::new(BackingMaps {
+                by_inode: HashMap::new(),
+                by_handle: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<T> BackingTable<T> {
+    /// The backing of inode `ino`, now also held by handle `fh`: the live one if another
+    /// handle holds it, else the result of `create` (`None` when the filesystem has no
+    /// host file, an error when registration failed; both leave the handle unbacked).
+    ///
+    /// The lock is held across `create` so that two concurrent first opens of an inode
+    /// cannot register two different backing files.
+    fn attach<E>(
+        &self,
+        ino: u64,
+        fh: u64,
+        create: impl FnOnce() -> Option<Result<T, E>>,
+    ) -> Result<Option<Arc<T>>, E> {
+        let mut maps = self.inner.lock();
+        let live = maps.by_inode.get(&ino).and_then(Weak::upgrade);
+        let id = match live {
+            Some(id) => id,
+            None => match create() {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(id)) => {
+                    let id = Arc::new(id);
+                    maps.by_inode.insert(ino, Arc::downgrade(&id));
+                    id
+                }
+            },
+        };
+        // A handle number is not reused before its release, so nothing is replaced here;
+        // if a filesystem broke that, the old reference would simply be dropped.
+        maps.by_handle.insert(fh, Arc::clone(&id));
+        Ok(Some(id))
+    }
+
+    /// Drops handle `fh`'s reference and returns it, so that the caller can drop it
+    /// outside the lock (dropping the last `BackingId` makes an ioctl).
+    fn detach(&self, ino: u64, fh: u64) -> Option<Arc<T>> {
+        let mut maps = self.inner.lock();
+        let id = maps.by_handle.remove(&fh)?;
+        // Ours is the last strong reference: forget the inode's entry (a concurrent open
+        // re-registers, which is correct once the kernel has released the old one).
+        if Arc::strong_count(&id) == 1 {
+            maps.by_inode.remove(&ino);
+        }
+        Some(id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        let maps = self.inner.lock();
+        (maps.by_inode.len(), maps.by_handle.len())
     }
 }
 
@@ -171,47 +381,6 @@ fn set_time(t: TimeOrNow) -> SetTime {
     match t {
         TimeOrNow::Now => SetTime::Now,
         TimeOrNow::SpecificTime(t) => SetTime::At(t),
-    }
-}
-
-/// Lookup references the kernel holds because of READDIRPLUS entries.
-///
-/// The kernel counts one lookup for every READDIRPLUS entry except `.` and `..` and later
-/// forgets them like any other, but the trait's [`DirSink`] is shared with NFS and
-/// WinFsp, so filesystems do not count them. The adapter keeps these references itself
-/// and lets a FORGET consume them before passing the remainder on, so the counts a
-/// filesystem sees stay exactly balanced with its own `lookup`/`create`/... results.
-/// Sharded to keep concurrent listings on different threads from contending.
-#[derive(Default)]
-struct PlusRefs {
-    shards: [Mutex<HashMap<u64, u64>>; 16],
-}
-
-impl PlusRefs {
-    fn shard(&self, ino: u64) -> &Mutex<HashMap<u64, u64>> {
-        // The low bits of inode numbers vary fastest.
-        &self.shards[(ino % 16) as usize]
-    }
-
-    fn add(&self, ino: u64) {
-        let mut map = self.shard(ino).lock();
-        let n = map.entry(ino).or_insert(0);
-        *n = n.saturating_add(1);
-    }
-
-    /// Takes up to `n` references of `ino` from the adapter's share and returns how many
-    /// remain for the filesystem.
-    fn absorb(&self, ino: u64, n: u64) -> u64 {
-        let mut map = self.shard(ino).lock();
-        let Some(held) = map.get_mut(&ino) else {
-            return n;
-        };
-        let taken = (*held).min(n);
-        *held -= taken;
-        if *held == 0 {
-            map.remove(&ino);
-        }
-        n - taken
     }
 }
 
@@ -257,12 +426,11 @@ impl DirSink for PlainSink<'_> {
     }
 }
 
-/// Pours entries with attributes into a READDIRPLUS reply, remembering the lookup
-/// reference the kernel will count for each one taken.
+/// Pours entries with attributes into a READDIRPLUS reply. The kernel counts a lookup
+/// for each entry taken, and so does the filesystem (it sees `add` return `false`).
 struct PlusSink<'r> {
     reply: &'r mut ReplyDirectoryPlus,
     ttl: Duration,
-    refs: &'r PlusRefs,
     fault: Option<SinkFault>,
 }
 
@@ -285,13 +453,8 @@ impl DirSink for PlusSink<'_> {
             }
         };
         let fattr = convert::file_attr(&attr);
-        let full = self
-            .reply
-            .add(fattr.ino, offset, e.name, &self.ttl, &fattr, GENERATION);
-        if !full {
-            self.refs.add(attr.ino.0);
-        }
-        full
+        self.reply
+            .add(fattr.ino, offset, e.name, &self.ttl, &fattr, GENERATION)
     }
 }
 
@@ -312,15 +475,51 @@ impl Filesystem for Adapter {
                 tracing::debug!("the kernel does not offer FUSE capability {name}");
             }
         }
-        if self.want_writeback {
-            match config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE) {
-                Ok(()) => self.writeback = true,
-                Err(_) => tracing::warn!(
-                    "the kernel does not support the FUSE writeback cache; writes go through \
-                     uncached"
-                ),
-            }
+        let kernel = config.capabilities();
+        // Passthrough also needs a stacking depth the kernel accepts.
+        let kernel_passthrough = kernel.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(MAX_STACK_DEPTH).is_ok();
+        let kernel_writeback = kernel.contains(InitFlags::FUSE_WRITEBACK_CACHE);
+        let Ok(plan) = negotiate(
+            self.want_passthrough,
+            self.want_writeback,
+            kernel_passthrough,
+            kernel_writeback,
+        ) else {
+            self.startup
+                .passthrough_unsupported
+                .store(true, Ordering::SeqCst);
+            // The session ends here and `mount` reports why.
+            return Err(io::Error::from_raw_os_error(libc::ENOTSUP));
+        };
+        if plan.passthrough {
+            // Offered by the kernel (checked above), so this cannot fail.
+            let _ = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH);
+        } else {
+            // The depth is only sent with FUSE_PASSTHROUGH; reset it anyway for clarity.
+            let _ = config.set_max_stack_depth(0);
         }
+        if plan.passthrough_missing {
+            tracing::info!(
+                "the kernel does not support FUSE passthrough (Linux 6.9+); file data goes \
+                 through the daemon"
+            );
+        }
+        if plan.writeback_dropped {
+            tracing::info!(
+                "writeback_cache is off for this mount: FUSE passthrough is on, and the kernel \
+                 does not combine the two (set passthrough = \"off\" to get the writeback cache)"
+            );
+        }
+        if plan.writeback {
+            let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+            self.writeback = true;
+        } else if self.want_writeback && !kernel_writeback {
+            tracing::warn!(
+                "the kernel does not support the FUSE writeback cache; writes go through uncached"
+            );
+        }
+        *self.passthrough.get_mut() = plan.passthrough;
         // Each setter returns the nearest allowed value when ours is out of range.
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest);
@@ -332,6 +531,7 @@ impl Filesystem for Adapter {
         tracing::debug!(
             abi = %config.kernel_abi(),
             writeback = self.writeback,
+            passthrough = plan.passthrough,
             "FUSE session initialised"
         );
         Ok(())
@@ -344,8 +544,8 @@ impl Filesystem for Adapter {
         }
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.forget_one(ino.0, nlookup);
+    fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        self.forget_inode(i, nlookup);
     }
 
     // `batch_forget` keeps fuser's default, which calls `forget` for each node: its
@@ -511,9 +711,17 @@ impl Filesystem for Adapter {
 
     fn open(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
         let ctx = ctx(req);
-        match self.with_open_flags(flags.0, |f| self.fs.open(&ctx, ino(i), f)) {
-            Ok(o) => reply.opened(FileHandle(o.fh.0), fopen_flags(&o)),
-            Err(e) => reply.error(self.fail("open", e)),
+        let o = match self.with_open_flags(flags.0, |f| self.fs.open(&ctx, ino(i), f)) {
+            Ok(o) => o,
+            Err(e) => return reply.error(self.fail("open", e)),
+        };
+        match self.backing_for(ino(i), o.fh, |fd| reply.open_backing(fd)) {
+            Some(id) => reply.opened_passthrough(
+                FileHandle(o.fh.0),
+                fopen_flags(&o) & PASSTHROUGH_FOPEN_MASK,
+                &id,
+            ),
+            None => reply.opened(FileHandle(o.fh.0), fopen_flags(&o)),
         }
     }
 
@@ -583,7 +791,11 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(&ctx(req), ino(i), fh(h)) {
+        let res = self.fs.release(&ctx(req), ino(i), fh(h));
+        // The kernel is done with this handle; its share of the backing file goes (the
+        // last share closes it in the kernel).
+        drop(self.backing.detach(i.0, h.0));
+        match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.fail("release", e)),
         }
@@ -705,7 +917,6 @@ impl Filesystem for Adapter {
         let mut sink = PlusSink {
             reply: &mut reply,
             ttl,
-            refs: &self.plus_refs,
             fault: None,
         };
         let res = self.fs.readdir(&ctx, ino(i), Some(fh(h)), after, &mut sink);
@@ -827,15 +1038,22 @@ impl Filesystem for Adapter {
         let ctx = ctx(req);
         let perm = convert::masked_mode(mode, umask);
         let res = self.with_open_flags(flags, |f| self.fs.create(&ctx, ino(parent), name, perm, f));
-        match res {
-            Ok((a, o)) => reply.created(
-                &self.single_ttl(),
-                &convert::file_attr(&a),
+        let (a, o) = match res {
+            Ok(v) => v,
+            Err(e) => return reply.error(self.fail("create", e)),
+        };
+        let ttl = self.single_ttl();
+        let attr = convert::file_attr(&a);
+        match self.backing_for(a.ino, o.fh, |fd| reply.open_backing(fd)) {
+            Some(id) => reply.created_passthrough(
+                &ttl,
+                &attr,
                 GENERATION,
                 FileHandle(o.fh.0),
-                fopen_flags(&o),
+                fopen_flags(&o) & PASSTHROUGH_FOPEN_MASK,
+                &id,
             ),
-            Err(e) => reply.error(self.fail("create", e)),
+            None => reply.created(&ttl, &attr, GENERATION, FileHandle(o.fh.0), fopen_flags(&o)),
         }
     }
 
@@ -962,22 +1180,226 @@ fn xattr_list(names: &[OsString]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// memfs that records every FORGET it receives.
+    struct Forgets {
+        inner: vmount_core::memfs::MemFs,
+        seen: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Vfs for Forgets {
+        fn capabilities(&self) -> vmount_core::Capabilities {
+            self.inner.capabilities()
+        }
+        fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<Attr> {
+            self.inner.lookup(ctx, parent, name)
+        }
+        fn forget(&self, ino: Ino, nlookup: u64) {
+            self.seen.lock().push((ino.0, nlookup));
+        }
+        fn getattr(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> vmount_core::VfsResult<Attr> {
+            self.inner.getattr(ctx, ino, fh)
+        }
+        fn setattr(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            set: &SetAttr,
+            fh: Option<Fh>,
+        ) -> vmount_core::VfsResult<Attr> {
+            self.inner.setattr(ctx, ino, set, fh)
+        }
+        fn mkdir(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            mode: u32,
+        ) -> vmount_core::VfsResult<Attr> {
+            self.inner.mkdir(ctx, parent, name, mode)
+        }
+        fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<()> {
+            self.inner.unlink(ctx, parent, name)
+        }
+        fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<()> {
+            self.inner.rmdir(ctx, parent, name)
+        }
+        fn rename(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            new_parent: Ino,
+            new_name: &OsStr,
+            flags: vmount_core::RenameFlags,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner
+                .rename(ctx, parent, name, new_parent, new_name, flags)
+        }
+        fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> vmount_core::VfsResult<Opened> {
+            self.inner.open(ctx, ino, flags)
+        }
+        fn create(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            mode: u32,
+            flags: OpenFlags,
+        ) -> vmount_core::VfsResult<(Attr, Opened)> {
+            self.inner.create(ctx, parent, name, mode, flags)
+        }
+        fn read(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            offset: u64,
+            buf: &mut [u8],
+        ) -> vmount_core::VfsResult<usize> {
+            self.inner.read(ctx, ino, fh, offset, buf)
+        }
+        fn write(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            offset: u64,
+            data: &[u8],
+        ) -> vmount_core::VfsResult<u32> {
+            self.inner.write(ctx, ino, fh, offset, data)
+        }
+        fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> vmount_core::VfsResult<()> {
+            self.inner.release(ctx, ino, fh)
+        }
+        fn opendir(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> vmount_core::VfsResult<Fh> {
+            self.inner.opendir(ctx, ino, flags)
+        }
+        fn readdir(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            after: u64,
+            sink: &mut dyn DirSink,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner.readdir(ctx, ino, fh, after, sink)
+        }
+        fn releasedir(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> vmount_core::VfsResult<()> {
+            self.inner.releasedir(ctx, ino, fh)
+        }
+        fn statfs(&self, ctx: &Ctx, ino: Ino) -> vmount_core::VfsResult<vmount_core::StatFs> {
+            self.inner.statfs(ctx, ino)
+        }
+        fn access(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            mask: vmount_core::AccessMask,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner.access(ctx, ino, mask)
+        }
+    }
+
     #[test]
-    fn plus_refs_absorb_only_their_share() {
-        let refs = PlusRefs::default();
-        refs.add(5);
-        refs.add(5);
-        refs.add(21); // same shard as 5
-        assert_eq!(refs.absorb(5, 1), 0);
-        assert_eq!(
-            refs.absorb(5, 3),
-            2,
-            "one left for us, two go to the filesystem"
+    fn forgets_pass_through_unchanged() {
+        let fs = Arc::new(Forgets {
+            inner: vmount_core::memfs::MemFs::new(Default::default()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let adapter = Adapter::new(
+            fs.clone(),
+            &FuseOptions::default(),
+            Passthrough::Off,
+            Arc::default(),
         );
-        assert_eq!(refs.absorb(5, 4), 4, "nothing left for us");
-        assert_eq!(refs.absorb(21, 1), 0);
-        assert_eq!(refs.absorb(7, 9), 9);
-        assert!(refs.shards.iter().all(|s| s.lock().is_empty()));
+        // Counts the kernel got from READDIRPLUS are the filesystem's too: nothing is
+        // held back, split or merged.
+        adapter.forget_inode(INodeNo(5), 3);
+        adapter.forget_inode(INodeNo(5), 1);
+        adapter.forget_inode(INodeNo(21), u64::MAX);
+        assert_eq!(*fs.seen.lock(), [(5, 3), (5, 1), (21, u64::MAX)]);
+    }
+
+    #[test]
+    fn passthrough_and_writeback_are_never_both_asked_for() {
+        use Passthrough::{Auto, Off, On};
+        let n = |mode, wb, kp, kw| negotiate(mode, wb, kp, kw);
+        // Auto: passthrough when the kernel has it, and then it wins over writeback.
+        let got = n(Auto, true, true, true).unwrap();
+        assert!(got.passthrough && !got.writeback && got.writeback_dropped);
+        let got = n(Auto, false, true, true).unwrap();
+        assert!(got.passthrough && !got.writeback && !got.writeback_dropped);
+        let got = n(Auto, true, false, true).unwrap();
+        assert!(!got.passthrough && got.writeback && got.passthrough_missing);
+        // On: required.
+        assert!(n(On, false, false, true).is_err());
+        let got = n(On, false, true, true).unwrap();
+        assert!(got.passthrough && !got.passthrough_missing);
+        // Off: writeback as asked, if the kernel has it.
+        let got = n(Off, true, true, true).unwrap();
+        assert!(!got.passthrough && got.writeback && !got.writeback_dropped);
+        assert!(!n(Off, true, true, false).unwrap().writeback);
+        assert!(!n(Off, false, true, true).unwrap().passthrough_missing);
+        for mode in [Auto, On, Off] {
+            for bits in 0..8u8 {
+                if let Ok(got) = n(mode, bits & 1 != 0, bits & 2 != 0, bits & 4 != 0) {
+                    assert!(!(got.passthrough && got.writeback), "{mode:?} {bits}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backing_files_are_shared_per_inode_and_freed_on_last_release() {
+        let table = BackingTable::<u32>::default();
+        let made = std::cell::Cell::new(0);
+        let make = |v: u32| {
+            made.set(made.get() + 1);
+            Some(Ok::<_, ()>(v))
+        };
+        let a = table.attach(7, 100, || make(1)).unwrap().unwrap();
+        // A second open of the same inode reuses it: `create` is not called.
+        let b = table
+            .attach(7, 101, || -> Option<Result<u32, ()>> {
+                panic!("must reuse")
+            })
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = table.attach(8, 102, || make(2)).unwrap().unwrap();
+        assert_eq!(*c, 2);
+        assert_eq!(made.get(), 2);
+        drop((a, b, c));
+        assert_eq!(table.len(), (2, 3));
+        // Releasing one of two handles keeps the inode's backing.
+        assert!(table.detach(7, 100).is_some());
+        assert_eq!(table.len(), (2, 2));
+        let last = table.detach(7, 101).unwrap();
+        assert_eq!(
+            Arc::strong_count(&last),
+            1,
+            "the caller drops the last reference"
+        );
+        assert_eq!(table.len(), (1, 1));
+        drop(last);
+        // Unknown handles (opened without passthrough) are ignored.
+        assert!(table.detach(9, 999).is_none());
+        // No host file, or a failed registration: the handle stays unbacked.
+        assert!(
+            table
+                .attach(9, 103, || None::<Result<u32, ()>>)
+                .unwrap()
+                .is_none()
+        );
+        assert!(table.attach(9, 104, || Some(Err::<u32, _>("no"))).is_err());
+        assert_eq!(table.len(), (1, 1));
+        // A new open after the last release registers afresh.
+        let d = table.attach(7, 105, || make(3)).unwrap().unwrap();
+        assert_eq!((*d, made.get()), (3, 3));
+        drop(d);
+        assert!(table.detach(8, 102).is_some());
+        assert!(table.detach(7, 105).is_some());
+        assert_eq!(table.len(), (0, 0));
     }
 
     #[test]

@@ -20,10 +20,19 @@
 //!   the writeback cache only when asked for.
 //! - **Directory offsets:** 0 is the start, 1 and 2 follow the synthesized `.` and `..`,
 //!   and the filesystem's cookie `c` (below 2^63 by contract) is offset `c + 2`.
-//! - **READDIRPLUS lookup references are the adapter's.** The kernel counts a lookup for
-//!   each READDIRPLUS entry; filesystems do not (the listing API is shared with NFS and
-//!   WinFsp), so the adapter keeps those references and forwards to
-//!   [`Vfs::forget`](vmount_core::Vfs::forget) only the ones the filesystem counted.
+//! - **Every FORGET goes to the filesystem unchanged.** The kernel counts one lookup for
+//!   each READDIRPLUS entry it receives, and so does the filesystem for each entry a
+//!   [`DirSink`](vmount_core::DirSink) with attributes accepts (the trait's "Lookup
+//!   counts" contract), so the counts match without any bookkeeping here.
+//! - **FUSE passthrough for file data** (Linux 6.9+, `FUSE_PASSTHROUGH`): when the
+//!   filesystem hands out a host descriptor for an open file
+//!   ([`Vfs::passthrough_fd`](vmount_core::Vfs::passthrough_fd)), it is registered with the
+//!   kernel as a backing file and reads, writes and mmap of that open file bypass the
+//!   daemon. The kernel allows one backing file per FUSE inode, so the `BackingId` is
+//!   shared by all opens of an inode and kept until the last of them is released. The
+//!   kernel refuses passthrough on a mount with the writeback cache, so the two are never
+//!   asked for together: in [`Passthrough::Auto`] passthrough wins (with a logged note),
+//!   and [`Passthrough::On`] with `writeback_cache` is refused before mounting.
 //! - **Multi-threaded on Linux:** `threads` fuser workers (0 = one per CPU), each with its
 //!   own cloned `/dev/fuse` descriptor; macOS runs one worker.
 //! - **No panic reaches fuser:** client input is validated and converted with checked
@@ -64,6 +73,47 @@ pub struct FuseOptions {
     pub fs_name: String,
     /// The subtype: the mount table then says `fuse.<subtype>`.
     pub subtype: String,
+    /// Whether file data may bypass the daemon through FUSE passthrough. Set it to
+    /// [`Passthrough::Off`] for a filesystem without host files (memfs) when the writeback
+    /// cache is wanted: in `Auto` the kernel's passthrough would win over it for nothing.
+    pub passthrough: Passthrough,
+}
+
+/// FUSE passthrough: the kernel reads and writes an open file's host file directly.
+///
+/// It needs Linux 6.9 or later built with `CONFIG_FUSE_PASSTHROUGH`, a daemon with
+/// `CAP_SYS_ADMIN` (root), and a filesystem that returns host descriptors from
+/// [`Vfs::passthrough_fd`](vmount_core::Vfs::passthrough_fd) (loopback does; memfs has no
+/// host files and never does). The kernel does not combine it with the writeback cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Passthrough {
+    /// Use passthrough when the kernel and privileges allow it, otherwise serve file data
+    /// through the daemon (noted once in the log). With `writeback_cache` also asked for,
+    /// passthrough wins and the writeback cache stays off.
+    #[default]
+    Auto,
+    /// Require passthrough: mounting fails if the kernel or privileges do not allow it, and
+    /// combining it with `writeback_cache` is an error.
+    On,
+    /// Never use passthrough.
+    Off,
+}
+
+impl Passthrough {
+    /// The config spelling: `auto`, `on` or `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Passthrough::Auto => "auto",
+            Passthrough::On => "on",
+            Passthrough::Off => "off",
+        }
+    }
+}
+
+impl std::fmt::Display for Passthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 impl Default for FuseOptions {
@@ -78,6 +128,7 @@ impl Default for FuseOptions {
             read_only: false,
             fs_name: "vmount".to_owned(),
             subtype: "vmount".to_owned(),
+            passthrough: Passthrough::Auto,
         }
     }
 }
@@ -164,6 +215,29 @@ pub enum FuseError {
         /// What was observed instead.
         detail: String,
     },
+    /// `passthrough = on`, but the kernel does not offer FUSE passthrough.
+    #[error(
+        "{} was not mounted because the kernel does not support FUSE passthrough (it needs \
+         Linux 6.9 or later built with CONFIG_FUSE_PASSTHROUGH); set passthrough = \"auto\" or \
+         \"off\" in [fuse]",
+        .0.display()
+    )]
+    PassthroughUnsupported(PathBuf),
+    /// `passthrough = on`, but the daemon lacks the privilege to register backing files.
+    #[error(
+        "{} was not mounted because FUSE passthrough needs CAP_SYS_ADMIN, which this process \
+         lacks; run vmount as root or set passthrough = \"auto\" or \"off\" in [fuse]",
+        .0.display()
+    )]
+    PassthroughNotPermitted(PathBuf),
+    /// `passthrough = on` together with `writeback_cache`, which the kernel does not combine.
+    #[error(
+        "{} was not mounted because passthrough = \"on\" cannot be combined with \
+         writeback_cache (the kernel disables passthrough on a mount with the writeback cache); \
+         turn writeback_cache off or set passthrough = \"auto\" or \"off\"",
+        .0.display()
+    )]
+    PassthroughWithWriteback(PathBuf),
     /// A system call or helper failed; `context` says what was being done and what to do.
     #[error("{context}: {source}")]
     Io {

@@ -8,14 +8,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 use vmount_core::Vfs;
 
-use crate::adapter::Adapter;
-use crate::{FuseError, FuseOptions, MountState, Unavailable};
+use crate::adapter::{Adapter, StartupFailure};
+use crate::{FuseError, FuseOptions, MountState, Passthrough, Unavailable};
 
 /// How long [`mount`] waits for the new mount to answer `stat` from its own device.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -213,11 +214,13 @@ pub fn mount(
             fix: "install the fuse3 package, or mount without allow_other".to_owned(),
         }));
     }
+    let passthrough = passthrough_mode(opts, mountpoint, may_register_backing_files())?;
     let path = check_mountpoint(mountpoint)?;
     let config = session_config(opts);
     // A panic in the filesystem must cost one request (EIO), not the whole session.
     let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
-    let adapter = Adapter::new(fs, opts);
+    let startup = Arc::new(StartupFailure::default());
+    let adapter = Adapter::new(fs, opts, passthrough, Arc::clone(&startup));
     let mut session =
         Session::new(adapter, &path, &config).map_err(|e| mount_error(&path, opts, e))?;
     let unmounter = session.unmount_callable();
@@ -238,8 +241,67 @@ pub fn mount(
         thread: Some(thread),
     };
     // On failure `mount` is dropped here, which unmounts.
-    mount.wait_ready()?;
+    if let Err(e) = mount.wait_ready() {
+        if startup.passthrough_unsupported.load(Ordering::SeqCst) {
+            return Err(FuseError::PassthroughUnsupported(mountpoint.to_owned()));
+        }
+        return Err(e);
+    }
     Ok(mount)
+}
+
+/// The passthrough mode the session negotiates, after the checks that need no kernel:
+/// `on` with the writeback cache is refused, and so is `on` without the privilege to
+/// register backing files; `auto` without it quietly becomes `off` (logged once), so that
+/// it neither fails every open nor costs the writeback cache for nothing.
+fn passthrough_mode(
+    opts: &FuseOptions,
+    mountpoint: &Path,
+    privileged: bool,
+) -> Result<Passthrough, FuseError> {
+    match opts.passthrough {
+        Passthrough::Off => Ok(Passthrough::Off),
+        Passthrough::On if opts.writeback_cache => {
+            Err(FuseError::PassthroughWithWriteback(mountpoint.to_owned()))
+        }
+        Passthrough::On if !cfg!(target_os = "linux") => {
+            Err(FuseError::PassthroughUnsupported(mountpoint.to_owned()))
+        }
+        Passthrough::On if !privileged => {
+            Err(FuseError::PassthroughNotPermitted(mountpoint.to_owned()))
+        }
+        Passthrough::On => Ok(Passthrough::On),
+        Passthrough::Auto if !cfg!(target_os = "linux") => Ok(Passthrough::Off),
+        Passthrough::Auto if !privileged => {
+            tracing::info!(
+                "FUSE passthrough needs CAP_SYS_ADMIN, which this process lacks; file data \
+                 goes through the daemon"
+            );
+            Ok(Passthrough::Off)
+        }
+        Passthrough::Auto => Ok(Passthrough::Auto),
+    }
+}
+
+/// Whether this process may register FUSE passthrough backing files, which the kernel
+/// allows only with CAP_SYS_ADMIN (in the user namespace of the mount, which is ours):
+/// read from the effective capability set in /proc/self/status.
+#[cfg(target_os = "linux")]
+fn may_register_backing_files() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return is_root();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn may_register_backing_files() -> bool {
+    false
 }
 
 /// Checks the mountpoint and returns its canonical path.
@@ -823,6 +885,47 @@ mod tests {
     }
 
     #[test]
+    fn passthrough_mode_checks_conflicts_and_privilege() {
+        let p = Path::new("/x");
+        let with = |passthrough, writeback_cache| FuseOptions {
+            passthrough,
+            writeback_cache,
+            ..Default::default()
+        };
+        let mode = |o: &FuseOptions, privileged| passthrough_mode(o, p, privileged);
+        assert!(matches!(
+            mode(&with(Passthrough::On, true), true),
+            Err(FuseError::PassthroughWithWriteback(_))
+        ));
+        assert_eq!(
+            mode(&with(Passthrough::Off, true), false).unwrap(),
+            Passthrough::Off
+        );
+        if cfg!(target_os = "linux") {
+            assert!(matches!(
+                mode(&with(Passthrough::On, false), false),
+                Err(FuseError::PassthroughNotPermitted(_))
+            ));
+            assert_eq!(
+                mode(&with(Passthrough::On, false), true).unwrap(),
+                Passthrough::On
+            );
+            // auto with writeback: left to `init`, where passthrough wins if the kernel has it.
+            assert_eq!(
+                mode(&with(Passthrough::Auto, true), true).unwrap(),
+                Passthrough::Auto
+            );
+        }
+        assert_eq!(
+            mode(&with(Passthrough::Auto, true), false).unwrap(),
+            Passthrough::Off
+        );
+        if cfg!(target_os = "linux") && is_root() {
+            assert!(may_register_backing_files());
+        }
+    }
+
+    #[test]
     fn errors_name_the_path_and_the_fix() {
         let p = PathBuf::from("/x");
         let cases = [
@@ -834,6 +937,22 @@ mod tests {
             ),
             (FuseError::DeadMount(p.clone()), "`vmount unmount /x`"),
             (FuseError::NotMounted(p.clone()), "nothing is mounted at /x"),
+            (
+                FuseError::PassthroughUnsupported(p.clone()),
+                "kernel does not support FUSE passthrough",
+            ),
+            (
+                FuseError::PassthroughUnsupported(p.clone()),
+                "set passthrough = \"auto\" or \"off\"",
+            ),
+            (
+                FuseError::PassthroughNotPermitted(p.clone()),
+                "CAP_SYS_ADMIN",
+            ),
+            (
+                FuseError::PassthroughWithWriteback(p.clone()),
+                "cannot be combined with writeback_cache",
+            ),
         ];
         for (e, want) in cases {
             let s = e.to_string();

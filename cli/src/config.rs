@@ -335,6 +335,27 @@ impl RawConfig {
                 }
             }
         }
+        if let Some(mode) = &self.fuse.passthrough
+            && *mode.get_ref() == PassthroughMode::On
+        {
+            if *fs.kind.get_ref() == FsType::Memfs {
+                return Err(src.error_at(
+                    mode.span(),
+                    "`passthrough = \"on\"` in [fuse] needs a filesystem with host files \
+                     (type = \"loopback\"); memfs keeps its data in memory, so set passthrough \
+                     = \"auto\" or \"off\"",
+                ));
+            }
+            if self.fuse.writeback_cache {
+                return Err(src.error_at(
+                    mode.span(),
+                    "`passthrough = \"on\"` in [fuse] cannot be combined with `writeback_cache = \
+                     true`, because the kernel turns passthrough off on a mount with the \
+                     writeback cache; set writeback_cache = false, or passthrough = \"auto\" \
+                     (which then leaves the writeback cache off) or \"off\"",
+                ));
+            }
+        }
         let paths = [
             ("`mountpoint`", Some(&self.mountpoint)),
             ("`source` in [filesystem]", fs.source.as_ref()),
@@ -434,7 +455,7 @@ pub struct RawFilesystem {
 pub enum FsType {
     /// `vmount_core::memfs::MemFs`.
     Memfs,
-    /// A mirror of a host directory (not in this build yet).
+    /// `vmount_core::loopback::Loopback`: a mirror of a host directory (unix).
     Loopback,
 }
 
@@ -472,6 +493,34 @@ pub struct RawFuse {
     /// Let the kernel check permission bits before calling the filesystem (default true).
     #[serde(default = "default_true")]
     pub default_permissions: bool,
+    /// FUSE passthrough of file data (Linux 6.9+, root): `"auto"` (the default), `"on"`
+    /// (required) or `"off"`.
+    #[serde(default)]
+    pub passthrough: Option<Spanned<PassthroughMode>>,
+}
+
+/// The `passthrough` key: whether the kernel may read and write a loopback file's host
+/// file directly instead of asking the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassthroughMode {
+    /// Where the kernel and privileges allow it; wins over `writeback_cache`.
+    #[default]
+    Auto,
+    /// Required: mounting fails without it.
+    On,
+    /// Never.
+    Off,
+}
+
+impl fmt::Display for PassthroughMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        })
+    }
 }
 
 impl Default for RawFuse {
@@ -483,6 +532,7 @@ impl Default for RawFuse {
             writeback_cache: false,
             allow_other: false,
             default_permissions: true,
+            passthrough: None,
         }
     }
 }
@@ -832,6 +882,7 @@ mod tests {
         assert_eq!(c.fuse.attr_timeout, Seconds(Duration::from_secs(1)));
         assert_eq!(c.fuse.entry_timeout, Seconds(Duration::from_secs(1)));
         assert!(!c.fuse.writeback_cache && !c.fuse.allow_other && c.fuse.default_permissions);
+        assert!(c.fuse.passthrough.is_none());
         assert_eq!(c.nfs.port, Port(0));
         assert!(c.nfs.mount);
     }
@@ -843,7 +894,7 @@ mod tests {
              [filesystem]\ntype = \"memfs\"\nsize_limit = \"1.5GiB\"\nmax_inodes = 10\n\
              [fuse]\nthreads = 4\nattr_timeout = 0.5\nentry_timeout = \"250ms\"\n\
              writeback_cache = true\nallow_other = true\ndefault_permissions = false\n\
-             [nfs]\nport = 2049\nmount = false\n",
+             passthrough = \"off\"\n[nfs]\nport = 2049\nmount = false\n",
         )
         .unwrap();
         assert_eq!(c.backend.unwrap().into_inner(), BackendChoice::Fuse);
@@ -861,7 +912,21 @@ mod tests {
         assert_eq!(c.fuse.attr_timeout.0, Duration::from_millis(500));
         assert_eq!(c.fuse.entry_timeout.0, Duration::from_millis(250));
         assert!(c.fuse.writeback_cache && c.fuse.allow_other && !c.fuse.default_permissions);
+        assert_eq!(
+            c.fuse.passthrough.unwrap().into_inner(),
+            PassthroughMode::Off
+        );
         assert_eq!(c.nfs.port, Port(2049));
+        let lo = "mountpoint = \"/m\"\n[filesystem]\ntype = \"loopback\"\nsource = \"/s\"\n";
+        for (text, want) in [
+            ("on", PassthroughMode::On),
+            ("auto", PassthroughMode::Auto),
+            ("off", PassthroughMode::Off),
+        ] {
+            let c = parse(&format!("{lo}[fuse]\npassthrough = \"{text}\"\n")).unwrap();
+            assert_eq!(c.fuse.passthrough.unwrap().into_inner(), want);
+            assert_eq!(want.to_string(), text);
+        }
         assert!(!c.nfs.mount);
         let c = parse(&format!(
             "{MIN}[fuse]\nattr_timeout = 2\nentry_timeout = 0\n"
@@ -1023,6 +1088,17 @@ mod tests {
             let prefix = format!("5:{}: invalid value for `{key}` in [fuse]: ", key.len() + 4);
             assert!(e.starts_with(&prefix) && e.contains(what), "{line}: {e}");
         }
+        let e = err(&format!("{MIN}[fuse]\npassthrough = \"yes\"\n"));
+        assert_eq!(
+            e,
+            "5:15: invalid value for `passthrough` in [fuse]: unknown variant `yes`, expected one \
+             of `auto`, `on`, `off`"
+        );
+        let e = err(&format!("{MIN}[fuse]\npassthrough = true\n"));
+        assert!(
+            e.starts_with("5:15: invalid value for `passthrough` in [fuse]"),
+            "{e}"
+        );
         let e = err(&format!("{MIN}[nfs]\nport = 70000\n"));
         assert!(e.starts_with("5:8: invalid value for `port` in [nfs]") && e.contains("65535"));
         let e = err("mountpoint = \"/m\"\nbackend = \"fusee\"\n[filesystem]\ntype = \"memfs\"\n");
@@ -1065,6 +1141,26 @@ mod tests {
             e.starts_with("5:14: `max_inodes` in [filesystem] is only for"),
             "{e}"
         );
+        let e = err(&format!(
+            "{lo}[fuse]\nwriteback_cache = true\npassthrough = \"on\"\n"
+        ));
+        assert!(
+            e.starts_with("7:15: `passthrough = \"on\"` in [fuse] cannot be combined with")
+                && e.contains("writeback_cache = false"),
+            "{e}"
+        );
+        assert!(
+            parse(&format!(
+                "{lo}[fuse]\nwriteback_cache = true\npassthrough = \"auto\"\n"
+            ))
+            .is_ok()
+        );
+        let e = err(&format!("{MIN}[fuse]\npassthrough = \"on\"\n"));
+        assert!(
+            e.starts_with("5:15: `passthrough = \"on\"` in [fuse] needs a filesystem with host"),
+            "{e}"
+        );
+        assert!(parse(&format!("{MIN}[fuse]\npassthrough = \"off\"\n")).is_ok());
         let e = err("mountpoint = \"~bob/m\"\n[filesystem]\ntype = \"memfs\"\n");
         assert!(
             e.starts_with("1:14: `mountpoint` cannot be expanded"),

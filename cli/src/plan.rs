@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::{
-    BackendChoice, FsType, RawConfig, Source, expand_tilde, format_size, io_reason,
+    BackendChoice, FsType, PassthroughMode, RawConfig, Source, expand_tilde, format_size, io_reason,
 };
 use crate::platform::{self, Backend};
 
@@ -84,6 +84,20 @@ pub struct FusePlan {
     pub allow_other: bool,
     /// The kernel checks permission bits.
     pub default_permissions: bool,
+    /// FUSE passthrough as configured (see [`FusePlan::effective_passthrough`]).
+    pub passthrough: PassthroughMode,
+}
+
+impl FusePlan {
+    /// The passthrough mode to mount with: a filesystem without host files (memfs) never
+    /// hands out a descriptor, so `auto` becomes `off` there rather than costing the
+    /// writeback cache for nothing (`on` with memfs is a config error).
+    pub fn effective_passthrough(&self, fs: &FsPlan) -> PassthroughMode {
+        match fs {
+            FsPlan::Memfs { .. } => PassthroughMode::Off,
+            FsPlan::Loopback { .. } => self.passthrough,
+        }
+    }
 }
 
 /// The `[nfs]` settings, validated.
@@ -150,6 +164,11 @@ impl MountPlan {
                 writeback_cache: raw.fuse.writeback_cache,
                 allow_other: raw.fuse.allow_other,
                 default_permissions: raw.fuse.default_permissions,
+                passthrough: raw
+                    .fuse
+                    .passthrough
+                    .map(|p| p.into_inner())
+                    .unwrap_or_default(),
             },
             nfs: NfsPlan {
                 port: raw.nfs.port.0,
@@ -257,6 +276,16 @@ impl fmt::Display for MountPlan {
         row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
         row(f, "  allow_other", yes_no(fuse.allow_other))?;
         row(f, "  default_permissions", yes_no(fuse.default_permissions))?;
+        let passthrough = fuse.effective_passthrough(&self.filesystem);
+        let note = match (&self.filesystem, passthrough) {
+            (FsPlan::Memfs { .. }, _) => " (not used: memfs has no host files)",
+            (_, PassthroughMode::Auto) if fuse.writeback_cache => {
+                " (where the kernel has it, instead of writeback_cache)"
+            }
+            (_, PassthroughMode::Auto) => " (where the kernel has it: Linux 6.9+, root)",
+            _ => "",
+        };
+        row(f, "  passthrough", format!("{}{note}", fuse.passthrough))?;
         writeln!(f, "nfs:{}", used(Backend::Nfs))?;
         if self.nfs.port == 0 {
             row(f, "  port", "0 (any free port on 127.0.0.1)")?;
@@ -311,6 +340,15 @@ mod tests {
                     shown.contains("source:") && shown.contains("from config"),
                     "{shown}"
                 );
+                assert_eq!(p.fuse.passthrough, PassthroughMode::Auto);
+                assert_eq!(
+                    p.fuse.effective_passthrough(&p.filesystem),
+                    PassthroughMode::Auto
+                );
+                assert!(
+                    shown.contains("  passthrough:          auto (where the kernel has it"),
+                    "{shown}"
+                );
             }
             // Without FUSE, the backend is the only thing allowed to fail.
             Err(e) => assert!(platform::status(Backend::Fuse).is_err(), "{e:#}"),
@@ -342,6 +380,29 @@ mod tests {
         let text = "mountpoint = \"mp\"\n[filesystem]\ntype = \"loopback\"\nsource = \".\"\n";
         let e = plan(text, dir.path()).unwrap_err().to_string();
         assert!(e.contains("inside the loopback source"), "{e}");
+    }
+
+    #[test]
+    fn memfs_never_asks_for_passthrough() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        let text = "mountpoint = \"mp\"\nbackend = \"fuse\"\n[filesystem]\ntype = \"memfs\"\n\
+                    [fuse]\nwriteback_cache = true\n";
+        let p = match plan(text, dir.path()) {
+            Ok(p) => p,
+            // Without FUSE, the backend is the only thing allowed to fail.
+            Err(e) => return assert!(platform::status(Backend::Fuse).is_err(), "{e:#}"),
+        };
+        assert_eq!(p.fuse.passthrough, PassthroughMode::Auto);
+        assert_eq!(
+            p.fuse.effective_passthrough(&p.filesystem),
+            PassthroughMode::Off
+        );
+        let shown = p.to_string();
+        assert!(
+            shown.contains("passthrough:          auto (not used: memfs has no host files)"),
+            "{shown}"
+        );
     }
 
     #[test]

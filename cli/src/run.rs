@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use vmount_core::Vfs;
 use vmount_core::memfs::{MemFs, MemFsOptions};
 
@@ -56,12 +56,35 @@ fn build_fs(plan: &MountPlan) -> anyhow::Result<Arc<dyn Vfs>> {
                 root_mode: 0o755,
             })))
         }
-        FsPlan::Loopback { source } => bail!(
-            "the loopback filesystem is not available in this build yet; it would mirror {} \
-             (use type = \"memfs\" until it lands)",
-            source.display()
-        ),
+        FsPlan::Loopback { source } => loopback(source, plan.read_only),
     }
+}
+
+/// The loopback filesystem over `source`. Running as root, it creates files as the
+/// calling user (from each request's credentials), so nothing more is needed here.
+#[cfg(unix)]
+fn loopback(source: &Path, read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
+    use vmount_core::loopback::{Loopback, LoopbackOptions};
+    let fs = Loopback::new(LoopbackOptions {
+        source: source.to_owned(),
+        read_only,
+    })
+    .map_err(|e| {
+        anyhow!(
+            "cannot mirror the loopback source {}: {e}",
+            source.display()
+        )
+    })?;
+    Ok(Arc::new(fs))
+}
+
+#[cfg(not(unix))]
+fn loopback(source: &Path, _read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
+    anyhow::bail!(
+        "the loopback filesystem is not available on this platform yet, so {} cannot be \
+         mirrored (on Windows it comes with the WinFsp backend)",
+        source.display()
+    )
 }
 
 /// The uid and gid that own the root directory: whoever runs the daemon.
@@ -126,10 +149,11 @@ mod fuse {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use anyhow::{Context as _, anyhow, bail};
-    use vmount_backend_fuse::{FuseOptions, MountState};
+    use vmount_backend_fuse::{FuseOptions, MountState, Passthrough};
     use vmount_core::Vfs;
 
     use super::{POLL, announce};
+    use crate::config::PassthroughMode;
     use crate::plan::MountPlan;
 
     /// Installs the handlers: the first SIGINT/SIGTERM/SIGHUP sets `flag`; a second one
@@ -175,6 +199,11 @@ mod fuse {
             // The mount table then says `fuse.vmount`, which is how cleanup scripts and
             // `vmount unmount` recognise vmount's mounts.
             subtype: "vmount".to_owned(),
+            passthrough: match plan.fuse.effective_passthrough(&plan.filesystem) {
+                PassthroughMode::Auto => Passthrough::Auto,
+                PassthroughMode::On => Passthrough::On,
+                PassthroughMode::Off => Passthrough::Off,
+            },
         };
         let mount = vmount_backend_fuse::mount(fs, mp, &opts).map_err(|e| anyhow!("{e}"))?;
         announce(plan);

@@ -236,7 +236,9 @@ impl Vfs for PanicGuard {
     }
     #[cfg(unix)]
     fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
-        self.call("passthrough_fd", |fs| Ok(fs.passthrough_fd(ino, fh))).ok().flatten()
+        self.call("passthrough_fd", |fs| Ok(fs.passthrough_fd(ino, fh)))
+            .ok()
+            .flatten()
     }
 }
 

@@ -20,10 +20,13 @@
 //!
 //! # Filesystems
 //! - [`memfs::MemFs`]: in memory, POSIX semantics, chunked sparse storage, size limit.
+//! - `loopback::Loopback` (unix): a live, confined mirror of a host directory.
 #![deny(missing_docs)]
 
 mod error;
 mod guard;
+#[cfg(unix)]
+pub mod loopback;
 pub mod memfs;
 mod types;
 mod vfs;

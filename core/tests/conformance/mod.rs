@@ -106,6 +106,14 @@ pub trait Fixture {
     fn read_only_variant(&self) -> Option<Box<dyn Fixture>> {
         None
     }
+
+    /// Why an inode whose lookup count `forget` brought to zero is no longer usable by
+    /// number on this filesystem (loopback frees the entry and its host descriptor, as
+    /// FUSE intends), or `None` when forgotten inodes keep being served (memfs). Cases
+    /// that use an inode after forgetting it are skipped with this reason.
+    fn forget_frees_inodes(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Expands to a module `$prefix` holding one `#[test]` per conformance case, each

@@ -1,0 +1,1462 @@
+//! loopback: a live mirror of a host directory, confined to it.
+//!
+//! # Design decisions
+//! - **Identity.** One vmount [`Ino`] per host `(st_dev, st_ino)`: a table entry holds a
+//!   descriptor of the object (Linux: `O_PATH | O_NOFOLLOW`; macOS: see below), its kind
+//!   and its lookup count. Hard links therefore share one inode, and `nlink` is the
+//!   host's. Numbers are allocated monotonically from 2 and never reused; the source
+//!   directory is [`Ino::ROOT`]. The held descriptor pins the host inode, so its
+//!   `(st_dev, st_ino)` cannot be recycled by the host while the entry exists.
+//! - **Lifetime.** An entry leaves the table (closing its descriptor) when its lookup
+//!   count reaches zero through [`Vfs::forget`] and no handle is open on it, or as soon
+//!   as the object is gone from the host (`nlink` 0, seen after unlink, rmdir, a replacing
+//!   rename, the last release, or a getattr) and no handle is open. The root is never
+//!   dropped. A forgotten number is `Stale` afterwards; the FUSE kernel never uses a
+//!   number after forgetting it. (Consequently loopback does *not* keep forgotten but
+//!   still linked inodes usable, which stateless NFS would want; that needs file
+//!   handles, `name_to_handle_at`, and is left to the NFS work.)
+//! - **Confinement.** Every host call is relative to a held directory descriptor plus one
+//!   name checked with [`check_name`], using the `*at` calls with `AT_SYMLINK_NOFOLLOW` /
+//!   `O_NOFOLLOW`, and `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//!   RESOLVE_NO_MAGICLINKS)` where the kernel has it. No path string is ever walked, so
+//!   swapping a directory for a symlink meanwhile cannot lead outside: a held directory
+//!   descriptor keeps naming the real directory, and a symlink is only ever held as
+//!   itself (using it as a parent fails with `NotDir`). Reopening a held `O_PATH`
+//!   descriptor for I/O through `/proc/self/fd/N` is done only for regular files and
+//!   directories, never for symlinks (that would follow them).
+//! - **Ownership and permissions.** When the daemon runs as root on Linux, each host call
+//!   made for a non-root caller runs with the caller's fsuid, fsgid and supplementary
+//!   groups on the calling thread (see `creds.rs`), so the host kernel decides every
+//!   permission (ACLs included) and new files belong to the caller, setgid directories
+//!   included. Root callers take the fast path (no switch). A non-root daemon never
+//!   switches: files belong to it and the host checks against it. On macOS there is no
+//!   per-thread switch: a root daemon chowns new objects to the caller afterwards and
+//!   checks the caller against mode bits itself for lookups, namespace changes, opens and
+//!   `access` (not ACLs, sticky directories or chmod/chown ownership, which then follow
+//!   the daemon's root rights: a documented limitation of the macOS build).
+//! - **Modes are exact.** The process umask would otherwise be applied a second time by
+//!   the host; a new object whose permission bits differ from the requested ones is
+//!   chmod'ed (as the daemon, so an inherited setgid bit survives).
+//! - **I/O.** `open` maps a handle to one host descriptor used for every read and write
+//!   (`pread`/`pwrite`, no per-I/O open). Stateless I/O (`fh` None, NFS) goes through a
+//!   small bounded cache of descriptors per inode (64 entries, least recently used out).
+//!   There is no global lock around I/O.
+//! - **readdir** streams the host directory with `getdents64` and uses the host's `d_off`
+//!   as the cookie (see `dir.rs`). Entries accepted by an attribute-wanting sink are
+//!   registered and count one lookup, like `lookup`. Entries listed without attributes
+//!   carry their table number when the object is known, else a synthetic number with the
+//!   top bit set (never handed out as a real inode, so it cannot collide).
+//! - **Locks** are not implemented here: FUSE keeps POSIX and flock locks in the kernel.
+//! - **macOS** (compile-checked only): no `O_PATH` or `/proc`; directories are held
+//!   `O_RDONLY`, other objects `O_EVTONLY | O_SYMLINK` (sockets cannot be opened, so they
+//!   cannot be looked up). Regular files are reopened through `F_GETPATH` and verified to
+//!   be the same `(st_dev, st_ino)`; rename flags map to `renameatx_np`; fallocate
+//!   supports only plain allocation; copy_file_range copies with pread/pwrite.
+
+mod creds;
+mod dir;
+mod sys;
+
+use std::collections::HashMap;
+use std::ffi::{CStr, OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use self::creds::CredGuard;
+use self::dir::DirStream;
+use self::sys::Stat;
+use crate::{
+    AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
+    NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsError, VfsResult, Whence,
+    XattrFlags, check_name,
+};
+
+/// Handle table shards.
+const HANDLE_SHARDS: usize = 16;
+/// Descriptors kept for stateless I/O.
+const FD_CACHE_SIZE: usize = 64;
+/// Bit set on the synthetic inode numbers of entries listed without attributes.
+const SYNTHETIC_INO: u64 = 1 << 63;
+
+/// Settings of a [`Loopback`].
+#[derive(Debug, Clone, Default)]
+pub struct LoopbackOptions {
+    /// The host directory to mirror.
+    pub source: PathBuf,
+    /// Every modifying call fails with `ReadOnly`; nothing on the host changes.
+    pub read_only: bool,
+}
+
+/// One host object the filesystem has handed out a number for.
+#[derive(Debug)]
+struct Inode {
+    ino: Ino,
+    key: (u64, u64),
+    kind: FileType,
+    /// The held descriptor (see the module docs).
+    fd: OwnedFd,
+    /// Lookup references (FUSE's count).
+    lookups: AtomicU64,
+    /// Open handles.
+    opens: AtomicU64,
+}
+
+impl Inode {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_ino: HashMap<u64, Arc<Inode>>,
+    by_key: HashMap<(u64, u64), u64>,
+}
+
+/// What an open handle holds.
+enum HandleData {
+    File(OwnedFd),
+    Dir(Mutex<DirStream>),
+}
+
+/// An open file or directory.
+struct Handle {
+    inode: Arc<Inode>,
+    flags: OpenFlags,
+    data: HandleData,
+}
+
+/// One shard of the handle table.
+type HandleShard = Mutex<HashMap<u64, Arc<Handle>>>;
+
+/// One stateless-I/O descriptor.
+struct CacheSlot {
+    ino: u64,
+    fd: Arc<OwnedFd>,
+    writable: bool,
+    used: u64,
+}
+
+/// A descriptor to do I/O on: a handle's or a cached one.
+enum IoFd {
+    Handle(Arc<Handle>),
+    Cached(Arc<OwnedFd>),
+}
+
+impl IoFd {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            IoFd::Handle(h) => match &h.data {
+                HandleData::File(fd) => fd.as_fd(),
+                // `file_handle` only returns file handles.
+                HandleData::Dir(_) => unreachable!("directory handle used for file I/O"),
+            },
+            IoFd::Cached(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// The loopback filesystem. See the [module docs](self) for its design.
+pub struct Loopback {
+    opts: LoopbackOptions,
+    table: RwLock<Table>,
+    next_ino: AtomicU64,
+    handles: Box<[HandleShard]>,
+    next_fh: AtomicU64,
+    cache: Mutex<Vec<CacheSlot>>,
+    cache_clock: AtomicU64,
+    /// The daemon is root: switch to callers' credentials (Linux) / chown new objects
+    /// and check mode bits (macOS).
+    daemon_root: bool,
+    daemon_groups: Vec<libc::gid_t>,
+}
+
+impl std::fmt::Debug for Loopback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loopback")
+            .field("opts", &self.opts)
+            .field("inodes", &self.inode_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a handle opened with `flags` may read.
+fn can_read(flags: OpenFlags) -> bool {
+    flags.contains(OpenFlags::READ) || !flags.contains(OpenFlags::WRITE)
+}
+
+/// The host open flags for `flags` (access mode, append, truncate, sync).
+fn host_flags(flags: OpenFlags) -> libc::c_int {
+    let mut f = match (
+        flags.contains(OpenFlags::READ),
+        flags.contains(OpenFlags::WRITE),
+    ) {
+        (true, true) => libc::O_RDWR,
+        (_, true) => libc::O_WRONLY,
+        _ => libc::O_RDONLY,
+    };
+    if flags.contains(OpenFlags::APPEND) {
+        f |= libc::O_APPEND;
+    }
+    if flags.contains(OpenFlags::TRUNCATE) {
+        f |= libc::O_TRUNC;
+    }
+    if flags.contains(OpenFlags::SYNC) {
+        f |= libc::O_SYNC;
+    }
+    f
+}
+
+/// Whether `flags` would modify the file.
+fn writes(flags: OpenFlags) -> bool {
+    flags.intersects(OpenFlags::WRITE | OpenFlags::TRUNCATE | OpenFlags::APPEND)
+}
+
+/// The vmount kind for a `d_type`, when it says.
+fn kind_of_dtype(t: u8) -> Option<FileType> {
+    Some(match t {
+        libc::DT_REG => FileType::RegularFile,
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_FIFO => FileType::Fifo,
+        libc::DT_SOCK => FileType::Socket,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        _ => return None,
+    })
+}
+
+/// Whether `ctx` passes `mask` on an object with `st`, by mode bits (Linux semantics:
+/// root bypasses read/write and needs some x bit to execute a non-directory).
+fn mode_allows(ctx: &Ctx, st: &Stat, mask: AccessMask) -> bool {
+    #[allow(clippy::unnecessary_cast)]
+    let mode = st.st_mode as u32;
+    let is_dir = mode & 0o170000 == 0o040000;
+    if ctx.is_root() {
+        return !mask.contains(AccessMask::EXEC) || is_dir || mode & 0o111 != 0;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let (uid, gid) = (st.st_uid as u32, st.st_gid as u32);
+    let bits = if ctx.uid == uid {
+        (mode >> 6) & 7
+    } else if ctx.in_group(gid) {
+        (mode >> 3) & 7
+    } else {
+        mode & 7
+    };
+    let mut need = 0;
+    if mask.contains(AccessMask::READ) {
+        need |= 4;
+    }
+    if mask.contains(AccessMask::WRITE) {
+        need |= 2;
+    }
+    if mask.contains(AccessMask::EXEC) {
+        need |= 1;
+    }
+    bits & need == need
+}
+
+impl Loopback {
+    /// Mirrors `opts.source`, which must be an existing directory. Raises the process's
+    /// soft limit on open descriptors to the hard limit (the table holds one per inode).
+    pub fn new(opts: LoopbackOptions) -> VfsResult<Loopback> {
+        let fd = sys::open_root(&opts.source)?;
+        let st = sys::fstat(fd.as_fd())?;
+        if sys::kind(&st) != Some(FileType::Directory) {
+            return Err(VfsError::NotDir);
+        }
+        sys::raise_nofile_limit();
+        let root = Arc::new(Inode {
+            ino: Ino::ROOT,
+            key: sys::key(&st),
+            kind: FileType::Directory,
+            fd,
+            lookups: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
+        });
+        let mut table = Table::default();
+        table.by_key.insert(root.key, Ino::ROOT.0);
+        table.by_ino.insert(Ino::ROOT.0, root);
+        Ok(Loopback {
+            opts,
+            table: RwLock::new(table),
+            next_ino: AtomicU64::new(2),
+            handles: (0..HANDLE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            next_fh: AtomicU64::new(1),
+            cache: Mutex::new(Vec::with_capacity(FD_CACHE_SIZE)),
+            cache_clock: AtomicU64::new(0),
+            daemon_root: sys::geteuid() == 0,
+            daemon_groups: sys::getgroups(),
+        })
+    }
+
+    /// Number of live table entries, root included (for tests and diagnostics).
+    pub fn inode_count(&self) -> u64 {
+        self.table.read().by_ino.len() as u64
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Table.
+
+    fn inode(&self, ino: Ino) -> VfsResult<Arc<Inode>> {
+        self.table
+            .read()
+            .by_ino
+            .get(&ino.0)
+            .cloned()
+            .ok_or(VfsError::Stale)
+    }
+
+    fn dir_inode(&self, ino: Ino) -> VfsResult<Arc<Inode>> {
+        let inode = self.inode(ino)?;
+        if inode.kind != FileType::Directory {
+            return Err(VfsError::NotDir);
+        }
+        Ok(inode)
+    }
+
+    /// Registers the object held by `fd` (stat `st`), counting one lookup. An object
+    /// already in the table keeps its entry and number; `fd` is then closed.
+    fn register(&self, fd: OwnedFd, st: &Stat) -> VfsResult<Arc<Inode>> {
+        let key = sys::key(st);
+        let kind = sys::kind(st).ok_or(VfsError::Io(std::io::Error::from_raw_os_error(
+            libc::EINVAL,
+        )))?;
+        let mut t = self.table.write();
+        if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i)) {
+            inode.lookups.fetch_add(1, Ordering::Relaxed);
+            return Ok(inode.clone());
+        }
+        let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
+        let inode = Arc::new(Inode {
+            ino,
+            key,
+            kind,
+            fd,
+            lookups: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
+        });
+        t.by_key.insert(key, ino.0);
+        t.by_ino.insert(ino.0, inode.clone());
+        Ok(inode)
+    }
+
+    /// Finds (registering if needed) `name` in `parent`, counting one lookup; returns the
+    /// entry and the stat taken.
+    fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
+        let st = sys::fstatat(parent.fd(), name)?;
+        let known = {
+            let t = self.table.read();
+            t.by_key
+                .get(&sys::key(&st))
+                .and_then(|i| t.by_ino.get(i))
+                .map(|inode| {
+                    inode.lookups.fetch_add(1, Ordering::Relaxed);
+                    inode.clone()
+                })
+        };
+        if let Some(inode) = known {
+            return Ok((inode, st));
+        }
+        let fd = sys::open_entry(parent.fd(), name)?;
+        let st = sys::fstat(fd.as_fd())?;
+        let inode = self.register(fd, &st)?;
+        Ok((inode, st))
+    }
+
+    /// Removes `inode` from the table when it is still there, nothing holds it open, and
+    /// either no lookups remain or it is gone from the host.
+    fn maybe_drop(&self, inode: &Arc<Inode>, dead: bool) {
+        if inode.ino == Ino::ROOT || inode.opens.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        let removed = {
+            let mut t = self.table.write();
+            let current = t
+                .by_ino
+                .get(&inode.ino.0)
+                .is_some_and(|i| Arc::ptr_eq(i, inode));
+            if current
+                && inode.opens.load(Ordering::Acquire) == 0
+                && (dead || inode.lookups.load(Ordering::Acquire) == 0)
+            {
+                t.by_ino.remove(&inode.ino.0);
+                if t.by_key.get(&inode.key) == Some(&inode.ino.0) {
+                    t.by_key.remove(&inode.key);
+                }
+                true
+            } else {
+                false
+            }
+        };
+        if removed {
+            self.cache.lock().retain(|s| s.ino != inode.ino.0);
+        }
+    }
+
+    /// Drops `inode` if the host object has no links left and nothing holds it open.
+    fn drop_if_dead(&self, inode: &Arc<Inode>) {
+        if inode.opens.load(Ordering::Acquire) == 0
+            && sys::fstat(inode.fd()).is_ok_and(|st| st.st_nlink == 0)
+        {
+            self.maybe_drop(inode, true);
+        }
+    }
+
+    /// Drops the table entry of host object `key`, if any, when it is gone.
+    fn drop_key_if_dead(&self, key: Option<(u64, u64)>) {
+        let Some(key) = key else { return };
+        let inode = {
+            let t = self.table.read();
+            t.by_key.get(&key).and_then(|i| t.by_ino.get(i)).cloned()
+        };
+        if let Some(inode) = inode {
+            self.drop_if_dead(&inode);
+        }
+    }
+
+    /// Stat of a live entry: an object gone from the host with no open handle is
+    /// `Stale` (and leaves the table).
+    fn live_stat(&self, inode: &Arc<Inode>) -> VfsResult<Stat> {
+        let st = sys::fstat(inode.fd())?;
+        if st.st_nlink == 0 && inode.ino != Ino::ROOT && inode.opens.load(Ordering::Acquire) == 0 {
+            self.maybe_drop(inode, true);
+            return Err(VfsError::Stale);
+        }
+        Ok(st)
+    }
+
+    #[allow(clippy::unnecessary_cast)] // stat field types differ between platforms
+    fn attr(&self, inode: &Inode, st: &Stat) -> Attr {
+        #[cfg(target_os = "linux")]
+        let (at, mt, ct) = (
+            sys::time(st.st_atime, st.st_atime_nsec),
+            sys::time(st.st_mtime, st.st_mtime_nsec),
+            sys::time(st.st_ctime, st.st_ctime_nsec),
+        );
+        #[cfg(not(target_os = "linux"))]
+        let (at, mt, ct) = (
+            sys::time(st.st_atime as i64, st.st_atime_nsec as i64),
+            sys::time(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            sys::time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        );
+        #[cfg(target_os = "macos")]
+        let crtime = sys::time(st.st_birthtime as i64, st.st_birthtime_nsec as i64);
+        #[cfg(not(target_os = "macos"))]
+        let crtime = ct;
+        Attr {
+            ino: inode.ino,
+            kind: sys::kind(st).unwrap_or(inode.kind),
+            perm: (st.st_mode as u32 & 0o7777) as u16,
+            nlink: u32::try_from(st.st_nlink as u64).unwrap_or(u32::MAX),
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            size: u64::try_from(st.st_size as i64).unwrap_or(0),
+            blocks: u64::try_from(st.st_blocks as i64).unwrap_or(0),
+            blksize: u32::try_from(st.st_blksize as i64).unwrap_or(4096),
+            rdev: st.st_rdev as u64,
+            atime: at,
+            mtime: mt,
+            ctime: ct,
+            crtime,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Credentials and checks.
+
+    fn creds(&self, ctx: &Ctx) -> VfsResult<CredGuard<'_>> {
+        Ok(CredGuard::enter(
+            ctx,
+            self.daemon_root,
+            &self.daemon_groups,
+        )?)
+    }
+
+    fn writable(&self) -> VfsResult<()> {
+        if self.opts.read_only {
+            return Err(VfsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// macOS only (a root daemon serving a non-root caller): the mode-bit check the host
+    /// kernel cannot make for us there. On Linux the switched credentials make the host
+    /// check, so this does nothing.
+    fn check(&self, ctx: &Ctx, inode: &Inode, mask: AccessMask) -> VfsResult<()> {
+        if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
+            return Ok(());
+        }
+        let st = sys::fstat(inode.fd())?;
+        if mode_allows(ctx, &st, mask) {
+            Ok(())
+        } else {
+            Err(VfsError::PermissionDenied)
+        }
+    }
+
+    /// macOS only: a root daemon gives objects it just created to the caller.
+    fn give_to_caller(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<()> {
+        if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
+            return Ok(());
+        }
+        sys::chown_entry(inode.fd(), Some(ctx.uid), Some(ctx.gid))?;
+        Ok(())
+    }
+
+    /// Registers the object just created as `parent/name` (one lookup), gives it the
+    /// exact permission bits `mode` when it is of kind `expect`, and returns its
+    /// attributes. Runs as the daemon.
+    fn finish_new(
+        &self,
+        ctx: &Ctx,
+        parent: &Inode,
+        name: &CStr,
+        expect: FileType,
+        mode: Option<u32>,
+    ) -> VfsResult<Attr> {
+        let (inode, mut st) = self.lookup_name(parent, name)?;
+        self.give_to_caller(ctx, &inode)?;
+        if let Some(mode) = mode {
+            self.fix_mode(&inode, &mut st, expect, mode)?;
+            // mkdir(2) ignores setuid/setgid in its mode; memfs and POSIX chmod do not.
+            // Add requested ones as the caller, so the host decides whether it may.
+            #[allow(clippy::unnecessary_cast)]
+            let have = st.st_mode as u32 & 0o7777;
+            if expect == FileType::Directory && mode & 0o7000 & !have != 0 {
+                let _g = self.creds(ctx)?;
+                sys::chmod_entry(inode.fd(), inode.kind, have | (mode & 0o7000))?;
+                st = sys::fstat(inode.fd())?;
+            }
+        } else if !cfg!(target_os = "linux") {
+            st = sys::fstat(inode.fd())?;
+        }
+        Ok(self.attr(&inode, &st))
+    }
+
+    /// Sets the rwx bits of a new object to exactly those of `mode` when the process
+    /// umask took some away; the special bits stay as the host kernel decided them (an
+    /// inherited setgid bit kept, a setgid bit a non-member asked for dropped).
+    #[allow(clippy::unnecessary_cast)]
+    fn fix_mode(&self, inode: &Inode, st: &mut Stat, expect: FileType, mode: u32) -> VfsResult<()> {
+        let have = st.st_mode as u32 & 0o7777;
+        if sys::kind(st) != Some(expect) || inode.kind == FileType::Symlink {
+            return Ok(());
+        }
+        let want = (have & 0o7000) | (mode & 0o777);
+        if have != want {
+            sys::chmod_entry(inode.fd(), inode.kind, want)?;
+            *st = sys::fstat(inode.fd())?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Handles and descriptors.
+
+    fn shard(&self, fh: u64) -> &HandleShard {
+        &self.handles[(fh as usize) % HANDLE_SHARDS]
+    }
+
+    fn add_handle(&self, inode: Arc<Inode>, flags: OpenFlags, data: HandleData) -> Fh {
+        inode.opens.fetch_add(1, Ordering::AcqRel);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let h = Arc::new(Handle { inode, flags, data });
+        self.shard(fh).lock().insert(fh, h);
+        Fh(fh)
+    }
+
+    fn handle(&self, ino: Ino, fh: Fh) -> VfsResult<Arc<Handle>> {
+        let h = self
+            .shard(fh.0)
+            .lock()
+            .get(&fh.0)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        if h.inode.ino != ino {
+            return Err(VfsError::BadHandle);
+        }
+        Ok(h)
+    }
+
+    fn remove_handle(&self, ino: Ino, fh: Fh) -> VfsResult<()> {
+        let h = {
+            let mut shard = self.shard(fh.0).lock();
+            match shard.get(&fh.0) {
+                Some(h) if h.inode.ino == ino => shard.remove(&fh.0),
+                _ => None,
+            }
+        }
+        .ok_or(VfsError::BadHandle)?;
+        let inode = h.inode.clone();
+        drop(h); // closes the host descriptor before the entry may go
+        if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let dead = sys::fstat(inode.fd()).is_ok_and(|st| st.st_nlink == 0);
+            self.maybe_drop(&inode, dead);
+        }
+        Ok(())
+    }
+
+    /// The descriptor for file I/O on `ino`: the handle's (checked for the access) or,
+    /// without a handle, a cached one.
+    fn io_fd(&self, ino: Ino, fh: Option<Fh>, write: bool) -> VfsResult<IoFd> {
+        if let Some(fh) = fh {
+            let h = self.handle(ino, fh)?;
+            if !matches!(h.data, HandleData::File(_)) {
+                return Err(VfsError::BadHandle);
+            }
+            let ok = if write {
+                h.flags.contains(OpenFlags::WRITE)
+            } else {
+                can_read(h.flags)
+            };
+            if !ok {
+                return Err(VfsError::BadHandle);
+            }
+            if h.inode.kind == FileType::Directory {
+                return Err(VfsError::IsDir);
+            }
+            return Ok(IoFd::Handle(h));
+        }
+        let inode = self.inode(ino)?;
+        match inode.kind {
+            FileType::RegularFile => {}
+            FileType::Directory => return Err(VfsError::IsDir),
+            _ => return Err(VfsError::InvalidArgument),
+        }
+        if write {
+            self.writable()?;
+        }
+        let tick = self.cache_clock.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut slots = self.cache.lock();
+            if let Some(s) = slots
+                .iter_mut()
+                .find(|s| s.ino == ino.0 && (s.writable || !write))
+            {
+                s.used = tick;
+                return Ok(IoFd::Cached(s.fd.clone()));
+            }
+        }
+        // Opened as the daemon: stateless protocols check permissions in the adapter.
+        let (fd, writable) = if self.opts.read_only {
+            (sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?, false)
+        } else {
+            match sys::reopen(inode.fd(), inode.kind, libc::O_RDWR) {
+                Ok(fd) => (fd, true),
+                Err(e)
+                    if !write
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ETXTBSY)
+                        ) =>
+                {
+                    (sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?, false)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let fd = Arc::new(fd);
+        let mut slots = self.cache.lock();
+        // Still registered? (A concurrent drop must not leave a descriptor behind.)
+        if self.table.read().by_ino.contains_key(&ino.0) {
+            if slots.len() >= FD_CACHE_SIZE
+                && let Some(oldest) = slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.used)
+                    .map(|(i, _)| i)
+            {
+                slots.swap_remove(oldest);
+            }
+            slots.retain(|s| s.ino != ino.0 || s.writable);
+            slots.push(CacheSlot {
+                ino: ino.0,
+                fd: fd.clone(),
+                writable,
+                used: tick,
+            });
+        }
+        Ok(IoFd::Cached(fd))
+    }
+
+    /// Lists `inode` from `stream` after `after` into `sink`.
+    fn fill(
+        &self,
+        dir: &Inode,
+        stream: &mut DirStream,
+        after: u64,
+        sink: &mut dyn DirSink,
+    ) -> VfsResult<()> {
+        stream.seek(after)?;
+        let plus = sink.wants_attr();
+        while let Some(e) = stream.next_entry()? {
+            if e.name == b"." || e.name == b".." {
+                continue;
+            }
+            let name = OsStr::from_bytes(&e.name);
+            let cname = sys::cname(name)?;
+            let accepted = if plus {
+                let (inode, st) = match self.lookup_name(dir, &cname) {
+                    Ok(x) => x,
+                    Err(VfsError::NotFound) => continue, // removed meanwhile
+                    Err(err) => return Err(err),
+                };
+                let attr = self.attr(&inode, &st);
+                let full = sink.add(&DirEntry {
+                    name,
+                    ino: inode.ino,
+                    kind: attr.kind,
+                    cookie: e.cookie,
+                    attr: Some(attr),
+                });
+                if full {
+                    inode.lookups.fetch_sub(1, Ordering::AcqRel);
+                    self.maybe_drop(&inode, false);
+                }
+                !full
+            } else {
+                let (kind, key) = match kind_of_dtype(e.d_type) {
+                    Some(k) => (k, (dir.key.0, e.d_ino)),
+                    None => match sys::fstatat(dir.fd(), &cname) {
+                        Ok(st) => (
+                            sys::kind(&st).unwrap_or(FileType::RegularFile),
+                            sys::key(&st),
+                        ),
+                        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
+                        Err(err) => return Err(err.into()),
+                    },
+                };
+                let ino = {
+                    let t = self.table.read();
+                    t.by_key.get(&key).copied()
+                }
+                .unwrap_or(SYNTHETIC_INO | (key.1 & !SYNTHETIC_INO));
+                !sink.add(&DirEntry {
+                    name,
+                    ino: Ino(ino),
+                    kind,
+                    cookie: e.cookie,
+                    attr: None,
+                })
+            };
+            if !accepted {
+                stream.unread();
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Vfs for Loopback {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            xattrs: true,
+            hard_links: true,
+            symlinks: true,
+            special_files: true,
+            case_sensitive: !cfg!(target_os = "macos"),
+            read_only: self.opts.read_only,
+            sparse_files: true,
+            enforces_permissions: self.daemon_root,
+            max_name_len: NAME_MAX as u32,
+        }
+    }
+
+    fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        let cname = sys::cname(name)?;
+        self.check(ctx, &dir, AccessMask::EXEC)?;
+        let _g = self.creds(ctx)?;
+        let (inode, st) = self.lookup_name(&dir, &cname)?;
+        Ok(self.attr(&inode, &st))
+    }
+
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        let Ok(inode) = self.inode(ino) else { return };
+        let mut cur = inode.lookups.load(Ordering::Acquire);
+        loop {
+            let new = cur.saturating_sub(nlookup);
+            match inode
+                .lookups
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.maybe_drop(&inode, false);
+    }
+
+    fn getattr(&self, _ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> VfsResult<Attr> {
+        if let Some(fh) = fh {
+            let h = self.handle(ino, fh)?;
+            let st = match &h.data {
+                HandleData::File(fd) => sys::fstat(fd.as_fd())?,
+                HandleData::Dir(_) => sys::fstat(h.inode.fd())?,
+            };
+            return Ok(self.attr(&h.inode, &st));
+        }
+        let inode = self.inode(ino)?;
+        let st = self.live_stat(&inode)?;
+        Ok(self.attr(&inode, &st))
+    }
+
+    fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> VfsResult<Attr> {
+        let inode = match fh {
+            Some(fh) => self.handle(ino, fh)?.inode.clone(),
+            None => self.inode(ino)?,
+        };
+        if set.is_empty() {
+            let st = self.live_stat(&inode)?;
+            return Ok(self.attr(&inode, &st));
+        }
+        self.writable()?;
+        let _g = self.creds(ctx)?;
+        if set.uid.is_some() || set.gid.is_some() {
+            sys::chown_entry(inode.fd(), set.uid, set.gid)?;
+        }
+        if let Some(mode) = set.mode {
+            sys::chmod_entry(inode.fd(), inode.kind, mode & 0o7777)?;
+        }
+        if let Some(size) = set.size {
+            match inode.kind {
+                FileType::RegularFile => {}
+                FileType::Directory => return Err(VfsError::IsDir),
+                _ => return Err(VfsError::InvalidArgument),
+            }
+            let handle = match fh {
+                Some(fh) => Some(self.handle(ino, fh)?),
+                None => None,
+            };
+            match handle {
+                Some(h) if h.flags.contains(OpenFlags::WRITE) => {
+                    sys::ftruncate(IoFd::Handle(h).fd(), size)?;
+                }
+                _ => {
+                    self.check(ctx, &inode, AccessMask::WRITE)?;
+                    let fd = sys::reopen(inode.fd(), inode.kind, libc::O_WRONLY)?;
+                    sys::ftruncate(fd.as_fd(), size)?;
+                }
+            }
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let ts = sys::utimes_pair(set.atime, set.mtime)?;
+            sys::utimens_entry(inode.fd(), inode.kind, &ts)?;
+        }
+        // `set.ctime` cannot be set on a host filesystem; the host moves it itself.
+        let st = sys::fstat(inode.fd())?;
+        Ok(self.attr(&inode, &st))
+    }
+
+    fn readlink(&self, _ctx: &Ctx, ino: Ino) -> VfsResult<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        if inode.kind != FileType::Symlink {
+            return Err(VfsError::InvalidArgument);
+        }
+        Ok(sys::readlink_entry(inode.fd())?)
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        kind: FileType,
+        mode: u32,
+        rdev: u64,
+    ) -> VfsResult<Attr> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        if matches!(kind, FileType::Directory | FileType::Symlink) {
+            return Err(VfsError::InvalidArgument);
+        }
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let perm = mode & !ctx.umask & 0o7777;
+        let rdev = if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+            if !cfg!(target_os = "linux") && self.daemon_root && !ctx.is_root() {
+                return Err(VfsError::NotPermitted);
+            }
+            rdev
+        } else {
+            0
+        };
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        {
+            let _g = self.creds(ctx)?;
+            sys::mknodat(dir.fd(), &cname, kind.mode_bits() | perm, rdev)?;
+        }
+        self.finish_new(ctx, &dir, &cname, kind, Some(perm))
+    }
+
+    fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Attr> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let perm = mode & !ctx.umask & 0o7777;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        {
+            let _g = self.creds(ctx)?;
+            sys::mkdirat(dir.fd(), &cname, perm)?;
+        }
+        self.finish_new(ctx, &dir, &cname, FileType::Directory, Some(perm))
+    }
+
+    fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        let victim = {
+            let _g = self.creds(ctx)?;
+            let victim = sys::fstatat(dir.fd(), &cname).ok().map(|st| sys::key(&st));
+            sys::unlinkat(dir.fd(), &cname, false)?;
+            victim
+        };
+        self.drop_key_if_dead(victim);
+        Ok(())
+    }
+
+    fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        let victim = {
+            let _g = self.creds(ctx)?;
+            let victim = sys::fstatat(dir.fd(), &cname).ok().map(|st| sys::key(&st));
+            sys::unlinkat(dir.fd(), &cname, true)?;
+            victim
+        };
+        self.drop_key_if_dead(victim);
+        Ok(())
+    }
+
+    fn symlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Attr> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let ctarget = sys::cbytes(target.as_bytes())?;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        {
+            let _g = self.creds(ctx)?;
+            sys::symlinkat(&ctarget, dir.fd(), &cname)?;
+        }
+        self.finish_new(ctx, &dir, &cname, FileType::Symlink, None)
+    }
+
+    fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> VfsResult<()> {
+        check_name(name)?;
+        check_name(new_name)?;
+        let noreplace = flags.contains(RenameFlags::NOREPLACE);
+        let exchange = flags.contains(RenameFlags::EXCHANGE);
+        if noreplace && exchange {
+            return Err(VfsError::InvalidArgument);
+        }
+        let from = self.dir_inode(parent)?;
+        let to = self.dir_inode(new_parent)?;
+        self.writable()?;
+        let (cold, cnew) = (sys::cname(name)?, sys::cname(new_name)?);
+        self.check(ctx, &from, AccessMask::WRITE | AccessMask::EXEC)?;
+        self.check(ctx, &to, AccessMask::WRITE | AccessMask::EXEC)?;
+        let victim = {
+            let _g = self.creds(ctx)?;
+            let victim = if exchange {
+                None
+            } else {
+                sys::fstatat(to.fd(), &cnew).ok().map(|st| sys::key(&st))
+            };
+            sys::renameat(from.fd(), &cold, to.fd(), &cnew, noreplace, exchange)?;
+            victim
+        };
+        self.drop_key_if_dead(victim);
+        Ok(())
+    }
+
+    fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Attr> {
+        check_name(new_name)?;
+        let inode = self.inode(ino)?;
+        let dir = self.dir_inode(new_parent)?;
+        self.writable()?;
+        if inode.kind == FileType::Directory {
+            return Err(VfsError::NotPermitted);
+        }
+        let cname = sys::cname(new_name)?;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        {
+            let _g = self.creds(ctx)?;
+            sys::link_entry(inode.fd(), dir.fd(), &cname)?;
+        }
+        let (linked, st) = self.lookup_name(&dir, &cname)?;
+        Ok(self.attr(&linked, &st))
+    }
+
+    fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Opened> {
+        let inode = self.inode(ino)?;
+        match inode.kind {
+            FileType::RegularFile => {}
+            FileType::Directory if writes(flags) => return Err(VfsError::IsDir),
+            FileType::Directory => {}
+            FileType::Symlink => return Err(VfsError::Loop),
+            _ => return Err(VfsError::NotSupported),
+        }
+        if writes(flags) {
+            self.writable()?;
+        }
+        let mut mask = AccessMask::empty();
+        if can_read(flags) {
+            mask |= AccessMask::READ;
+        }
+        if writes(flags) {
+            mask |= AccessMask::WRITE;
+        }
+        self.check(ctx, &inode, mask)?;
+        let fd = {
+            let _g = self.creds(ctx)?;
+            sys::reopen(inode.fd(), inode.kind, host_flags(flags))?
+        };
+        let direct_io = flags.contains(OpenFlags::DIRECT);
+        let fh = self.add_handle(inode, flags, HandleData::File(fd));
+        Ok(Opened {
+            fh,
+            direct_io,
+            // The host may change the file behind the kernel's back: drop its cache on
+            // open (close-to-open consistency).
+            keep_cache: false,
+        })
+    }
+
+    fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
+    ) -> VfsResult<(Attr, Opened)> {
+        check_name(name)?;
+        let dir = self.dir_inode(parent)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let perm = mode & !ctx.umask & 0o7777;
+        let base = host_flags(flags) | libc::O_NONBLOCK;
+        self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
+        let (fd, created) = {
+            let _g = self.creds(ctx)?;
+            let mut tries = 0;
+            loop {
+                match sys::open_beneath(dir.fd(), &cname, base | libc::O_CREAT | libc::O_EXCL, perm)
+                {
+                    Ok(fd) => break (fd, true),
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EEXIST)
+                            && !flags.contains(OpenFlags::EXCLUSIVE) =>
+                    {
+                        // Never open a device, fifo or socket of the host just to find
+                        // out it is not a regular file.
+                        match sys::fstatat(dir.fd(), &cname).map(|st| sys::kind(&st)) {
+                            Ok(Some(FileType::RegularFile)) => {}
+                            Ok(Some(FileType::Directory)) => return Err(VfsError::IsDir),
+                            Ok(_) => return Err(VfsError::Exists),
+                            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tries < 8 => {
+                                tries += 1;
+                                continue;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                        match sys::open_beneath(dir.fd(), &cname, base, 0) {
+                            Ok(fd) => break (fd, false),
+                            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tries < 8 => {
+                                tries += 1;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let st = sys::fstat(fd.as_fd())?;
+        match sys::kind(&st) {
+            Some(FileType::RegularFile) => {}
+            Some(FileType::Directory) => return Err(VfsError::IsDir),
+            _ => return Err(VfsError::Exists),
+        }
+        sys::clear_nonblock(fd.as_fd())?;
+        let entry = sys::entry_from_io(fd.as_fd(), FileType::RegularFile)?;
+        let inode = self.register(entry, &st)?;
+        if !created {
+            let mut mask = AccessMask::empty();
+            if can_read(flags) {
+                mask |= AccessMask::READ;
+            }
+            if writes(flags) {
+                mask |= AccessMask::WRITE;
+            }
+            if let Err(e) = self.check(ctx, &inode, mask) {
+                inode.lookups.fetch_sub(1, Ordering::AcqRel);
+                self.maybe_drop(&inode, false);
+                return Err(e);
+            }
+        }
+        self.give_to_caller(ctx, &inode)?;
+        let mut st = sys::fstat(fd.as_fd())?;
+        if created {
+            self.fix_mode(&inode, &mut st, FileType::RegularFile, perm)?;
+        }
+        let attr = self.attr(&inode, &st);
+        let direct_io = flags.contains(OpenFlags::DIRECT);
+        let fh = self.add_handle(inode, flags, HandleData::File(fd));
+        Ok((
+            attr,
+            Opened {
+                fh,
+                direct_io,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    fn read(
+        &self,
+        _ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> VfsResult<usize> {
+        let io = self.io_fd(ino, fh, false)?;
+        if offset > i64::MAX as u64 {
+            return Ok(0);
+        }
+        let max = (i64::MAX as u64 - offset).min(buf.len() as u64) as usize;
+        Ok(sys::pread(io.fd(), &mut buf[..max], offset)?)
+    }
+
+    fn write(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        data: &[u8],
+    ) -> VfsResult<u32> {
+        self.writable()?;
+        let io = self.io_fd(ino, fh, true)?;
+        let data = &data[..data.len().min(u32::MAX as usize)];
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(VfsError::FileTooLarge);
+        }
+        // As the caller, so that the host clears setuid/setgid as POSIX requires.
+        let _g = self.creds(ctx)?;
+        let n = sys::pwrite(io.fd(), data, offset)?;
+        Ok(n as u32)
+    }
+
+    fn release(&self, _ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
+        self.remove_handle(ino, fh)
+    }
+
+    fn fsync(&self, _ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
+        let io = match fh {
+            Some(fh) => {
+                let h = self.handle(ino, fh)?;
+                if let HandleData::Dir(stream) = &h.data {
+                    sys::fsync(stream.lock().fd(), datasync)?;
+                    return Ok(());
+                }
+                IoFd::Handle(h)
+            }
+            None => {
+                let inode = self.inode(ino)?;
+                if inode.kind == FileType::Directory {
+                    let fd = sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?;
+                    sys::fsync(fd.as_fd(), datasync)?;
+                    return Ok(());
+                }
+                self.io_fd(ino, None, false)?
+            }
+        };
+        sys::fsync(io.fd(), datasync)?;
+        Ok(())
+    }
+
+    fn opendir(&self, ctx: &Ctx, ino: Ino, _flags: OpenFlags) -> VfsResult<Fh> {
+        let inode = self.dir_inode(ino)?;
+        self.check(ctx, &inode, AccessMask::READ)?;
+        let fd = {
+            let _g = self.creds(ctx)?;
+            sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?
+        };
+        let stream = dir::open_stream(fd)?;
+        Ok(self.add_handle(inode, OpenFlags::READ, HandleData::Dir(Mutex::new(stream))))
+    }
+
+    fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        after: u64,
+        sink: &mut dyn DirSink,
+    ) -> VfsResult<()> {
+        if let Some(fh) = fh {
+            let h = self.handle(ino, fh)?;
+            let HandleData::Dir(stream) = &h.data else {
+                return Err(VfsError::NotDir);
+            };
+            let _g = self.creds(ctx)?;
+            let mut stream = stream.lock();
+            return self.fill(&h.inode, &mut stream, after, sink);
+        }
+        let inode = self.dir_inode(ino)?;
+        self.check(ctx, &inode, AccessMask::READ)?;
+        let _g = self.creds(ctx)?;
+        let fd = sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?;
+        let mut stream = dir::open_stream(fd)?;
+        self.fill(&inode, &mut stream, after, sink)
+    }
+
+    fn releasedir(&self, _ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
+        self.remove_handle(ino, fh)
+    }
+
+    fn fsyncdir(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
+        self.fsync(ctx, ino, fh, datasync)
+    }
+
+    #[allow(clippy::unnecessary_cast)] // statvfs field types differ between platforms
+    fn statfs(&self, _ctx: &Ctx, ino: Ino) -> VfsResult<StatFs> {
+        let inode = self.inode(ino)?;
+        let st = sys::fstatvfs(inode.fd())?;
+        Ok(StatFs {
+            blocks: st.f_blocks as u64,
+            bfree: st.f_bfree as u64,
+            bavail: st.f_bavail as u64,
+            files: st.f_files as u64,
+            ffree: st.f_ffree as u64,
+            bsize: u32::try_from(st.f_bsize as u64).unwrap_or(4096),
+            frsize: u32::try_from(st.f_frsize as u64).unwrap_or(4096),
+            namelen: u32::try_from(st.f_namemax as u64).unwrap_or(NAME_MAX as u32),
+        })
+    }
+
+    fn access(&self, ctx: &Ctx, ino: Ino, mask: AccessMask) -> VfsResult<()> {
+        let inode = self.inode(ino)?;
+        let st = self.live_stat(&inode)?;
+        if mask.contains(AccessMask::WRITE) {
+            self.writable()?;
+        }
+        if mask.is_empty() {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let mut m = 0;
+            if mask.contains(AccessMask::READ) {
+                m |= libc::R_OK;
+            }
+            if mask.contains(AccessMask::WRITE) {
+                m |= libc::W_OK;
+            }
+            if mask.contains(AccessMask::EXEC) {
+                m |= libc::X_OK;
+            }
+            let _g = self.creds(ctx)?;
+            if sys::access_entry(inode.fd(), m)?.is_some() {
+                return Ok(());
+            }
+        }
+        // No faccessat2 (old kernel) or no per-thread credentials (macOS): mode bits.
+        if !self.daemon_root && !cfg!(target_os = "linux") {
+            return Ok(()); // the host decides on use; see the module docs
+        }
+        if mode_allows(ctx, &st, mask) {
+            Ok(())
+        } else {
+            Err(VfsError::PermissionDenied)
+        }
+    }
+
+    fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> VfsResult<()> {
+        let inode = self.inode(ino)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let _g = self.creds(ctx)?;
+        target.set(
+            &cname,
+            value,
+            flags.contains(XattrFlags::CREATE),
+            flags.contains(XattrFlags::REPLACE),
+        )?;
+        Ok(())
+    }
+
+    fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        let cname = sys::cname(name)?;
+        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let _g = self.creds(ctx)?;
+        Ok(target.get(&cname)?)
+    }
+
+    fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<OsString>> {
+        let inode = self.inode(ino)?;
+        let target = match sys::XattrTarget::new(inode.fd(), inode.kind) {
+            Ok(t) => t,
+            // Symlinks on Linux: nothing can be listed without following them.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let _g = self.creds(ctx)?;
+        let raw = target.list()?;
+        Ok(raw
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| OsStr::from_bytes(n).to_owned())
+            .collect())
+    }
+
+    fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
+        let inode = self.inode(ino)?;
+        self.writable()?;
+        let cname = sys::cname(name)?;
+        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let _g = self.creds(ctx)?;
+        target.remove(&cname)?;
+        Ok(())
+    }
+
+    fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        len: u64,
+        mode: FallocateFlags,
+    ) -> VfsResult<()> {
+        self.writable()?;
+        let io = self.io_fd(ino, fh, true)?;
+        let _g = self.creds(ctx)?;
+        sys::fallocate(
+            io.fd(),
+            offset,
+            len,
+            mode.contains(FallocateFlags::KEEP_SIZE),
+            mode.contains(FallocateFlags::PUNCH_HOLE),
+            mode.contains(FallocateFlags::ZERO_RANGE),
+        )
+    }
+
+    fn copy_file_range(
+        &self,
+        ctx: &Ctx,
+        ino_in: Ino,
+        fh_in: Option<Fh>,
+        offset_in: u64,
+        ino_out: Ino,
+        fh_out: Option<Fh>,
+        offset_out: u64,
+        len: u64,
+    ) -> VfsResult<u64> {
+        self.writable()?;
+        let src = self.io_fd(ino_in, fh_in, false)?;
+        let dst = self.io_fd(ino_out, fh_out, true)?;
+        let _g = self.creds(ctx)?;
+        if let Some(n) = sys::copy_file_range(src.fd(), offset_in, dst.fd(), offset_out, len)? {
+            return Ok(n);
+        }
+        // No host copy_file_range for these files: copy through a buffer.
+        if ino_in == ino_out {
+            let a_end = offset_in
+                .checked_add(len)
+                .ok_or(VfsError::InvalidArgument)?;
+            let b_end = offset_out.checked_add(len).ok_or(VfsError::FileTooLarge)?;
+            if offset_in < b_end && offset_out < a_end {
+                return Err(VfsError::InvalidArgument);
+            }
+        }
+        let mut buf = vec![0u8; (1 << 20).min(usize::try_from(len).unwrap_or(usize::MAX))];
+        let mut done: u64 = 0;
+        while done < len {
+            let want = usize::try_from(len - done)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let from = offset_in
+                .checked_add(done)
+                .ok_or(VfsError::InvalidArgument)?;
+            let n = sys::pread(src.fd(), &mut buf[..want], from)?;
+            if n == 0 {
+                break;
+            }
+            let to = offset_out.checked_add(done).ok_or(VfsError::FileTooLarge)?;
+            let w = sys::pwrite(dst.fd(), &buf[..n], to)?;
+            done += w as u64;
+            if w < n {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<OwnedFd> {
+        let h = self.handle(ino, fh).ok()?;
+        match &h.data {
+            HandleData::File(fd) if h.inode.kind == FileType::RegularFile => {
+                sys::dup(fd.as_fd()).ok()
+            }
+            _ => None,
+        }
+    }
+
+    fn lseek(
+        &self,
+        _ctx: &Ctx,
+        ino: Ino,
+        fh: Option<Fh>,
+        offset: u64,
+        whence: Whence,
+    ) -> VfsResult<u64> {
+        let io = self.io_fd(ino, fh, false)?;
+        Ok(sys::seek_data_hole(
+            io.fd(),
+            offset,
+            whence == Whence::Data,
+        )?)
+    }
+}

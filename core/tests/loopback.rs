@@ -1,0 +1,520 @@
+//! Loopback-specific behaviour beyond the conformance suite: identity, table lifetime,
+//! read-only, ownership through credential switching, and live host changes.
+#![cfg(target_os = "linux")]
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use vmount_core::loopback::{Loopback, LoopbackOptions};
+use vmount_core::*;
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+/// A loopback over a fresh 0o755 temp dir.
+fn setup(read_only: bool) -> (tempfile::TempDir, Arc<Loopback>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fs = open(dir.path(), read_only);
+    (dir, fs)
+}
+
+fn open(path: &Path, read_only: bool) -> Arc<Loopback> {
+    Arc::new(
+        Loopback::new(LoopbackOptions {
+            source: path.to_path_buf(),
+            read_only,
+        })
+        .unwrap(),
+    )
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+const RW: OpenFlags = OpenFlags::READ.union(OpenFlags::WRITE);
+
+#[test]
+fn source_must_be_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"x").unwrap();
+    let opts = |p: &Path| LoopbackOptions {
+        source: p.to_path_buf(),
+        read_only: false,
+    };
+    assert!(matches!(
+        Loopback::new(opts(&dir.path().join("f"))),
+        Err(VfsError::NotDir)
+    ));
+    assert!(matches!(
+        Loopback::new(opts(&dir.path().join("missing"))),
+        Err(VfsError::NotFound)
+    ));
+}
+
+#[test]
+fn hard_links_share_one_inode_and_the_host_nlink() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let (a, o) = fs.create(&root, Ino::ROOT, os("a"), 0o644, RW).unwrap();
+    fs.release(&root, a.ino, o.fh).unwrap();
+    let b = fs.link(&root, a.ino, Ino::ROOT, os("b")).unwrap();
+    assert_eq!((b.ino, b.nlink), (a.ino, 2));
+    // A link made directly on the host is the same inode too.
+    std::fs::hard_link(dir.path().join("a"), dir.path().join("c")).unwrap();
+    let c = fs.lookup(&root, Ino::ROOT, os("c")).unwrap();
+    assert_eq!((c.ino, c.nlink), (a.ino, 3));
+    assert_eq!(fs.getattr(&root, a.ino, None).unwrap().nlink, 3);
+    assert_eq!(std::fs::metadata(dir.path().join("b")).unwrap().nlink(), 3);
+    // One table entry for all three names (root + a).
+    assert_eq!(fs.inode_count(), 2);
+}
+
+#[test]
+fn forget_frees_entries_but_an_open_handle_keeps_its_inode() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let base = fs.inode_count();
+    for i in 0..50 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let mut inos = Vec::new();
+    for i in 0..50 {
+        inos.push(
+            fs.lookup(&root, Ino::ROOT, os(&format!("f{i}")))
+                .unwrap()
+                .ino,
+        );
+        fs.lookup(&root, Ino::ROOT, os(&format!("f{i}"))).unwrap();
+    }
+    assert_eq!(fs.inode_count(), base + 50);
+    for ino in &inos {
+        fs.forget(*ino, 1);
+    }
+    assert_eq!(fs.inode_count(), base + 50, "one lookup left on each");
+    for ino in &inos {
+        fs.forget(*ino, 1);
+    }
+    assert_eq!(fs.inode_count(), base, "entries freed at zero lookups");
+    assert!(matches!(
+        fs.getattr(&root, inos[0], None),
+        Err(VfsError::Stale)
+    ));
+    // Looked up again: a new number (numbers are never reused).
+    let again = fs.lookup(&root, Ino::ROOT, os("f0")).unwrap();
+    assert!(again.ino > inos[49]);
+    fs.forget(again.ino, 1);
+
+    // An open handle keeps the inode usable after its last forget.
+    let (a, o) = fs.create(&root, Ino::ROOT, os("open"), 0o644, RW).unwrap();
+    fs.forget(a.ino, 1);
+    assert_eq!(fs.inode_count(), base + 1);
+    assert_eq!(fs.write(&root, a.ino, Some(o.fh), 0, b"kept").unwrap(), 4);
+    assert_eq!(fs.getattr(&root, a.ino, None).unwrap().size, 4);
+    let mut buf = [0u8; 8];
+    assert_eq!(fs.read(&root, a.ino, None, 0, &mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"kept");
+    fs.release(&root, a.ino, o.fh).unwrap();
+    assert_eq!(fs.inode_count(), base, "freed on the last release");
+    assert!(matches!(
+        fs.getattr(&root, a.ino, None),
+        Err(VfsError::Stale)
+    ));
+    assert_eq!(std::fs::read(dir.path().join("open")).unwrap(), b"kept");
+    // Root is never dropped.
+    fs.forget(Ino::ROOT, u64::MAX);
+    assert!(fs.getattr(&root, Ino::ROOT, None).is_ok());
+}
+
+#[test]
+fn readdirplus_counts_a_lookup_only_for_accepted_entries() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    for i in 0..10 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let base = fs.inode_count();
+    let mut sink = VecSink {
+        plus: true,
+        limit: Some(3),
+        ..VecSink::default()
+    };
+    fs.readdir(&root, Ino::ROOT, None, 0, &mut sink).unwrap();
+    assert_eq!(sink.entries.len(), 3);
+    assert_eq!(
+        fs.inode_count(),
+        base + 3,
+        "the refused fourth entry is not kept"
+    );
+    // Resume through a handle from the last cookie: the rest, each once.
+    let dh = fs.opendir(&root, Ino::ROOT, OpenFlags::READ).unwrap();
+    let mut rest = VecSink {
+        plus: true,
+        ..VecSink::default()
+    };
+    let after = sink.entries[2].cookie;
+    fs.readdir(&root, Ino::ROOT, Some(dh), after, &mut rest)
+        .unwrap();
+    fs.releasedir(&root, Ino::ROOT, dh).unwrap();
+    assert_eq!(rest.entries.len(), 7);
+    assert_eq!(fs.inode_count(), base + 10);
+    for e in sink.entries.iter().chain(&rest.entries) {
+        let a = e.attr.expect("attributes");
+        assert_eq!((a.ino, a.kind, a.size), (e.ino, FileType::RegularFile, 1));
+        fs.forget(e.ino, 1);
+    }
+    assert_eq!(fs.inode_count(), base);
+}
+
+/// Path, mode, uid, size, mtime (s, ns) and contents of one host object.
+type Observed = (String, u32, u32, u64, i64, i64, Vec<u8>);
+
+/// Every file, directory and link under `p`, with contents and times.
+fn tree(p: &Path) -> Vec<Observed> {
+    let mut out = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(x) = stack.pop() {
+        let md = std::fs::symlink_metadata(&x).unwrap();
+        let data = if md.is_file() {
+            std::fs::read(&x).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.push((
+            x.to_string_lossy().into_owned(),
+            md.mode(),
+            md.uid(),
+            md.len(),
+            md.mtime(),
+            md.mtime_nsec(),
+            data,
+        ));
+        if md.is_dir() {
+            for e in std::fs::read_dir(&x).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_leaves_the_host_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("f"), b"data").unwrap();
+    std::fs::create_dir(p.join("d")).unwrap();
+    std::fs::write(p.join("d/g"), b"more").unwrap();
+    std::os::unix::fs::symlink("f", p.join("l")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let before = tree(p);
+    let fs = open(p, true);
+    let root = Ctx::root();
+    assert!(fs.capabilities().read_only);
+    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap();
+    let d = fs.lookup(&root, Ino::ROOT, os("d")).unwrap();
+    let ro = |r: VfsResult<()>, what: &str| {
+        assert!(matches!(r, Err(VfsError::ReadOnly)), "{what}: {r:?}");
+    };
+    ro(
+        fs.create(&root, Ino::ROOT, os("n"), 0o644, RW).map(drop),
+        "create",
+    );
+    ro(
+        fs.create(&root, Ino::ROOT, os("f"), 0o644, OpenFlags::READ)
+            .map(drop),
+        "create existing",
+    );
+    ro(fs.open(&root, f.ino, RW).map(drop), "open rw");
+    ro(
+        fs.open(&root, f.ino, OpenFlags::READ | OpenFlags::TRUNCATE)
+            .map(drop),
+        "open trunc",
+    );
+    ro(fs.write(&root, f.ino, None, 0, b"x").map(drop), "write");
+    ro(
+        fs.mkdir(&root, Ino::ROOT, os("n"), 0o755).map(drop),
+        "mkdir",
+    );
+    ro(
+        fs.mknod(&root, Ino::ROOT, os("n"), FileType::Fifo, 0o644, 0)
+            .map(drop),
+        "mknod",
+    );
+    ro(
+        fs.symlink(&root, Ino::ROOT, os("n"), os("t")).map(drop),
+        "symlink",
+    );
+    ro(fs.link(&root, f.ino, Ino::ROOT, os("n")).map(drop), "link");
+    ro(fs.unlink(&root, Ino::ROOT, os("f")), "unlink");
+    ro(fs.unlink(&root, Ino::ROOT, os("l")), "unlink symlink");
+    ro(fs.rmdir(&root, d.ino, os("g")), "rmdir");
+    ro(
+        fs.rename(
+            &root,
+            Ino::ROOT,
+            os("f"),
+            Ino::ROOT,
+            os("n"),
+            RenameFlags::empty(),
+        ),
+        "rename",
+    );
+    for set in [
+        SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        },
+        SetAttr {
+            uid: Some(5),
+            ..SetAttr::default()
+        },
+        SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        },
+        SetAttr {
+            mtime: Some(SetTime::Now),
+            ..SetAttr::default()
+        },
+    ] {
+        ro(fs.setattr(&root, f.ino, &set, None).map(drop), "setattr");
+    }
+    ro(
+        fs.setxattr(&root, f.ino, os("user.x"), b"v", XattrFlags::empty()),
+        "setxattr",
+    );
+    ro(fs.removexattr(&root, f.ino, os("user.x")), "removexattr");
+    ro(
+        fs.fallocate(&root, f.ino, None, 0, 100, FallocateFlags::empty()),
+        "fallocate",
+    );
+    let g = fs.lookup(&root, d.ino, os("g")).unwrap();
+    ro(
+        fs.copy_file_range(&root, f.ino, None, 0, g.ino, None, 0, 4)
+            .map(drop),
+        "copy_file_range",
+    );
+    ro(fs.access(&root, f.ino, AccessMask::WRITE), "access W");
+    // Reads still work.
+    let o = fs.open(&root, f.ino, OpenFlags::READ).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(fs.read(&root, f.ino, Some(o.fh), 0, &mut buf).unwrap(), 4);
+    fs.release(&root, f.ino, o.fh).unwrap();
+    assert_eq!(fs.read(&root, g.ino, None, 0, &mut buf).unwrap(), 4);
+    assert_eq!(tree(p), before, "the host changed");
+}
+
+#[test]
+fn objects_created_for_a_user_belong_to_that_user() {
+    if !is_root() {
+        println!("skipped: needs a root daemon to create files as another user");
+        return;
+    }
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let d = fs.mkdir(&root, Ino::ROOT, os("pub"), 0o777).unwrap();
+    let u = Ctx::with_groups(1000, 1000, &[]);
+    let (f, o) = fs.create(&u, d.ino, os("file"), 0o644, RW).unwrap();
+    fs.release(&u, f.ino, o.fh).unwrap();
+    fs.mkdir(&u, d.ino, os("dir"), 0o755).unwrap();
+    fs.symlink(&u, d.ino, os("link"), os("file")).unwrap();
+    fs.mknod(&u, d.ino, os("fifo"), FileType::Fifo, 0o644, 0)
+        .unwrap();
+    for name in ["file", "dir", "link", "fifo"] {
+        let md = std::fs::symlink_metadata(dir.path().join("pub").join(name)).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1000, 1000), "{name}");
+    }
+    // The worker thread is root again afterwards.
+    let (r, o) = fs.create(&root, d.ino, os("rootfile"), 0o644, RW).unwrap();
+    fs.release(&root, r.ino, o.fh).unwrap();
+    assert_eq!((r.uid, r.gid), (0, 0));
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace().skip(1).all(|v| v == "0"),
+        "credentials not restored: {uids}"
+    );
+}
+
+#[test]
+fn a_user_cannot_create_in_a_root_owned_0755_directory() {
+    if !is_root() {
+        println!("skipped: needs a root daemon to act as another user");
+        return;
+    }
+    let (dir, fs) = setup(false);
+    let u = Ctx::with_groups(1000, 1000, &[]);
+    let denied = |r: VfsResult<()>, what: &str| {
+        assert!(
+            matches!(r, Err(VfsError::PermissionDenied)),
+            "{what}: {r:?}"
+        );
+    };
+    denied(
+        fs.create(&u, Ino::ROOT, os("f"), 0o644, RW).map(drop),
+        "create",
+    );
+    denied(fs.mkdir(&u, Ino::ROOT, os("d"), 0o755).map(drop), "mkdir");
+    denied(
+        fs.symlink(&u, Ino::ROOT, os("l"), os("t")).map(drop),
+        "symlink",
+    );
+    denied(
+        fs.mknod(&u, Ino::ROOT, os("p"), FileType::Fifo, 0o644, 0)
+            .map(drop),
+        "mknod",
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // Root may.
+    fs.mkdir(&Ctx::root(), Ino::ROOT, os("d"), 0o755).unwrap();
+}
+
+#[test]
+fn changes_made_in_the_source_are_visible() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let p = dir.path();
+    std::fs::write(p.join("f"), b"hello").unwrap();
+    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap();
+    assert_eq!(f.size, 5);
+    let o = fs.open(&root, f.ino, OpenFlags::READ).unwrap();
+    std::fs::write(p.join("f"), b"changed on the host").unwrap();
+    assert_eq!(fs.getattr(&root, f.ino, None).unwrap().size, 19);
+    let mut buf = [0u8; 64];
+    let n = fs.read(&root, f.ino, Some(o.fh), 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"changed on the host");
+    fs.release(&root, f.ino, o.fh).unwrap();
+    std::fs::create_dir(p.join("newdir")).unwrap();
+    std::fs::write(p.join("newdir/inner"), b"x").unwrap();
+    let mut sink = VecSink::default();
+    fs.readdir(&root, Ino::ROOT, None, 0, &mut sink).unwrap();
+    let mut names: Vec<_> = sink.entries.iter().map(|e| e.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["f", "newdir"]);
+    let nd = fs.lookup(&root, Ino::ROOT, os("newdir")).unwrap();
+    assert_eq!(nd.kind, FileType::Directory);
+    assert_eq!(fs.lookup(&root, nd.ino, os("inner")).unwrap().size, 1);
+    std::fs::remove_file(p.join("f")).unwrap();
+    assert!(matches!(
+        fs.lookup(&root, Ino::ROOT, os("f")),
+        Err(VfsError::NotFound)
+    ));
+    assert!(matches!(
+        fs.getattr(&root, f.ino, None),
+        Err(VfsError::Stale)
+    ));
+    std::fs::set_permissions(p.join("newdir"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(fs.getattr(&root, nd.ino, None).unwrap().perm, 0o700);
+}
+
+#[test]
+fn symlinks_are_returned_as_links_and_never_followed() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let target = outside.path().join("secret");
+    std::os::unix::fs::symlink(&target, dir.path().join("l")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("ld")).unwrap();
+    let l = fs.lookup(&root, Ino::ROOT, os("l")).unwrap();
+    assert_eq!(l.kind, FileType::Symlink);
+    assert_eq!(
+        fs.readlink(&root, l.ino).unwrap(),
+        target.as_os_str().as_encoded_bytes()
+    );
+    assert!(matches!(fs.open(&root, l.ino, RW), Err(VfsError::Loop)));
+    assert!(fs.write(&root, l.ino, None, 0, b"x").is_err());
+    assert!(
+        fs.create(&root, Ino::ROOT, os("l"), 0o644, RW).is_err(),
+        "create through a symlink"
+    );
+    let size = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    assert!(fs.setattr(&root, l.ino, &size, None).is_err());
+    assert!(
+        fs.setxattr(&root, l.ino, os("user.x"), b"1", XattrFlags::empty())
+            .is_err()
+    );
+    let ld = fs.lookup(&root, Ino::ROOT, os("ld")).unwrap();
+    assert!(matches!(
+        fs.lookup(&root, ld.ino, os("secret")),
+        Err(VfsError::NotDir)
+    ));
+    assert!(matches!(
+        fs.mkdir(&root, ld.ino, os("x"), 0o755),
+        Err(VfsError::NotDir)
+    ));
+    assert!(matches!(
+        fs.opendir(&root, ld.ino, OpenFlags::READ),
+        Err(VfsError::NotDir)
+    ));
+    assert_eq!(std::fs::read(&target).unwrap(), b"secret");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn passthrough_fd_is_a_dup_of_an_open_file_only() {
+    use std::io::{Read, Seek};
+    let (_dir, fs) = setup(false);
+    let root = Ctx::root();
+    let (a, o) = fs.create(&root, Ino::ROOT, os("f"), 0o644, RW).unwrap();
+    fs.write(&root, a.ino, Some(o.fh), 0, b"through the fd")
+        .unwrap();
+    let fd = fs.passthrough_fd(a.ino, o.fh).expect("a descriptor");
+    let mut file = std::fs::File::from(fd);
+    file.rewind().unwrap();
+    let mut s = String::new();
+    file.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "through the fd");
+    fs.release(&root, a.ino, o.fh).unwrap();
+    assert!(fs.passthrough_fd(a.ino, o.fh).is_none(), "released handle");
+    let dh = fs.opendir(&root, Ino::ROOT, OpenFlags::READ).unwrap();
+    assert!(
+        fs.passthrough_fd(Ino::ROOT, dh).is_none(),
+        "directory handle"
+    );
+    fs.releasedir(&root, Ino::ROOT, dh).unwrap();
+}
+
+#[test]
+fn stateless_io_reuses_a_bounded_set_of_descriptors() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let count_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let mut inos = Vec::new();
+    for i in 0..200 {
+        std::fs::write(dir.path().join(format!("f{i}")), b"").unwrap();
+        inos.push(
+            fs.lookup(&root, Ino::ROOT, os(&format!("f{i}")))
+                .unwrap()
+                .ino,
+        );
+    }
+    let before = count_fds();
+    for round in 0..3u64 {
+        for (i, ino) in inos.iter().enumerate() {
+            let data = format!("{round}:{i}");
+            fs.write(&root, *ino, None, 0, data.as_bytes()).unwrap();
+        }
+    }
+    // At most 64 cached descriptors were added, not one per file (other tests run in
+    // parallel threads of this process, hence the slack).
+    let grown = count_fds().saturating_sub(before);
+    assert!(grown < 64 + 60, "{grown} descriptors added for 200 files");
+    let mut buf = [0u8; 16];
+    let n = fs.read(&root, inos[7], None, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"2:7");
+    for ino in &inos {
+        fs.forget(*ino, 1);
+    }
+    assert_eq!(fs.inode_count(), 1);
+}
