@@ -1,5 +1,9 @@
 //! The tier-1 conformance suite run against loopback on a fresh temporary directory.
-#![cfg(unix)]
+//!
+//! Linux only for now: the macOS loopback is type-checked (`.ci/test` lints the macOS
+//! targets) but has not run on a Mac; its runtime tests join the macOS matrix with the
+//! platform issue.
+#![cfg(target_os = "linux")]
 
 #[macro_use]
 mod conformance;
