@@ -418,3 +418,69 @@ fn verbose_flags_work_everywhere() {
     );
     assert_eq!(stdout(&quiet), stdout(&loud));
 }
+
+/// `[fuse] passthrough` takes exactly "auto", "on" or "off"; "on" needs host files
+/// (loopback) and excludes the writeback cache, which the kernel does not combine with it.
+#[test]
+fn passthrough_values() {
+    let msg = assert_config_error(
+        &format!(
+            "{MP}[filesystem]\ntype = \"loopback\"\nsource = \"/tmp\"\n[fuse]\n\
+             passthrough = \"yes\"\n"
+        ),
+        6,
+        "`passthrough` in [fuse]",
+    );
+    assert!(
+        msg.contains("auto") && msg.contains("on") && msg.contains("off"),
+        "{msg}"
+    );
+    let msg = assert_config_error(
+        &format!("{MP}[filesystem]\ntype = \"memfs\"\n[fuse]\npassthrough = \"on\"\n"),
+        5,
+        "`passthrough = \"on\"`",
+    );
+    assert!(msg.contains("loopback"), "{msg}");
+    let msg = assert_config_error(
+        &format!(
+            "{MP}[filesystem]\ntype = \"loopback\"\nsource = \"/tmp\"\n[fuse]\n\
+             writeback_cache = true\npassthrough = \"on\"\n"
+        ),
+        7,
+        "`passthrough = \"on\"`",
+    );
+    assert!(msg.contains("writeback_cache"), "{msg}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::create_dir(dir.path().join("mnt")).unwrap();
+    for (kind, good) in [
+        ("loopback", "auto"),
+        ("loopback", "on"),
+        ("loopback", "off"),
+        ("memfs", "auto"),
+        ("memfs", "off"),
+    ] {
+        let source = if kind == "loopback" {
+            "source = \"src\"\n"
+        } else {
+            ""
+        };
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "mountpoint = \"mnt\"\n[filesystem]\ntype = \"{kind}\"\n{source}[fuse]\n\
+                 passthrough = \"{good}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = vmount(&["check", config.to_str().unwrap()]);
+        // Exit 2 is a config error; whether this machine can mount it is not this test's.
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "{kind} with passthrough = \"{good}\" must parse: {}",
+            common::stderr(&out)
+        );
+    }
+}

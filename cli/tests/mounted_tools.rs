@@ -1,8 +1,12 @@
-//! Tier 3: a memfs mounted through the real `vmount` binary and FUSE, used the way people
-//! use a filesystem: std::fs, coreutils (cp, mv, ln, chmod, touch, dd, df), tar round
-//! trips, git, a python3 script of os calls, another user through `allow_other`, and the
-//! configured size limit. Every mount is held by a `Daemon` guard that kills the daemon and
-//! clears the mount on drop, even when an assertion fails.
+//! Tier 3: a filesystem mounted through the real `vmount` binary and FUSE, used the way
+//! people use a filesystem: std::fs, coreutils (cp, mv, ln, chmod, touch, dd, df), tar round
+//! trips, git, a python3 script of os calls, large files, big directories and another user
+//! through `allow_other`. Every case runs against memfs and against loopback (a fresh 0755
+//! source dir on /tmp): `both!` generates `memfs::<case>` and `loopback::<case>` tests from
+//! one function taking a [`Kind`]. The configured size limit is memfs-only.
+//!
+//! Every mount is held by a `Daemon` guard that kills the daemon and clears the mount on
+//! drop, even when an assertion fails.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -11,42 +15,33 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::Command;
 
-use common::{Daemon, Setup};
+use common::{Extra, Kind, Mounted};
 
-/// A mounted memfs configured by `extra` (TOML after the `[filesystem]` table's type).
-struct Mounted {
-    daemon: Daemon,
-    _setup: Setup,
+/// Generates, for each case function `f(Kind)`, the tests `memfs::f` and `loopback::f`.
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod memfs {
+            $(#[test] fn $case() { super::$case(super::Kind::Memfs) })*
+        }
+        mod loopback {
+            $(#[test] fn $case() { super::$case(super::Kind::Loopback) })*
+        }
+    };
 }
 
-impl Mounted {
-    fn new(test: &str, filesystem_extra: &str, fuse: &str) -> Option<Mounted> {
-        if !common::fuse_or_skip(test) {
-            return None;
-        }
-        let setup = Setup::with_body(&format!(
-            "[filesystem]\ntype = \"memfs\"\n{filesystem_extra}\n[fuse]\n{fuse}\n"
-        ));
-        let mut daemon = Daemon::spawn(&[setup.config_str()], &setup.mountpoint);
-        daemon.wait_mounted("memfs");
-        Some(Mounted {
-            daemon,
-            _setup: setup,
-        })
-    }
+both!(
+    coreutils_cp_mv_ln_chmod_touch,
+    tar_round_trip,
+    git_init_commit_clone_fsck,
+    python_os_calls,
+    large_file_checksum,
+    many_files_list_and_remove,
+    other_user_with_allow_other,
+    other_user_refused_by_default,
+);
 
-    fn path(&self) -> &Path {
-        &self.daemon.mountpoint
-    }
-
-    /// Stops the daemon with SIGTERM and checks it exits 0 without having panicked.
-    fn finish(mut self) {
-        common::signal(&self.daemon.child, libc::SIGTERM);
-        let status = self.daemon.wait_exit();
-        let stderr = self.daemon.stderr();
-        assert_eq!(status.code(), Some(0), "daemon exit; stderr: {stderr}");
-        assert!(!stderr.contains("panicked"), "daemon panicked: {stderr}");
-    }
+fn mount(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
+    Mounted::new(&format!("{}::{test}", kind.name()), kind, extra)
 }
 
 /// Runs a shell command line in `dir` and returns its stdout; fails the test on non-zero exit.
@@ -90,9 +85,8 @@ fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
     false
 }
 
-#[test]
-fn coreutils_cp_mv_ln_chmod_touch() {
-    let Some(m) = Mounted::new("coreutils_cp_mv_ln_chmod_touch", "", "") else {
+fn coreutils_cp_mv_ln_chmod_touch(kind: Kind) {
+    let Some(m) = mount("coreutils_cp_mv_ln_chmod_touch", kind, Extra::default()) else {
         return;
     };
     let mnt = m.path();
@@ -136,12 +130,11 @@ fn coreutils_cp_mv_ln_chmod_touch() {
 
 /// A tree with every kind of entry, tarred on the host, extracted onto the mount, tarred
 /// from the mount and extracted back: contents, modes, mtimes, symlinks and hard links survive.
-#[test]
-fn tar_round_trip() {
+fn tar_round_trip(kind: Kind) {
     if !tools_or_skip("tar_round_trip", &["tar", "sha256sum"]) {
         return;
     }
-    let Some(m) = Mounted::new("tar_round_trip", "", "") else {
+    let Some(m) = mount("tar_round_trip", kind, Extra::default()) else {
         return;
     };
     let mnt = m.path();
@@ -202,12 +195,11 @@ fn tar_round_trip() {
     m.finish();
 }
 
-#[test]
-fn git_init_commit_clone_fsck() {
+fn git_init_commit_clone_fsck(kind: Kind) {
     if !tools_or_skip("git_init_commit_clone_fsck", &["git"]) {
         return;
     }
-    let Some(m) = Mounted::new("git_init_commit_clone_fsck", "", "") else {
+    let Some(m) = mount("git_init_commit_clone_fsck", kind, Extra::default()) else {
         return;
     };
     let mnt = m.path();
@@ -241,12 +233,11 @@ fn git_init_commit_clone_fsck() {
 
 /// The os-level calls programs make, each checked in Python (the script exits non-zero on
 /// the first mismatch and says which).
-#[test]
-fn python_os_calls() {
+fn python_os_calls(kind: Kind) {
     if !tools_or_skip("python_os_calls", &["python3"]) {
         return;
     }
-    let Some(m) = Mounted::new("python_os_calls", "", "") else {
+    let Some(m) = mount("python_os_calls", kind, Extra::default()) else {
         return;
     };
     let script = r#"
@@ -378,19 +369,33 @@ print("ok")
 }
 
 /// Big sequential I/O through the kernel: 64 MiB with dd in 1 MiB blocks, checksummed,
-/// with and without the kernel writeback cache.
-#[test]
-fn large_file_checksum_with_and_without_writeback() {
+/// with and without the kernel writeback cache; for loopback also with FUSE passthrough
+/// off and on (then data bypasses the daemon), and the file must land on the host intact.
+fn large_file_checksum(kind: Kind) {
     if !tools_or_skip("large_file_checksum", &["dd", "sha256sum"]) {
         return;
     }
-    for fuse in ["writeback_cache = false", "writeback_cache = true"] {
-        let Some(m) = Mounted::new("large_file_checksum", "", fuse) else {
-            return;
+    let test = format!("{}::large_file_checksum", kind.name());
+    let configs: &[&str] = match kind {
+        Kind::Memfs => &["writeback_cache = false", "writeback_cache = true"],
+        Kind::Loopback => &[
+            "passthrough = \"off\"\nwriteback_cache = false",
+            "passthrough = \"off\"\nwriteback_cache = true",
+            "passthrough = \"on\"",
+        ],
+    };
+    let host = tempfile::tempdir().unwrap();
+    let src = host.path().join("src.bin");
+    sh(host.path(), "head -c 67108864 /dev/urandom > src.bin");
+    for fuse in configs {
+        let m = if let Some(rest) = fuse.strip_prefix("passthrough = \"on\"") {
+            common::mount_passthrough_on(&test, rest, None)
+        } else {
+            Mounted::new(&test, kind, Extra::fuse(fuse))
         };
-        let host = tempfile::tempdir().unwrap();
-        let src = host.path().join("src.bin");
-        sh(host.path(), "head -c 67108864 /dev/urandom > src.bin");
+        let Some(m) = m else {
+            continue;
+        };
         sh(
             m.path(),
             &format!(
@@ -402,14 +407,20 @@ fn large_file_checksum_with_and_without_writeback() {
                 src.display()
             ),
         );
+        if kind == Kind::Loopback {
+            let on_host = std::fs::read(m.source().join("big")).unwrap();
+            assert!(
+                on_host == std::fs::read(&src).unwrap(),
+                "{fuse}: the file in the source differs from what was written"
+            );
+        }
         m.finish();
     }
 }
 
 /// A 5,000-entry directory lists completely through readdirplus paging and removes cleanly.
-#[test]
-fn many_files_list_and_remove() {
-    let Some(m) = Mounted::new("many_files_list_and_remove", "", "") else {
+fn many_files_list_and_remove(kind: Kind) {
+    let Some(m) = mount("many_files_list_and_remove", kind, Extra::default()) else {
         return;
     };
     let out = sh(
@@ -426,8 +437,12 @@ fn many_files_list_and_remove() {
 /// `size_limit` reaches the mount: df reports it, and writing past it fails with ENOSPC
 /// while what was written before stays intact.
 #[test]
-fn size_limit_enospc_and_statfs() {
-    let Some(m) = Mounted::new("size_limit_enospc_and_statfs", "size_limit = \"8MiB\"", "") else {
+fn memfs_size_limit_enospc_and_statfs() {
+    let extra = Extra {
+        filesystem: "size_limit = \"8MiB\"",
+        ..Extra::default()
+    };
+    let Some(m) = Mounted::new("memfs_size_limit_enospc_and_statfs", Kind::Memfs, extra) else {
         return;
     };
     let mnt = m.path();
@@ -462,8 +477,7 @@ fn size_limit_enospc_and_statfs() {
 /// With `allow_other`, another user sees the mount but the permission bits hold: `nobody`
 /// reads a 0644 file, cannot write it, cannot create in a 0755 root-owned directory, and can
 /// write in a directory it owns.
-#[test]
-fn other_user_with_allow_other() {
+fn other_user_with_allow_other(kind: Kind) {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipping other_user_with_allow_other: needs root to switch users");
         return;
@@ -471,12 +485,14 @@ fn other_user_with_allow_other() {
     if !tools_or_skip("other_user_with_allow_other", &["setpriv"]) {
         return;
     }
-    let Some(m) = Mounted::new("other_user_with_allow_other", "", "allow_other = true") else {
+    let Some(m) = mount(
+        "other_user_with_allow_other",
+        kind,
+        Extra::fuse("allow_other = true"),
+    ) else {
         return;
     };
-    // The temp dir above the mountpoint is 0700; nobody must be able to walk to the mount.
-    let parent = m.path().parent().unwrap();
-    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // (Mounted makes the dir above the mountpoint 0755, so nobody can walk to the mount.)
     let mnt = m.path();
     std::fs::write(mnt.join("public"), b"read me").unwrap();
     std::fs::set_permissions(mnt.join("public"), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -522,8 +538,7 @@ fn other_user_with_allow_other() {
 }
 
 /// Without `allow_other` (the default), another user cannot even look at the mount.
-#[test]
-fn other_user_refused_by_default() {
+fn other_user_refused_by_default(kind: Kind) {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipping other_user_refused_by_default: needs root to switch users");
         return;
@@ -531,11 +546,9 @@ fn other_user_refused_by_default() {
     if !tools_or_skip("other_user_refused_by_default", &["setpriv"]) {
         return;
     }
-    let Some(m) = Mounted::new("other_user_refused_by_default", "", "") else {
+    let Some(m) = mount("other_user_refused_by_default", kind, Extra::default()) else {
         return;
     };
-    let parent = m.path().parent().unwrap();
-    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "ls"])
         .arg(m.path())

@@ -140,20 +140,14 @@ fn mountpoint_already_mounted() {
     assert_eq!(count, 1, "exactly one mount at the mountpoint: {mounts:?}");
 }
 
-/// The loopback filesystem parses and validates but cannot be mounted in this build:
-/// one sentence, exit 1, nothing mounted.
+/// A loopback `source` must be a directory; `check` says so before anything is mounted.
 #[test]
-fn loopback_is_not_mountable_yet() {
-    if !common::fuse_or_skip("loopback_is_not_mountable_yet") {
-        return;
-    }
+fn loopback_source_is_a_file() {
     let setup = Setup::with_body("[filesystem]\ntype = \"loopback\"\nsource = \"src\"\n");
-    std::fs::create_dir(setup.dir.path().join("src")).unwrap();
-    let out = vmount(&[setup.config_str()]);
-    assert_fails(
-        &out,
-        1,
-        &["the loopback filesystem is not available in this build yet"],
-    );
+    std::fs::write(setup.dir.path().join("src"), "a file").unwrap();
+    for args in [vec!["check", setup.config_str()], vec![setup.config_str()]] {
+        let out = vmount(&args);
+        assert_fails(&out, 1, &["source", "is not a directory"]);
+    }
     assert!(common::mounted_fstype(&setup.mountpoint).is_none());
 }

@@ -331,6 +331,7 @@ pub struct Daemon {
     pub child: Child,
     pub mountpoint: PathBuf,
     stderr: Arc<Mutex<String>>,
+    stderr_thread: Option<std::thread::JoinHandle<()>>,
     stdout_lines: mpsc::Receiver<String>,
 }
 
@@ -346,9 +347,10 @@ impl Daemon {
             .spawn()
             .expect("spawn vmount");
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(pipe) = child.stderr.take() {
-            spawn_line_collector(pipe, Arc::clone(&stderr));
-        }
+        let stderr_thread = child
+            .stderr
+            .take()
+            .map(|pipe| spawn_line_collector(pipe, Arc::clone(&stderr)));
         let (tx, rx) = mpsc::channel();
         if let Some(pipe) = child.stdout.take() {
             std::thread::spawn(move || {
@@ -364,6 +366,7 @@ impl Daemon {
             child,
             mountpoint: mountpoint.to_path_buf(),
             stderr,
+            stderr_thread,
             stdout_lines: rx,
         }
     }
@@ -403,6 +406,46 @@ impl Daemon {
         );
     }
 
+    /// Like [`Daemon::wait_mounted`], but a daemon that exits (or prints something else)
+    /// instead of mounting is an `Err` with its exit status and complete stderr.
+    pub fn try_wait_mounted(&mut self, name: &str) -> Result<(), String> {
+        let want = format!("mounted {name} at {} via fuse", self.mountpoint.display());
+        match self.stdout_lines.recv_timeout(TIMEOUT) {
+            Ok(line) if line == want => {}
+            Ok(line) => {
+                return Err(format!(
+                    "expected `{want}`, got `{line}`; stderr: {}",
+                    self.stderr()
+                ));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "no `mounted` line within {TIMEOUT:?}; stderr: {}",
+                    self.stderr()
+                ));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // stdout closed: the daemon is exiting. Collect all of its stderr.
+                let status = wait_timeout(&mut self.child, TIMEOUT);
+                if let Some(t) = self.stderr_thread.take() {
+                    let _ = t.join();
+                }
+                return Err(format!(
+                    "vmount exited ({status:?}) without mounting; stderr: {}",
+                    self.stderr()
+                ));
+            }
+        }
+        if mounted_fstype(&self.mountpoint).is_some_and(|t| t.starts_with("fuse")) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not a FUSE mount after `{want}`",
+                self.mountpoint.display()
+            ))
+        }
+    }
+
     /// Waits for the daemon to exit.
     #[track_caller]
     pub fn wait_exit(&mut self) -> ExitStatus {
@@ -423,5 +466,215 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         force_unmount(&self.mountpoint);
+    }
+}
+
+/// The filesystems the shared tier-3 cases run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `type = "memfs"`.
+    Memfs,
+    /// `type = "loopback"` over a fresh 0755 temp dir on /tmp.
+    Loopback,
+}
+
+impl Kind {
+    /// The `type` value, which is also the default name in the `mounted ...` line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Memfs => "memfs",
+            Kind::Loopback => "loopback",
+        }
+    }
+}
+
+/// Extra TOML for a [`Mounted`] config: `top` goes before any table (e.g. `read_only`),
+/// `filesystem` into `[filesystem]` after `type` (and `source`), `fuse` into `[fuse]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub top: &'a str,
+    pub filesystem: &'a str,
+    pub fuse: &'a str,
+}
+
+impl<'a> Extra<'a> {
+    /// Only `[fuse]` keys.
+    pub fn fuse(fuse: &'a str) -> Extra<'a> {
+        Extra {
+            fuse,
+            ..Extra::default()
+        }
+    }
+}
+
+/// A fresh 0755 directory on /tmp that other users can walk into. Loopback sources live
+/// on /tmp (ext4 on the CI machines) rather than `$TMPDIR`, so the native reference runs
+/// and the mirrored source are on the same kind of filesystem.
+pub fn open_tempdir_on_tmp(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("tempdir on /tmp");
+    set_mode(dir.path(), 0o755);
+    dir
+}
+
+#[cfg(unix)]
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+#[cfg(not(unix))]
+pub fn set_mode(_path: &Path, _mode: u32) {}
+
+/// A filesystem mounted by a running `vmount`. Fields drop in order: the daemon (killed,
+/// mount cleared) before the config dir and the loopback source it mirrors.
+#[cfg(unix)]
+pub struct Mounted {
+    pub daemon: Daemon,
+    pub setup: Setup,
+    /// For loopback, the host directory the mount mirrors.
+    pub source: Option<tempfile::TempDir>,
+    pub kind: Kind,
+}
+
+#[cfg(unix)]
+impl Mounted {
+    /// Mounts `kind` configured by `extra`; `None` (test skipped) when FUSE is unusable
+    /// here, which on Linux CI is a failure instead. The config dir is 0755 so that other
+    /// users (pjdfstest, allow_other tests) can reach the mountpoint.
+    #[track_caller]
+    pub fn new(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
+        if !fuse_or_skip(test) {
+            return None;
+        }
+        match Mounted::try_new(kind, extra, None) {
+            Ok(m) => Some(m),
+            Err(e) => panic!("{test}: {kind:?} did not mount: {e}"),
+        }
+    }
+
+    /// Mounts `kind`; for loopback, mirrors `source` when given (the caller keeps it
+    /// alive), else a fresh 0755 dir on /tmp. `Err` holds the daemon's exit status and
+    /// stderr when it exits without mounting; nothing is left mounted then.
+    pub fn try_new(kind: Kind, extra: Extra<'_>, source: Option<&Path>) -> Result<Mounted, String> {
+        let (owned, source_line) = match kind {
+            Kind::Memfs => (None, String::new()),
+            Kind::Loopback => {
+                let owned = match source {
+                    Some(_) => None,
+                    None => Some(open_tempdir_on_tmp("vmount-src-")),
+                };
+                let path = source
+                    .map(Path::to_path_buf)
+                    .or_else(|| owned.as_ref().map(|d| d.path().to_path_buf()))
+                    .expect("a source");
+                let line = format!("source = {:?}\n", path.to_str().expect("utf-8 temp path"));
+                (owned, line)
+            }
+        };
+        let setup = Setup::with_body(&format!(
+            "{}\n[filesystem]\ntype = \"{}\"\n{source_line}{}\n[fuse]\n{}\n",
+            extra.top,
+            kind.name(),
+            extra.filesystem,
+            extra.fuse
+        ));
+        set_mode(setup.dir.path(), 0o755);
+        let mut daemon = Daemon::spawn(&[setup.config_str()], &setup.mountpoint);
+        daemon.try_wait_mounted(kind.name())?;
+        Ok(Mounted {
+            daemon,
+            setup,
+            source: owned,
+            kind,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.daemon.mountpoint
+    }
+
+    /// The loopback source (panics for memfs).
+    pub fn source(&self) -> &Path {
+        self.source
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .expect("only a loopback mount created by Mounted has a source")
+    }
+
+    /// Stops the daemon with SIGTERM and checks it exits 0 without having panicked.
+    #[track_caller]
+    pub fn finish(mut self) {
+        signal(&self.daemon.child, libc::SIGTERM);
+        let status = self.daemon.wait_exit();
+        let stderr = self.daemon.stderr();
+        assert_eq!(status.code(), Some(0), "daemon exit; stderr: {stderr}");
+        assert!(!stderr.contains("panicked"), "daemon panicked: {stderr}");
+        assert!(
+            mounted_fstype(&self.daemon.mountpoint).is_none(),
+            "still mounted after the daemon exited"
+        );
+    }
+}
+
+/// The kernel's version as (major, minor), from uname.
+#[cfg(unix)]
+pub fn kernel_version() -> Option<(u32, u32)> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+/// Whether this kernel claims FUSE passthrough (FUSE_PASSTHROUGH, Linux 6.9+): a
+/// `*passthrough*` parameter of the fuse module that is on, or else the kernel version.
+/// A kernel built without CONFIG_FUSE_PASSTHROUGH is not detectable from here without its
+/// config, so on CI a missing passthrough on a 6.9+ kernel is reported as a failure.
+#[cfg(unix)]
+pub fn kernel_claims_passthrough() -> bool {
+    if let Ok(dir) = std::fs::read_dir("/sys/module/fuse/parameters") {
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().contains("passthrough") {
+                let v = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                return matches!(v.trim(), "Y" | "y" | "1");
+            }
+        }
+    }
+    kernel_version().is_some_and(|v| v >= (6, 9))
+}
+
+/// Mounts a loopback with `[fuse] passthrough = "on"` plus `fuse`. When the kernel lacks
+/// passthrough, asserts that the daemon refused to mount with a message naming
+/// passthrough (on CI, a kernel that claims passthrough must mount) and returns `None`.
+#[cfg(unix)]
+#[track_caller]
+pub fn mount_passthrough_on(test: &str, fuse: &str, source: Option<&Path>) -> Option<Mounted> {
+    if !fuse_or_skip(test) {
+        return None;
+    }
+    let fuse = format!("passthrough = \"on\"\n{fuse}");
+    match Mounted::try_new(Kind::Loopback, Extra::fuse(&fuse), source) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            assert!(
+                e.contains("passthrough"),
+                "{test}: passthrough = \"on\" failed to mount without naming passthrough: {e}"
+            );
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !(ci && kernel_claims_passthrough()),
+                "{test}: kernel {:?} should support FUSE passthrough, but mounting with \
+                 passthrough = \"on\" failed: {e}",
+                kernel_version()
+            );
+            eprintln!("skipping {test} with passthrough on: the kernel refused it: {e}");
+            None
+        }
     }
 }
