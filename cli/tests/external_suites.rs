@@ -20,11 +20,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Extra, Kind, Mounted};
-
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+use common::{Extra, Kind, Mounted, is_root, on_ci};
 
 /// Finds `tool` on PATH or in ~/.cargo/bin; None means skip (or fail on CI).
 fn find_tool(test: &str, tool: &str) -> Option<PathBuf> {
@@ -43,11 +39,6 @@ fn find_tool(test: &str, tool: &str) -> Option<PathBuf> {
     }
     eprintln!("skipping {why}");
     None
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// A temp dir other users can walk into (pjdfstest switches to `nobody` and `daemon`).

@@ -26,66 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Extra, Kind, Mounted};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Tools a test needs must exist; on CI their absence is a failure, not a skip.
-fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<_> = tools.iter().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        !on_ci(),
-        "{test}: required tools missing on CI: {missing:?}"
-    );
-    eprintln!("skipping {test}: tools missing: {missing:?}");
-    false
-}
-
-fn root_or_skip(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    eprintln!("skipping {test}: needs root to switch users");
-    false
-}
-
-/// Runs `sh -ec script` in `dir`, returning stdout; fails the test on a non-zero exit.
-#[track_caller]
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{Extra, Kind, Mounted, root_or_skip, sh, tools_or_skip};
 
 fn mount(test: &str, fuse: &str) -> Option<Mounted> {
     Mounted::new(test, Kind::Loopback, Extra::fuse(fuse))

@@ -15,7 +15,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::Command;
 
-use common::{Extra, Kind, Mounted};
+use common::{Extra, Kind, Mounted, sh, tools_or_skip};
 
 /// Generates, for each case function `f(Kind)`, the tests `memfs::f` and `loopback::f`.
 macro_rules! both {
@@ -42,47 +42,6 @@ both!(
 
 fn mount(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
     Mounted::new(&format!("{}::{test}", kind.name()), kind, extra)
-}
-
-/// Runs a shell command line in `dir` and returns its stdout; fails the test on non-zero exit.
-#[track_caller]
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Tools this tier uses must exist; on CI their absence is a failure, not a skip.
-fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<_> = tools.iter().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: required tools missing on CI: {missing:?}");
-    }
-    eprintln!("skipping {test}: tools missing: {missing:?}");
-    false
 }
 
 fn coreutils_cp_mv_ln_chmod_touch(kind: Kind) {

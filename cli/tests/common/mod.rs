@@ -678,3 +678,66 @@ pub fn mount_passthrough_on(test: &str, fuse: &str, source: Option<&Path>) -> Op
         }
     }
 }
+
+/// Whether this run is CI (`CI=true`), where a test that cannot run is a failure.
+pub fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether the tests run as root (needed to switch users and mount tmpfs).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Tools a test needs must exist; on CI their absence is a failure, not a skip.
+pub fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<_> = tools.iter().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !on_ci(),
+        "{test}: required tools missing on CI: {missing:?}"
+    );
+    eprintln!("skipping {test}: tools missing: {missing:?}");
+    false
+}
+
+/// Tests that switch users need root; elsewhere they skip with the reason.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipping {test}: needs root to switch users");
+    false
+}
+
+/// Runs `sh -ec script` in `dir`, returning stdout; fails the test on a non-zero exit.
+#[track_caller]
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
