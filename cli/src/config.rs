@@ -547,6 +547,10 @@ pub struct RawNfs {
     /// Run the OS mount command (default true); false serves only and prints the command.
     #[serde(default = "default_true")]
     pub mount: bool,
+    /// Let local users other than root and the one running vmount use the mount (default
+    /// false: the server refuses their requests).
+    #[serde(default)]
+    pub allow_other: bool,
 }
 
 impl Default for RawNfs {
@@ -554,6 +558,7 @@ impl Default for RawNfs {
         Self {
             port: Port::default(),
             mount: true,
+            allow_other: false,
         }
     }
 }
@@ -884,7 +889,7 @@ mod tests {
         assert!(!c.fuse.writeback_cache && !c.fuse.allow_other && c.fuse.default_permissions);
         assert!(c.fuse.passthrough.is_none());
         assert_eq!(c.nfs.port, Port(0));
-        assert!(c.nfs.mount);
+        assert!(c.nfs.mount && !c.nfs.allow_other);
     }
 
     #[test]
@@ -894,7 +899,7 @@ mod tests {
              [filesystem]\ntype = \"memfs\"\nsize_limit = \"1.5GiB\"\nmax_inodes = 10\n\
              [fuse]\nthreads = 4\nattr_timeout = 0.5\nentry_timeout = \"250ms\"\n\
              writeback_cache = true\nallow_other = true\ndefault_permissions = false\n\
-             passthrough = \"off\"\n[nfs]\nport = 2049\nmount = false\n",
+             passthrough = \"off\"\n[nfs]\nport = 2049\nmount = false\nallow_other = true\n",
         )
         .unwrap();
         assert_eq!(c.backend.unwrap().into_inner(), BackendChoice::Fuse);
@@ -917,6 +922,7 @@ mod tests {
             PassthroughMode::Off
         );
         assert_eq!(c.nfs.port, Port(2049));
+        assert!(c.nfs.allow_other);
         let lo = "mountpoint = \"/m\"\n[filesystem]\ntype = \"loopback\"\nsource = \"/s\"\n";
         for (text, want) in [
             ("on", PassthroughMode::On),

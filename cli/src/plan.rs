@@ -36,6 +36,9 @@ pub struct MountPlan {
     pub backend: Backend,
     /// What was asked for, and where: `auto` or a backend, from the config or the CLI.
     pub requested: (BackendChoice, &'static str),
+    /// Why `auto` passed over the backends it prefers, when it did (printed on stderr
+    /// before mounting).
+    pub fallback: Option<String>,
     /// FUSE settings (used when `backend` is FUSE).
     pub fuse: FusePlan,
     /// NFS settings (used when `backend` is NFS).
@@ -107,6 +110,8 @@ pub struct NfsPlan {
     pub port: u16,
     /// Run the OS mount command.
     pub mount: bool,
+    /// Other local users may use the mount.
+    pub allow_other: bool,
 }
 
 impl MountPlan {
@@ -118,7 +123,11 @@ impl MountPlan {
         backend: Option<BackendChoice>,
     ) -> anyhow::Result<MountPlan> {
         let base = src.path().and_then(Path::parent).unwrap_or(Path::new(""));
-        let mountpoint = existing_dir(base, raw.mountpoint.get_ref(), "mountpoint")?;
+        let mountpoint = match drive_letter(raw.mountpoint.get_ref()) {
+            // Windows' NFS client maps a drive, which does not exist before the mount.
+            Some(drive) if cfg!(windows) => drive,
+            _ => existing_dir(base, raw.mountpoint.get_ref(), "mountpoint")?,
+        };
         let filesystem = match raw.filesystem.kind.get_ref() {
             FsType::Memfs => FsPlan::Memfs {
                 size_limit: raw.filesystem.size_limit.map(|s| s.into_inner().0),
@@ -146,7 +155,7 @@ impl MountPlan {
             (None, Some(b)) => (*b.get_ref(), "config"),
             (None, None) => (BackendChoice::Auto, "default"),
         };
-        let backend = platform::resolve(requested.0)?;
+        let (backend, fallback) = platform::resolve_for(requested.0, raw.nfs.mount)?;
         Ok(MountPlan {
             config: src.path().map(Path::to_path_buf),
             name: raw
@@ -157,6 +166,7 @@ impl MountPlan {
             filesystem,
             backend,
             requested,
+            fallback,
             fuse: FusePlan {
                 threads: raw.fuse.threads.0,
                 attr_timeout: raw.fuse.attr_timeout.0,
@@ -173,9 +183,17 @@ impl MountPlan {
             nfs: NfsPlan {
                 port: raw.nfs.port.0,
                 mount: raw.nfs.mount,
+                allow_other: raw.nfs.allow_other,
             },
         })
     }
+}
+
+/// `X:` for a mountpoint written `X:`, `X:\\` or `X:/` (a Windows drive).
+fn drive_letter(text: &str) -> Option<PathBuf> {
+    let t = text.trim_end_matches(['\\', '/']);
+    let b = t.as_bytes();
+    (b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':').then(|| PathBuf::from(t))
 }
 
 /// Resolves a config path (`~` expanded, relative to `base`, the config file's
@@ -233,6 +251,9 @@ impl fmt::Display for MountPlan {
             (_, origin) => format!("from {origin}"),
         };
         row(f, "backend", format!("{} ({why})", self.backend))?;
+        if let Some(note) = &self.fallback {
+            row(f, "  why", note)?;
+        }
         row(f, "read_only", yes_no(self.read_only))?;
         match &self.filesystem {
             FsPlan::Memfs {
@@ -300,7 +321,8 @@ impl fmt::Display for MountPlan {
             } else {
                 "no (serve only, print the command)"
             },
-        )
+        )?;
+        row(f, "  allow_other", yes_no(self.nfs.allow_other))
     }
 }
 
@@ -403,6 +425,16 @@ mod tests {
             shown.contains("passthrough:          auto (not used: memfs has no host files)"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn drive_letters() {
+        assert_eq!(drive_letter("X:"), Some(PathBuf::from("X:")));
+        assert_eq!(drive_letter("z:\\"), Some(PathBuf::from("z:")));
+        assert_eq!(drive_letter("X:/"), Some(PathBuf::from("X:")));
+        assert_eq!(drive_letter("XY:"), None);
+        assert_eq!(drive_letter("/mnt"), None);
+        assert_eq!(drive_letter("C:\\mnt"), None);
     }
 
     #[test]

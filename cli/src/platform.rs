@@ -71,15 +71,27 @@ pub fn auto_order() -> &'static [Backend] {
     }
 }
 
-/// Whether `backend` is usable on this machine now.
+/// Whether `backend` can mount on this machine now.
 pub fn status(backend: Backend) -> Result<(), Unavailable> {
     match backend {
         Backend::Fuse => fuse_status(),
-        Backend::Nfs => vmount_backend_nfs::available().map_err(|e| Unavailable {
-            reason: e.to_string(),
-            fix: None,
+        Backend::Nfs => vmount_backend_nfs::available().map_err(|u| Unavailable {
+            reason: u.reason,
+            fix: Some(format!(
+                "{}; or set [nfs] mount = false to serve only and mount by hand",
+                u.fix
+            )),
         }),
         Backend::Winfsp => winfsp_status(),
+    }
+}
+
+/// Like [`status`], for a plan: NFS that only serves (`[nfs] mount = false`) needs no
+/// client, so it is usable everywhere.
+pub fn status_for(backend: Backend, nfs_mount: bool) -> Result<(), Unavailable> {
+    match backend {
+        Backend::Nfs if !nfs_mount => Ok(()),
+        _ => status(backend),
     }
 }
 
@@ -115,6 +127,16 @@ fn winfsp_status() -> Result<(), Unavailable> {
 
 /// Turns the requested backend into a usable one, or explains why there is none.
 pub fn resolve(choice: BackendChoice) -> anyhow::Result<Backend> {
+    resolve_for(choice, true).map(|(b, _)| b)
+}
+
+/// [`resolve`] for a plan whose NFS backend mounts (`nfs_mount`) or only serves. With
+/// `auto`, also says why the backends tried first were passed over, when one was: the
+/// fallback deserves a line on stderr, since NFS behaves differently from FUSE.
+pub fn resolve_for(
+    choice: BackendChoice,
+    nfs_mount: bool,
+) -> anyhow::Result<(Backend, Option<String>)> {
     let explicit = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Fuse => Some(Backend::Fuse),
@@ -122,19 +144,30 @@ pub fn resolve(choice: BackendChoice) -> anyhow::Result<Backend> {
         BackendChoice::Winfsp => Some(Backend::Winfsp),
     };
     if let Some(backend) = explicit {
-        return match status(backend) {
-            Ok(()) => Ok(backend),
+        return match status_for(backend, nfs_mount) {
+            Ok(()) => Ok((backend, None)),
             Err(why) => bail!("the {backend} backend cannot be used here: {why}"),
         };
     }
-    let mut reasons = Vec::new();
+    // Short reasons for the fallback note, full ones (with fixes) for the error.
+    let (mut reasons, mut full) = (Vec::new(), Vec::new());
     for &backend in auto_order() {
-        match status(backend) {
-            Ok(()) => return Ok(backend),
-            Err(why) => reasons.push(format!("{backend}: {why}")),
+        match status_for(backend, nfs_mount) {
+            Ok(()) if reasons.is_empty() => return Ok((backend, None)),
+            Ok(()) => {
+                let note = format!(
+                    "using the {backend} backend because {}",
+                    reasons.join(", and ")
+                );
+                return Ok((backend, Some(note)));
+            }
+            Err(why) => {
+                reasons.push(format!("{backend} is not usable ({})", why.reason));
+                full.push(format!("{backend}: {why}"));
+            }
         }
     }
-    bail!("no backend is usable here ({})", reasons.join("; also "))
+    bail!("no backend is usable here ({})", full.join("; also "))
 }
 
 #[cfg(test)]
@@ -147,11 +180,40 @@ mod tests {
             let e = resolve(BackendChoice::Winfsp).unwrap_err().to_string();
             assert!(e.contains("WinFsp is only available on Windows"), "{e}");
         }
-        let e = resolve(BackendChoice::Nfs).unwrap_err().to_string();
-        assert!(
-            e.starts_with("the nfs backend cannot be used here: "),
-            "{e}"
-        );
+        match resolve(BackendChoice::Nfs) {
+            Ok(b) => assert!(b == Backend::Nfs && status(Backend::Nfs).is_ok()),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.starts_with("the nfs backend cannot be used here: ")
+                        && e.contains("[nfs] mount = false"),
+                    "{e}"
+                );
+            }
+        }
+        // Serving needs no client.
+        let (b, note) = resolve_for(BackendChoice::Nfs, false).unwrap();
+        assert_eq!((b, note), (Backend::Nfs, None));
+    }
+
+    #[test]
+    fn auto_says_why_it_fell_back() {
+        match resolve_for(BackendChoice::Auto, true) {
+            Ok((b, None)) => assert_eq!(Some(&b), auto_order().first()),
+            Ok((b, Some(note))) => {
+                assert_ne!(Some(&b), auto_order().first());
+                assert!(
+                    note.starts_with(&format!("using the {b} backend because ")),
+                    "{note}"
+                );
+                let first = auto_order()[0];
+                assert!(note.contains(&format!("{first} is not usable (")), "{note}");
+            }
+            Err(e) => assert!(
+                e.to_string().starts_with("no backend is usable here"),
+                "{e}"
+            ),
+        }
     }
 
     #[test]

@@ -19,23 +19,104 @@ use crate::plan::{FsPlan, MountPlan};
 use crate::platform::Backend;
 
 /// How often the foreground daemon checks for signals and for a vanished mount.
-#[cfg_attr(not(unix), allow(dead_code))]
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// Mounts as planned and serves until SIGINT, SIGTERM or SIGHUP (then unmounts), or
 /// until the mount is removed from outside. Returns once unmounted.
 pub fn mount_and_wait(plan: &MountPlan) -> anyhow::Result<()> {
+    if let Some(note) = &plan.fallback {
+        let _ = writeln!(std::io::stderr(), "vmount: {note}");
+    }
+    raise_fd_limit();
     let fs = build_fs(plan)?;
     match plan.backend {
         Backend::Fuse => fuse::serve(plan, fs),
-        Backend::Nfs => {
-            let opts = vmount_backend_nfs::NfsOptions {
-                port: plan.nfs.port,
-                mount: plan.nfs.mount,
-            };
-            vmount_backend_nfs::mount(fs, &plan.mountpoint, &opts).map_err(|e| anyhow!("{e}"))
-        }
+        Backend::Nfs => nfs::serve(plan, fs),
         Backend::Winfsp => winfsp::serve(plan, fs),
+    }
+}
+
+/// The stop flag of the foreground daemon.
+#[cfg(unix)]
+mod signals {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use anyhow::Context as _;
+
+    /// Installs the handlers: the first SIGINT/SIGTERM/SIGHUP sets the returned flag; a
+    /// second one exits at once (code 1), so that an unmount stuck on a busy mount can
+    /// still be abandoned with another Ctrl-C.
+    pub(super) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            // Registered before `register`, so it sees the flag as set only on a second
+            // signal.
+            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&flag))
+                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&flag)))
+                .context("cannot install the signal handlers")?;
+        }
+        Ok(flag)
+    }
+}
+
+/// Windows has no signals here: Ctrl-C ends the process (the console's default), and
+/// the NFS drive mapping is then cleared with `vmount unmount X:`.
+#[cfg(not(unix))]
+mod signals {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    pub(super) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
+        Ok(Arc::new(AtomicBool::new(false)))
+    }
+}
+
+/// Raises the open-file limit as far as allowed: the loopback filesystem holds a
+/// descriptor for every inode a client knows, and NFS clients never say when they forget
+/// one, so a listing of 100,000 files needs 100,000 descriptors. The soft limit goes up
+/// to the hard one; as root the hard limit goes up to the kernel's `fs.nr_open` too.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        // SAFETY: an all-zero rlimit is a valid value of this plain C struct.
+        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: `lim` is a valid, writable rlimit.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return;
+        }
+        let before = lim.rlim_cur;
+        #[cfg(target_os = "linux")]
+        if let Some(max) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse::<libc::rlim_t>().ok())
+            && max > lim.rlim_max
+        {
+            let raised = libc::rlimit {
+                rlim_cur: max,
+                rlim_max: max,
+            };
+            // SAFETY: `raised` is a valid rlimit; without CAP_SYS_RESOURCE this fails
+            // with EPERM and changes nothing.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                tracing::debug!("open-file limit raised from {before} to {max}");
+                return;
+            }
+        }
+        // macOS refuses a soft limit above OPEN_MAX even when the hard limit is unlimited.
+        let cap: libc::rlim_t = if cfg!(target_os = "macos") {
+            10_240
+        } else {
+            lim.rlim_max
+        };
+        if lim.rlim_cur < cap.min(lim.rlim_max) {
+            lim.rlim_cur = cap.min(lim.rlim_max);
+            // SAFETY: `lim` is a valid rlimit whose soft limit does not exceed its hard one.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+                tracing::debug!("open-file limit raised from {before} to {}", lim.rlim_cur);
+            }
+        }
     }
 }
 
@@ -101,7 +182,6 @@ fn owner() -> (u32, u32) {
 
 /// Prints the one line scripts and tests wait for. A closed stdout is not an error: the
 /// mount is up either way, and the daemon must keep serving it.
-#[cfg_attr(not(unix), allow(dead_code))]
 fn announce(plan: &MountPlan) {
     let line = format!(
         "mounted {} at {} via {}",
@@ -133,10 +213,14 @@ fn mountpoint_arg(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// `vmount unmount MOUNTPOINT`.
+/// `vmount unmount MOUNTPOINT`: a FUSE mount, or an NFS mount of vmount's export.
 pub fn unmount(path: &Path) -> anyhow::Result<()> {
     let mountpoint = mountpoint_arg(path)?;
-    fuse::unmount(&mountpoint)?;
+    if nfs::is_nfs_mount(&mountpoint) {
+        vmount_backend_nfs::unmount_path(&mountpoint).map_err(|e| anyhow!("{e}"))?;
+    } else {
+        fuse::unmount(&mountpoint)?;
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "unmounted {}", mountpoint.display()).and_then(|()| out.flush());
     Ok(())
@@ -146,31 +230,15 @@ pub fn unmount(path: &Path) -> anyhow::Result<()> {
 mod fuse {
     use std::path::Path;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
 
-    use anyhow::{Context as _, anyhow, bail};
+    use anyhow::{anyhow, bail};
     use vmount_backend_fuse::{FuseOptions, MountState, Passthrough};
     use vmount_core::Vfs;
 
     use super::{POLL, announce};
     use crate::config::PassthroughMode;
     use crate::plan::MountPlan;
-
-    /// Installs the handlers: the first SIGINT/SIGTERM/SIGHUP sets `flag`; a second one
-    /// exits at once (code 1), so that an unmount stuck on a busy mount can still be
-    /// abandoned with another Ctrl-C.
-    fn watch_signals() -> anyhow::Result<Arc<AtomicBool>> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let flag = Arc::new(AtomicBool::new(false));
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            // Registered before `register`, so it sees the flag as set only on a second
-            // signal.
-            signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&flag))
-                .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&flag)))
-                .context("cannot install the signal handlers")?;
-        }
-        Ok(flag)
-    }
 
     pub(super) fn serve(plan: &MountPlan, fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
         let mp = &plan.mountpoint;
@@ -186,7 +254,7 @@ mod fuse {
         }
         // Before mounting: a signal during mount setup must unmount, not kill us with the
         // mount left behind.
-        let stop = watch_signals()?;
+        let stop = super::signals::watch()?;
         let opts = FuseOptions {
             threads: plan.fuse.threads,
             attr_timeout: plan.fuse.attr_timeout,
@@ -225,8 +293,8 @@ mod fuse {
         match vmount_backend_fuse::mount_state(mp) {
             MountState::NotMounted => bail!("nothing is mounted at {}", mp.display()),
             MountState::Mounted { fstype } if !fstype.starts_with("fuse") => bail!(
-                "{} is a {fstype} mount, not a FUSE mount; vmount only unmounts its own kind \
-                 (use umount for this one)",
+                "{} is a {fstype} mount, not a FUSE or vmount NFS mount; vmount only unmounts \
+                 its own kinds (use umount for this one)",
                 mp.display()
             ),
             MountState::Mounted { .. } | MountState::Dead => {
@@ -256,6 +324,84 @@ mod fuse {
              FUSE is only available on Linux and macOS",
             mp.display()
         )
+    }
+}
+
+/// The NFS backend: serve, mount (or print how to), wait, unmount.
+mod nfs {
+    use std::io::Write as _;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use anyhow::anyhow;
+    use vmount_backend_nfs::NfsOptions;
+    use vmount_core::Vfs;
+
+    use super::{POLL, announce};
+    use crate::plan::MountPlan;
+
+    pub(super) fn serve(plan: &MountPlan, fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+        let mp = &plan.mountpoint;
+        // Before serving: a signal during setup must unmount, not kill us with the mount
+        // left behind.
+        let stop = super::signals::watch()?;
+        let opts = NfsOptions {
+            port: plan.nfs.port,
+            mount: plan.nfs.mount,
+            allow_other: plan.nfs.allow_other,
+            read_only: plan.read_only,
+        };
+        let mount = vmount_backend_nfs::mount(fs, mp, &opts).map_err(|e| anyhow!("{e}"))?;
+        if mount.is_mounted_by_us() {
+            announce(plan);
+        } else {
+            let text = format!(
+                "serving {} over NFS on 127.0.0.1:{}, export {}\nmount with:   {}\nunmount with: \
+                 {}\n",
+                plan.name,
+                mount.port(),
+                mount.export_path(),
+                mount.mount_command(),
+                mount.unmount_command()
+            );
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                tracing::debug!("could not print to stdout ({e}); {text}");
+            }
+        }
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                tracing::info!(
+                    "signal received; stopping the NFS server for {}",
+                    mp.display()
+                );
+                return mount.unmount().map_err(|e| anyhow!("{e}"));
+            }
+            if !mount.is_alive() {
+                tracing::warn!("{} was unmounted from outside; exiting", mp.display());
+                drop(mount);
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Whether `mp` holds an NFS mount (then `vmount unmount` hands it to the NFS backend,
+    /// which checks that it is vmount's export).
+    pub(super) fn is_nfs_mount(mp: &Path) -> bool {
+        cfg_if::cfg_if! {
+            if #[cfg(unix)] {
+                matches!(
+                    vmount_backend_fuse::mount_state(mp),
+                    vmount_backend_fuse::MountState::Mounted { fstype } if fstype.starts_with("nfs")
+                )
+            } else {
+                // Windows: the only kind vmount maps to a drive letter.
+                let _ = mp;
+                true
+            }
+        }
     }
 }
 

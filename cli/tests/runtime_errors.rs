@@ -36,30 +36,6 @@ fn loopback_source_missing() {
     assert_fails(&out, 1, &["source", "nowhere", "does not exist"]);
 }
 
-#[test]
-fn nfs_backend_is_not_available() {
-    let setup = Setup::memfs();
-    for args in [
-        vec!["--backend", "nfs", setup.config_str()],
-        vec!["mount", "--backend", "nfs", setup.config_str()],
-        vec!["check", "--backend", "nfs", setup.config_str()],
-    ] {
-        let out = vmount(&args);
-        assert_fails(
-            &out,
-            1,
-            &["nfs backend cannot be used here", "not available"],
-        );
-    }
-    // The same from the config file.
-    let setup = Setup::with_body("backend = \"nfs\"\n[filesystem]\ntype = \"memfs\"\n");
-    assert_fails(
-        &vmount(&[setup.config_str()]),
-        1,
-        &["nfs backend cannot be used here"],
-    );
-}
-
 #[cfg(not(windows))]
 #[test]
 fn winfsp_backend_is_windows_only() {

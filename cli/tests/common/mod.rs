@@ -686,8 +686,12 @@ pub fn on_ci() -> bool {
 
 /// Whether the tests run as root (needed to switch users and mount tmpfs).
 pub fn is_root() -> bool {
+    #[cfg(unix)]
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    #[cfg(not(unix))]
+    let root = false;
+    root
 }
 
 /// Whether `tool` is on PATH.

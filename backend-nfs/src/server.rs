@@ -1,0 +1,345 @@
+//! The server: listener, connections, and the program dispatch.
+//!
+//! # Decisions
+//! - **Its own tokio runtime** on background threads, so [`serve`] works from synchronous
+//!   code (the CLI) and from tests alike and returns once the socket listens.
+//! - **One task per connection reading records; each call handled concurrently** on the
+//!   blocking pool (decoding, the synchronous `Vfs` calls and encoding together), at most
+//!   [`MAX_IN_FLIGHT`] per connection, so a 1 MiB READ does not wait behind another
+//!   client's slow COMMIT, and a client cannot queue unbounded work. Replies go out whole
+//!   under a per-connection write lock; RPC matches them by xid, so order does not matter.
+//! - **A connection that sends something that is not an RPC call is dropped**: after
+//!   garbage the record boundaries cannot be trusted. A well-framed call with undecodable
+//!   arguments gets GARBAGE_ARGS and the connection stays.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+use vmount_core::Vfs;
+
+use crate::NfsError;
+use crate::auth::{self, Policy};
+use crate::handles::Handles;
+use crate::rpc::{self, AcceptError, AuthStat, Header};
+use crate::{mountd, nfs3};
+
+/// Calls of one connection handled at the same time.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// RPC program numbers.
+pub(crate) const PROG_PORTMAP: u32 = 100000;
+pub(crate) const PROG_NFS: u32 = 100003;
+pub(crate) const PROG_MOUNT: u32 = 100005;
+
+/// How to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// TCP port; 0 picks a free one. The server always binds 127.0.0.1 only.
+    pub port: u16,
+    /// The export is `/<export_name>`.
+    pub export_name: String,
+    /// Local users, besides root and the daemon's own user, that may connect and act.
+    pub allowed_uids: Vec<u32>,
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Refuse every modification with NFS3ERR_ROFS.
+    pub read_only: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            port: 0,
+            export_name: crate::EXPORT_NAME.to_owned(),
+            allowed_uids: Vec::new(),
+            max_connections: 64,
+            read_only: false,
+        }
+    }
+}
+
+/// What every call handler needs.
+pub(crate) struct Shared {
+    pub fs: Arc<dyn Vfs>,
+    pub handles: Handles,
+    pub policy: Policy,
+    pub port: u16,
+    pub export_path: String,
+    pub read_only: bool,
+    /// The fsid reported in every fattr3.
+    pub fsid: u64,
+    /// MOUNT's DUMP list: (client host, path), bounded.
+    pub mounts: Mutex<Vec<(String, String)>>,
+}
+
+/// A running server. Dropping it (or [`NfsServer::stop`]) closes the listener and every
+/// connection.
+pub struct NfsServer {
+    port: u16,
+    export_path: String,
+    shutdown: watch::Sender<bool>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for NfsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NfsServer")
+            .field("port", &self.port)
+            .field("export_path", &self.export_path)
+            .finish()
+    }
+}
+
+impl NfsServer {
+    /// The port listened on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path clients mount, e.g. `/vmount`.
+    pub fn export_path(&self) -> String {
+        self.export_path.clone()
+    }
+
+    /// Stops serving: closes the listener and every connection.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for NfsServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(rt) = self.runtime.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Blocking inside an async context is not allowed; the tasks are dropped
+                // by the runtime's threads shortly after.
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Serves `fs` over NFSv3 on 127.0.0.1; returns once the socket listens.
+pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsError> {
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, opts.port);
+    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => NfsError::PortInUse { port: opts.port },
+        io::ErrorKind::PermissionDenied => NfsError::PortNeedsRoot { port: opts.port },
+        _ => NfsError::Io {
+            context: format!("listening on 127.0.0.1:{}", opts.port),
+            source: e,
+        },
+    })?;
+    let io_err = |context: &str, source| NfsError::Io {
+        context: context.to_owned(),
+        source,
+    };
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| io_err("setting up the NFS listener", e))?;
+    let local = std_listener
+        .local_addr()
+        .map_err(|e| io_err("reading the NFS listener's address", e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_name("vmount-nfs")
+        .enable_all()
+        .build()
+        .map_err(|e| io_err("starting the NFS server's threads", e))?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| io_err("registering the NFS listener", e))?
+    };
+    let handles = Handles::new();
+    let export_path = format!("/{}", opts.export_name.trim_matches('/'));
+    let shared = Arc::new(Shared {
+        fs: Arc::new(vmount_core::PanicGuard::new(fs)),
+        fsid: handles.instance() >> 1,
+        handles,
+        policy: Policy::new(&opts.allowed_uids),
+        port: local.port(),
+        export_path: export_path.clone(),
+        read_only: opts.read_only,
+        mounts: Mutex::new(Vec::new()),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let max_conn = opts.max_connections.max(1);
+    runtime.spawn(accept_loop(listener, shared, max_conn, shutdown_rx));
+    tracing::info!(port = local.port(), export = %export_path, "NFS server listening on 127.0.0.1");
+    Ok(NfsServer {
+        port: local.port(),
+        export_path,
+        shutdown,
+        runtime: Some(runtime),
+    })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    max_conn: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_conn));
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "NFS accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(%peer, "NFS connection refused: {max_conn} connections already open");
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if !peer_allowed(&shared, peer, local).await {
+                return;
+            }
+            tokio::select! {
+                r = connection(stream, shared) => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "NFS connection closed");
+                    }
+                }
+                _ = shutdown.changed() => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The socket-owner check (Linux); see [`crate::auth`].
+async fn peer_allowed(shared: &Shared, peer: SocketAddr, local: SocketAddr) -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let owner = tokio::task::spawn_blocking(move || auth::peer_uid(peer, local))
+        .await
+        .ok()
+        .flatten();
+    match owner {
+        Some(uid) if shared.policy.allows(uid) => true,
+        Some(uid) => {
+            tracing::info!(%peer, uid, "NFS connection refused: user {uid} is not allowed");
+            false
+        }
+        None => {
+            tracing::info!(%peer, "NFS connection refused: its owner could not be determined");
+            false
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let wr = Arc::new(tokio::sync::Mutex::new(wr));
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Set when a call turned out to be garbage; the reader stops at the next record.
+    let (bad_tx, mut bad_rx) = watch::channel(false);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&in_flight).acquire_owned() => p.map_err(io::Error::other)?,
+            _ = bad_rx.changed() => return Err(io::Error::new(io::ErrorKind::InvalidData, "garbage call")),
+        };
+        let record = tokio::select! {
+            r = rpc::read_record(&mut rd) => r?,
+            _ = bad_rx.changed() => return Err(io::Error::new(io::ErrorKind::InvalidData, "garbage call")),
+        };
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let shared = Arc::clone(&shared);
+        let wr = Arc::clone(&wr);
+        let bad_tx = bad_tx.clone();
+        tokio::spawn(async move {
+            let xid = record
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let reply = tokio::task::spawn_blocking(move || handle_record(&shared, &record))
+                .await
+                .unwrap_or_else(|_| xid.map(|x| rpc::accept_error(x, AcceptError::SystemErr)));
+            match reply {
+                Some(reply) => {
+                    let mut w = wr.lock().await;
+                    if w.write_all(&reply).await.is_err() {
+                        let _ = bad_tx.send(true);
+                    }
+                }
+                None => {
+                    let _ = bad_tx.send(true);
+                    let _ = wr.lock().await.shutdown().await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers one record. `None`: not an RPC call, drop the connection.
+pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Option<Vec<u8>> {
+    let call = match rpc::parse_call(record).ok()? {
+        Header::Call(c) => c,
+        Header::RpcMismatch(xid) => return Some(rpc::rpc_mismatch(xid)),
+    };
+    let xid = call.xid;
+    let Some(caller) = auth::caller(&call.cred) else {
+        return Some(rpc::auth_error(xid, AuthStat::BadCred));
+    };
+    let (low, high) = match call.prog {
+        PROG_PORTMAP => (2, 2),
+        PROG_NFS | PROG_MOUNT => (3, 3),
+        _ => return Some(rpc::accept_error(xid, AcceptError::ProgUnavail)),
+    };
+    if call.vers < low || call.vers > high {
+        return Some(rpc::accept_error(
+            xid,
+            AcceptError::ProgMismatch { low, high },
+        ));
+    }
+    // NULL pings and the portmapper answer anyone who got past the socket check; every
+    // other call acts on the filesystem and needs an allowed uid.
+    if call.prog != PROG_PORTMAP && call.proc_ != 0 && !shared.policy.allows(caller.uid) {
+        tracing::info!(
+            uid = caller.uid,
+            "NFS call refused: user {} is not allowed",
+            caller.uid
+        );
+        return Some(rpc::auth_error(xid, AuthStat::TooWeak));
+    }
+    let mut out = rpc::success_header(xid);
+    let result = match call.prog {
+        PROG_NFS => nfs3::dispatch(shared, call.proc_, &caller, call.args, &mut out),
+        PROG_MOUNT => mountd::mount(shared, call.proc_, &caller, call.args, &mut out),
+        _ => mountd::portmap(shared, call.proc_, call.args, &mut out),
+    };
+    Some(match result {
+        Ok(()) => rpc::finish_record(out),
+        Err(e) => rpc::accept_error(xid, e),
+    })
+}

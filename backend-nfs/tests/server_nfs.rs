@@ -1,0 +1,611 @@
+//! Every NFSv3 procedure, MOUNT and PORTMAP against memfs and loopback, through a real
+//! TCP connection and the test client in `server_common`.
+
+mod server_common;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+use server_common::{Args, Client, MOUNT, NFS, PORTMAP, R, Reply};
+use vmount_backend_nfs::{NfsServer, ServeOptions, serve};
+use vmount_core::memfs::{MemFs, MemFsOptions};
+use vmount_core::{Ctx, Ino, Vfs};
+
+const OK: u32 = 0;
+const ERR_ACCES: u32 = 13;
+const ERR_STALE: u32 = 70;
+const ERR_NOT_SYNC: u32 = 10002;
+const UNSTABLE: u32 = 0;
+const FILE_SYNC: u32 = 2;
+
+fn memfs() -> Arc<MemFs> {
+    Arc::new(MemFs::new(MemFsOptions {
+        root_mode: 0o777,
+        ..MemFsOptions::default()
+    }))
+}
+
+fn start(fs: Arc<dyn Vfs>, allowed: &[u32]) -> NfsServer {
+    serve(
+        fs,
+        &ServeOptions {
+            allowed_uids: allowed.to_vec(),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn connect(srv: &NfsServer) -> (Client, Vec<u8>) {
+    let mut c = Client::connect(srv.port());
+    let root = c.mnt(&srv.export_path());
+    (c, root)
+}
+
+#[test]
+fn null_mount_and_root_getattr() {
+    let srv = start(memfs(), &[]);
+    assert_eq!(srv.export_path(), "/vmount");
+    let mut c = Client::connect(srv.port());
+    assert_eq!(c.call(NFS, 3, 0, &Args::new()), Reply::Ok(vec![]));
+    assert_eq!(c.call(MOUNT, 3, 0, &Args::new()), Reply::Ok(vec![]));
+    // Wrong version / program / procedure.
+    assert_eq!(c.call(NFS, 2, 0, &Args::new()), Reply::AcceptErr(2));
+    assert_eq!(c.call(100021, 4, 0, &Args::new()), Reply::AcceptErr(1));
+    assert_eq!(c.call(NFS, 3, 22, &Args::new()), Reply::AcceptErr(3));
+    // Unknown export.
+    let b = c.call(MOUNT, 3, 1, &Args::new().opaque(b"/other"));
+    assert_eq!(R(b.body()).u32(), 2);
+    let root = c.mnt("/vmount/");
+    assert_eq!(root.len(), 16);
+    let a = c.getattr(&root).unwrap();
+    assert_eq!(a.fileid, 1);
+    assert_eq!(a.mode, 0o777);
+    assert!(matches!(a.ftype, nfsserve::nfs::ftype3::NF3DIR));
+    // EXPORT lists the one export; DUMP lists the mount.
+    let b = c.call(MOUNT, 3, 5, &Args::new());
+    let mut r = R(b.body());
+    assert!(r.bool());
+    assert_eq!(r.opaque(), b"/vmount");
+    let b = c.call(MOUNT, 3, 2, &Args::new());
+    let mut r = R(b.body());
+    assert!(r.bool());
+    // PORTMAP GETPORT answers our port for NFS v3 / TCP, 0 for others.
+    let b = c.call(PORTMAP, 2, 3, &Args::new().u32(NFS).u32(3).u32(6).u32(0));
+    assert_eq!(R(b.body()).u32(), u32::from(srv.port()));
+    let b = c.call(PORTMAP, 2, 3, &Args::new().u32(MOUNT).u32(3).u32(6).u32(0));
+    assert_eq!(R(b.body()).u32(), u32::from(srv.port()));
+    let b = c.call(PORTMAP, 2, 3, &Args::new().u32(100021).u32(4).u32(6).u32(0));
+    assert_eq!(R(b.body()).u32(), 0);
+    // A handle from another server instance is stale; a malformed one is BADHANDLE.
+    let mut foreign = root.clone();
+    foreign[0] ^= 0xff;
+    assert_eq!(c.getattr(&foreign).unwrap_err(), ERR_STALE);
+    assert_eq!(c.getattr(&root[..10]).unwrap_err(), 10001);
+}
+
+fn io_round_trip(fs: Arc<dyn Vfs>) {
+    let srv = start(fs, &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, a) = c.create(&root, "f", 0o644).unwrap();
+    assert_eq!(a.mode, 0o644);
+    assert_eq!(a.size, 0);
+    let data: Vec<u8> = (0..(1 << 20) + 100).map(|i| (i % 251) as u8).collect();
+    // UNSTABLE writes are acknowledged as UNSTABLE, then COMMITted with the same verifier.
+    let (n, committed, verf) = c.write(&fh, 0, &data[..1 << 20], UNSTABLE).unwrap();
+    assert_eq!((n, committed), (1 << 20, UNSTABLE));
+    let (n, committed, verf2) = c.write(&fh, 1 << 20, &data[1 << 20..], FILE_SYNC).unwrap();
+    assert_eq!((n, committed), (100, FILE_SYNC));
+    assert_eq!(verf, verf2);
+    let b = c.nfs(21, Args::new().opaque(&fh).u64(0).u32(0));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    assert_eq!(r.wcc().unwrap().size, data.len() as u64);
+    assert_eq!(r.fixed(8), verf);
+    // READ in pieces; a huge count is clamped to 1 MiB.
+    let (first, eof) = c.read(&fh, 0, u32::MAX).unwrap();
+    assert_eq!(first.len(), 1 << 20);
+    assert!(!eof);
+    let (rest, eof) = c.read(&fh, 1 << 20, 4096).unwrap();
+    assert!(eof);
+    assert_eq!([first, rest].concat(), data);
+    let (none, eof) = c.read(&fh, 10 << 20, 10).unwrap();
+    assert!(none.is_empty() && eof);
+    // WRITE past i64::MAX is FBIG, not a wrap.
+    assert_eq!(c.write(&fh, u64::MAX - 1, b"xy", UNSTABLE).unwrap_err(), 27);
+    // LOOKUP finds it with the same handle.
+    let (fh2, a) = c.lookup(&root, "f").unwrap();
+    assert_eq!(fh2, fh);
+    assert_eq!(a.size, data.len() as u64);
+    assert_eq!(c.lookup(&root, "missing").unwrap_err(), 2);
+    // GUARDED create of an existing name fails; UNCHECKED with size 0 truncates.
+    assert_eq!(c.create(&root, "f", 0o600).unwrap_err(), 17);
+    let b = c.nfs(
+        8,
+        Args::new().opaque(&root).opaque(b"f").u32(0).sattr_size(0),
+    );
+    let (_, a) = Client::new_obj(&b).unwrap();
+    assert_eq!(a.size, 0);
+}
+
+#[test]
+fn create_write_read_commit_memfs() {
+    io_round_trip(memfs());
+}
+
+#[cfg(unix)]
+#[test]
+fn create_write_read_commit_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = vmount_core::loopback::Loopback::new(vmount_core::loopback::LoopbackOptions {
+        source: dir.path().to_owned(),
+        read_only: false,
+    })
+    .unwrap();
+    io_round_trip(Arc::new(fs));
+    let on_disk = std::fs::metadata(dir.path().join("f")).unwrap();
+    assert_eq!(on_disk.len(), 0);
+}
+
+#[test]
+fn exclusive_create_is_idempotent() {
+    let srv = start(memfs(), &[]);
+    let (mut c, root) = connect(&srv);
+    let verf = [1u8, 2, 3, 4, 5, 6, 7, 8];
+    let args = Args::new().opaque(&root).opaque(b"x").u32(2).fixed(&verf);
+    let (fh, _) = Client::new_obj(&c.nfs(8, args.clone())).unwrap();
+    // The retransmission succeeds with the same file; another verifier is EXIST.
+    let (fh2, _) = Client::new_obj(&c.nfs(8, args)).unwrap();
+    assert_eq!(fh, fh2);
+    let other = Args::new().opaque(&root).opaque(b"x").u32(2).fixed(&[9; 8]);
+    assert_eq!(Client::new_obj(&c.nfs(8, other)).unwrap_err(), 17);
+}
+
+#[test]
+fn setattr_guard() {
+    let srv = start(memfs(), &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, a) = c.create(&root, "g", 0o644).unwrap();
+    // Wrong ctime guard -> NOT_SYNC, nothing changed.
+    let wrong = Args::new()
+        .opaque(&fh)
+        .sattr_mode(Some(0o600))
+        .u32(1)
+        .u32(a.ctime.seconds.wrapping_add(7))
+        .u32(a.ctime.nseconds);
+    let b = c.nfs(2, wrong);
+    assert_eq!(Client::status(&b), ERR_NOT_SYNC);
+    assert_eq!(c.getattr(&fh).unwrap().mode, 0o644);
+    let right = Args::new()
+        .opaque(&fh)
+        .sattr_mode(Some(0o600))
+        .u32(1)
+        .u32(a.ctime.seconds)
+        .u32(a.ctime.nseconds);
+    let b = c.nfs(2, right);
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    assert_eq!(r.wcc().unwrap().mode, 0o600);
+    // Truncate through SETATTR size.
+    c.write(&fh, 0, b"hello", FILE_SYNC).unwrap();
+    let b = c.nfs(2, Args::new().opaque(&fh).sattr_size(2).u32(0));
+    assert_eq!(Client::status(&b), OK);
+    assert_eq!(c.getattr(&fh).unwrap().size, 2);
+}
+
+#[test]
+fn namespace_procedures() {
+    let srv = start(memfs(), &[]);
+    let (mut c, root) = connect(&srv);
+    let (d, da) = c.mkdir(&root, "d", 0o750).unwrap();
+    assert_eq!(da.mode, 0o750);
+    assert!(matches!(da.ftype, nfsserve::nfs::ftype3::NF3DIR));
+    // LOOKUP of . and ..
+    assert_eq!(c.lookup(&d, ".").unwrap().0, d);
+    assert_eq!(c.lookup(&d, "..").unwrap().0, root);
+    assert_eq!(c.lookup(&root, "..").unwrap().0, root);
+    // SYMLINK + READLINK.
+    let b = c.nfs(
+        10,
+        Args::new()
+            .opaque(&d)
+            .opaque(b"ln")
+            .sattr_mode(None)
+            .opaque(b"../target/x"),
+    );
+    let (ln, la) = Client::new_obj(&b).unwrap();
+    assert!(matches!(la.ftype, nfsserve::nfs::ftype3::NF3LNK));
+    let b = c.nfs(5, Args::new().opaque(&ln));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    r.post_op();
+    assert_eq!(r.opaque(), b"../target/x");
+    // LINK: nlink 2.
+    let (f, _) = c.create(&d, "file", 0o644).unwrap();
+    let b = c.nfs(15, Args::new().opaque(&f).opaque(&root).opaque(b"hard"));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    assert_eq!(r.post_op().unwrap().nlink, 2);
+    assert_eq!(c.lookup(&root, "hard").unwrap().0, f);
+    // MKNOD fifo; MKNOD of a regular file type is BADTYPE.
+    let b = c.nfs(
+        11,
+        Args::new()
+            .opaque(&d)
+            .opaque(b"fifo")
+            .u32(7)
+            .sattr_mode(Some(0o640)),
+    );
+    let (_, fa) = Client::new_obj(&b).unwrap();
+    assert!(matches!(fa.ftype, nfsserve::nfs::ftype3::NF3FIFO));
+    assert_eq!(fa.mode, 0o640);
+    let b = c.nfs(11, Args::new().opaque(&d).opaque(b"reg").u32(1));
+    assert_eq!(Client::status(&b), 10007);
+    // RENAME.
+    let b = c.nfs(
+        14,
+        Args::new()
+            .opaque(&d)
+            .opaque(b"file")
+            .opaque(&root)
+            .opaque(b"moved"),
+    );
+    assert_eq!(Client::status(&b), OK);
+    assert_eq!(c.lookup(&root, "moved").unwrap().0, f);
+    assert_eq!(c.lookup(&d, "file").unwrap_err(), 2);
+    // Renaming a directory keeps `..` right.
+    let (sub, _) = c.mkdir(&d, "sub", 0o755).unwrap();
+    let b = c.nfs(
+        14,
+        Args::new()
+            .opaque(&d)
+            .opaque(b"sub")
+            .opaque(&root)
+            .opaque(b"sub2"),
+    );
+    assert_eq!(Client::status(&b), OK);
+    assert_eq!(c.lookup(&sub, "..").unwrap().0, root);
+    // REMOVE both names; then the old handle is STALE.
+    for (dir, name) in [(&root, "moved"), (&root, "hard")] {
+        let b = c.nfs(12, Args::new().opaque(dir).opaque(name.as_bytes()));
+        assert_eq!(Client::status(&b), OK);
+    }
+    assert_eq!(c.getattr(&f).unwrap_err(), ERR_STALE);
+    assert_eq!(c.read(&f, 0, 10).unwrap_err(), ERR_STALE);
+    // RMDIR: not empty, then empty; the handle goes stale.
+    let b = c.nfs(13, Args::new().opaque(&root).opaque(b"d"));
+    assert_eq!(Client::status(&b), 66);
+    for name in ["ln", "fifo"] {
+        let b = c.nfs(12, Args::new().opaque(&d).opaque(name.as_bytes()));
+        assert_eq!(Client::status(&b), OK);
+    }
+    let b = c.nfs(13, Args::new().opaque(&root).opaque(b"d"));
+    assert_eq!(Client::status(&b), OK);
+    assert_eq!(c.getattr(&d).unwrap_err(), ERR_STALE);
+    assert_eq!(c.lookup(&d, "x").unwrap_err(), ERR_STALE);
+    // Names over 255 bytes.
+    assert_eq!(c.create(&root, &"n".repeat(256), 0o644).unwrap_err(), 63);
+}
+
+/// Lists a directory with READDIRPLUS (or READDIR) in pages of `maxcount` bytes.
+fn list(c: &mut Client, dir: &[u8], plus: bool, maxcount: u32) -> (Vec<String>, usize) {
+    let mut names = Vec::new();
+    let mut cookie = 0u64;
+    let mut verf = vec![0u8; 8];
+    let mut pages = 0;
+    loop {
+        let args = Args::new().opaque(dir).u64(cookie).fixed(&verf);
+        let b = if plus {
+            c.nfs(17, args.u32(maxcount / 4).u32(maxcount))
+        } else {
+            c.nfs(16, args.u32(maxcount))
+        };
+        pages += 1;
+        let mut r = R(&b);
+        assert_eq!(r.u32(), OK);
+        r.post_op().unwrap();
+        verf = r.fixed(8);
+        while r.bool() {
+            let fileid = r.u64();
+            let name = String::from_utf8(r.opaque()).unwrap();
+            cookie = r.u64();
+            if plus {
+                let a = r.post_op();
+                let fh = r.post_op_fh();
+                if name != ".." {
+                    assert_eq!(a.unwrap().fileid, fileid);
+                    assert!(fh.is_some());
+                }
+            }
+            names.push(name);
+        }
+        if r.bool() {
+            return (names, pages);
+        }
+    }
+}
+
+#[test]
+fn readdirplus_pages_100k_entries() {
+    let fs = memfs();
+    let ctx = Ctx::root();
+    let d = fs.mkdir(&ctx, Ino::ROOT, OsStr::new("big"), 0o755).unwrap();
+    const N: usize = 100_000;
+    for i in 0..N {
+        let (a, o) = fs
+            .create(
+                &ctx,
+                d.ino,
+                OsStr::new(&format!("entry-{i:06}")),
+                0o644,
+                Default::default(),
+            )
+            .unwrap();
+        fs.release(&ctx, a.ino, o.fh).unwrap();
+    }
+    let srv = start(fs, &[]);
+    let (mut c, root) = connect(&srv);
+    let (big, _) = c.lookup(&root, "big").unwrap();
+    for (plus, maxcount) in [(true, 32 * 1024), (false, 16 * 1024)] {
+        let (names, pages) = list(&mut c, &big, plus, maxcount);
+        assert!(pages > 10, "{pages} pages");
+        assert_eq!(&names[..2], &[".", ".."]);
+        let set: HashSet<&String> = names[2..].iter().collect();
+        assert_eq!(names.len() - 2, N, "plus={plus}");
+        assert_eq!(set.len(), N, "duplicates (plus={plus})");
+        for i in [0, 1, N / 2, N - 1] {
+            assert!(set.contains(&format!("entry-{i:06}")));
+        }
+    }
+    // A page too small for even one entry is TOOSMALL.
+    let b = c.nfs(16, Args::new().opaque(&big).u64(0).fixed(&[0; 8]).u32(50));
+    assert_eq!(Client::status(&b), 10005);
+    // Reserved-but-unknown cookies are BAD_COOKIE.
+    let b = c.nfs(
+        16,
+        Args::new()
+            .opaque(&big)
+            .u64(1 << 63 | 9)
+            .fixed(&[0; 8])
+            .u32(4096),
+    );
+    assert_eq!(Client::status(&b), 10003);
+}
+
+#[test]
+fn fsstat_fsinfo_pathconf() {
+    let srv = start(memfs(), &[]);
+    let (mut c, root) = connect(&srv);
+    let b = c.nfs(18, Args::new().opaque(&root));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    r.post_op().unwrap();
+    let (tbytes, fbytes, abytes) = (r.u64(), r.u64(), r.u64());
+    assert!(tbytes >= fbytes && fbytes >= abytes && tbytes > 0);
+    let b = c.nfs(19, Args::new().opaque(&root));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    r.post_op().unwrap();
+    let (rtmax, rtpref, _rtmult, wtmax, wtpref) = (r.u32(), r.u32(), r.u32(), r.u32(), r.u32());
+    assert_eq!(
+        (rtmax, rtpref, wtmax, wtpref),
+        (1 << 20, 1 << 20, 1 << 20, 1 << 20)
+    );
+    let _wtmult = r.u32();
+    let _dtpref = r.u32();
+    assert_eq!(r.u64(), i64::MAX as u64);
+    assert_eq!((r.u32(), r.u32()), (0, 1));
+    assert_eq!(r.u32(), 0x1 | 0x2 | 0x8 | 0x10);
+    let b = c.nfs(20, Args::new().opaque(&root));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    r.post_op().unwrap();
+    assert_eq!(r.u32(), 65000);
+    assert_eq!(r.u32(), 255);
+    assert!(r.bool()); // no_trunc
+    assert!(r.bool()); // chown_restricted
+    assert!(!r.bool()); // case_insensitive
+    assert!(r.bool()); // case_preserving
+}
+
+#[test]
+fn access_reflects_the_callers_permissions() {
+    let srv = start(memfs(), &[1000, 1001]);
+    let (mut root_c, root) = connect(&srv);
+    let (fh, _) = root_c.create(&root, "secret", 0o600).unwrap();
+    let (pub_fh, _) = root_c.create(&root, "public", 0o644).unwrap();
+    // chown "mine" to 1000.
+    let (mine, _) = root_c.create(&root, "mine", 0o600).unwrap();
+    let b = root_c.nfs(
+        2,
+        Args::new()
+            .opaque(&mine)
+            .u32(0)
+            .u32(1)
+            .u32(1000)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0),
+    );
+    assert_eq!(Client::status(&b), OK);
+    let mut u = Client::connect(srv.port()).with_user(1000, 1000);
+    let access = |c: &mut Client, fh: &[u8]| {
+        let b = c.nfs(4, Args::new().opaque(fh).u32(0x3f));
+        let mut r = R(&b);
+        assert_eq!(r.u32(), OK);
+        r.post_op().unwrap();
+        r.u32()
+    };
+    assert_eq!(access(&mut u, &fh), 0);
+    assert_eq!(access(&mut u, &pub_fh), 0x01);
+    assert_eq!(access(&mut u, &mine), 0x01 | 0x04 | 0x08);
+    assert_eq!(access(&mut root_c, &fh) & 0x0d, 0x0d);
+    // The root directory (0777): everything a directory offers.
+    assert_eq!(access(&mut u, &root), 0x01 | 0x02 | 0x04 | 0x08 | 0x10);
+    // Stateless READ and WRITE are checked too; the owner may always write.
+    assert_eq!(u.read(&fh, 0, 10).unwrap_err(), ERR_ACCES);
+    assert_eq!(u.write(&fh, 0, b"x", FILE_SYNC).unwrap_err(), ERR_ACCES);
+    assert_eq!(u.write(&pub_fh, 0, b"x", FILE_SYNC).unwrap_err(), ERR_ACCES);
+    assert!(u.read(&pub_fh, 0, 10).is_ok());
+    assert!(u.write(&mine, 0, b"x", FILE_SYNC).is_ok());
+    // Namespace changes are the filesystem's to refuse: uid 1001 cannot remove 1000's
+    // file from a sticky directory, nor create in a 0755 root-owned one.
+    let (d, _) = root_c.mkdir(&root, "ro", 0o755).unwrap();
+    let mut v = Client::connect(srv.port()).with_user(1001, 1001);
+    assert_eq!(v.create(&d, "x", 0o644).unwrap_err(), ERR_ACCES);
+    // chown by a non-root user is PERM.
+    let b = u.nfs(
+        2,
+        Args::new()
+            .opaque(&mine)
+            .u32(0)
+            .u32(1)
+            .u32(1001)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0)
+            .u32(0),
+    );
+    assert_eq!(Client::status(&b), 1);
+}
+
+#[test]
+fn unlisted_uid_is_refused() {
+    let srv = start(memfs(), &[1000]);
+    let mut c = Client::connect(srv.port()).with_user(4242, 4242);
+    // NULL still answers; MNT and NFS calls are denied with AUTH_ERROR / AUTH_TOOWEAK.
+    assert_eq!(c.call(NFS, 3, 0, &Args::new()), Reply::Ok(vec![]));
+    assert_eq!(
+        c.call(MOUNT, 3, 1, &Args::new().opaque(b"/vmount")),
+        Reply::Denied(1, 5)
+    );
+    let mut root_c = Client::connect(srv.port());
+    let root = root_c.mnt("/vmount");
+    assert_eq!(
+        c.call(NFS, 3, 1, &Args::new().opaque(&root)),
+        Reply::Denied(1, 5)
+    );
+    // AUTH_NULL acts as nobody, who is not allowed either.
+    c.flavor = 0;
+    c.cred = Vec::new();
+    assert_eq!(
+        c.call(NFS, 3, 1, &Args::new().opaque(&root)),
+        Reply::Denied(1, 5)
+    );
+    // An unknown flavor is BADCRED.
+    c.flavor = 6;
+    assert_eq!(
+        c.call(NFS, 3, 1, &Args::new().opaque(&root)),
+        Reply::Denied(1, 1)
+    );
+}
+
+#[test]
+fn read_only_server() {
+    let fs = memfs();
+    let (a, o) = fs
+        .create(
+            &Ctx::root(),
+            Ino::ROOT,
+            OsStr::new("f"),
+            0o644,
+            Default::default(),
+        )
+        .unwrap();
+    fs.release(&Ctx::root(), a.ino, o.fh).unwrap();
+    let srv = serve(
+        fs,
+        &ServeOptions {
+            read_only: true,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let (mut c, root) = connect(&srv);
+    assert_eq!(c.create(&root, "x", 0o644).unwrap_err(), 30);
+    let (f, _) = c.lookup(&root, "f").unwrap();
+    assert_eq!(c.write(&f, 0, b"x", FILE_SYNC).unwrap_err(), 30);
+    let b = c.nfs(4, Args::new().opaque(&f).u32(0x3f));
+    let mut r = R(&b);
+    assert_eq!(r.u32(), OK);
+    r.post_op();
+    assert_eq!(r.u32(), 0x01);
+}
+
+#[test]
+fn busy_port_is_reported() {
+    let srv = start(memfs(), &[]);
+    let err = serve(
+        memfs(),
+        &ServeOptions {
+            port: srv.port(),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, vmount_backend_nfs::NfsError::PortInUse { port } if port == srv.port()));
+    assert!(err.to_string().contains("port = 0"), "{err}");
+    // Stopping frees the port.
+    let port = srv.port();
+    srv.stop();
+    let again = serve(
+        memfs(),
+        &ServeOptions {
+            port,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(again.port(), port);
+}
+
+/// An independent client: libnfs's `nfs-ls` and `nfs-cp` (when installed) list, write
+/// and read back through this server.
+#[test]
+fn libnfs_tools_interoperate() {
+    if std::process::Command::new("nfs-ls")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: libnfs-utils is not installed");
+        return;
+    }
+    let fs = memfs();
+    fs.mkdir(&Ctx::root(), Ino::ROOT, OsStr::new("sub"), 0o755)
+        .unwrap();
+    let srv = start(fs, &[]);
+    let url = |path: &str| {
+        format!(
+            "nfs://127.0.0.1/vmount{path}?version=3&nfsport={p}&mountport={p}",
+            p = srv.port()
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["nfs-cp", src.to_str().unwrap(), &url("/sub/copy.bin")]);
+    let back = tmp.path().join("back.bin");
+    run(&["nfs-cp", &url("/sub/copy.bin"), back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let listing = run(&["nfs-ls", &url("/sub")]);
+    assert!(listing.contains("copy.bin"), "{listing}");
+}
