@@ -301,6 +301,16 @@ pub fn available() -> Result<(), Unavailable> {
                 .to_owned(),
         });
     }
+    if !kernel_has_nfs_client() {
+        return Err(Unavailable {
+            reason: "this kernel has no NFS client (no nfs in /proc/filesystems and no nfs \
+                     module for it)"
+                .to_owned(),
+            fix: "load it (`modprobe nfs`), use a kernel with NFS client support, or use \
+                  backend = \"fuse\""
+                .to_owned(),
+        });
+    }
     if !is_root() && !sudo_works() {
         return Err(Unavailable {
             reason: "mounting NFS needs root, and this user is neither root nor allowed \
@@ -310,6 +320,30 @@ pub fn available() -> Result<(), Unavailable> {
         });
     }
     Ok(())
+}
+
+/// Whether `mount -t nfs` can work with this kernel: NFS is registered in
+/// /proc/filesystems, or an nfs module exists that mount.nfs would load.
+#[cfg(target_os = "linux")]
+fn kernel_has_nfs_client() -> bool {
+    if std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().last() == Some("nfs"))
+    }) {
+        return true;
+    }
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    Path::new("/lib/modules")
+        .join(release.trim())
+        .join("kernel/fs/nfs")
+        .is_dir()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel_has_nfs_client() -> bool {
+    true
 }
 
 /// `mount.nfs` on PATH or in /sbin, /usr/sbin.

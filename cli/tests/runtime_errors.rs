@@ -65,7 +65,11 @@ fn backends_lists_all_three() {
             "{name}: {report}"
         );
     }
-    assert!(report.contains("nfs     not usable: "), "{report}");
+    // Whether NFS is usable depends on the machine (mount.nfs, a kernel NFS client, root).
+    assert!(
+        report.contains("nfs     usable") || report.contains("nfs     not usable: "),
+        "{report}"
+    );
     if cfg!(target_os = "linux") {
         assert!(report.contains("winfsp  not usable: WinFsp is only available on Windows"));
         assert!(report.contains("fix: "), "{report}");
