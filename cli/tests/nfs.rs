@@ -219,7 +219,7 @@ fn loopback_big_directory_is_listed_whole() {
     if !libnfs_or_skip("loopback_big_directory_is_listed_whole") {
         return;
     }
-    const N: usize = 15_000;
+    const N: usize = 25_000;
     let source = tempfile::tempdir().unwrap();
     for i in 0..N {
         std::fs::File::create(source.path().join(format!("entry-{i:05}"))).unwrap();

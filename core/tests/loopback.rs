@@ -518,3 +518,73 @@ fn stateless_io_reuses_a_bounded_set_of_descriptors() {
     }
     assert_eq!(fs.inode_count(), 1);
 }
+
+/// Open descriptors of this process.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// More entries than the entry-descriptor cache holds, never forgotten (as NFS does):
+/// evicted descriptors are reopened by file handle, the descriptor count stays bounded,
+/// and a file deleted on the host is `Stale` by number.
+#[test]
+fn entries_beyond_the_descriptor_cache_reopen_by_handle() {
+    if !is_root() {
+        eprintln!("skipped: open_by_handle_at needs CAP_DAC_READ_SEARCH");
+        return;
+    }
+    const FILES: usize = 30_000;
+    const CACHE: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..FILES {
+        std::fs::write(dir.path().join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    let fs = Loopback::with_entry_fd_cache(
+        LoopbackOptions {
+            source: dir.path().to_path_buf(),
+            read_only: false,
+        },
+        CACHE,
+    )
+    .unwrap();
+    let root = Ctx::root();
+    let baseline = open_fds();
+    let mut inos = Vec::with_capacity(FILES);
+    for i in 0..FILES {
+        let a = fs.lookup(&root, Ino::ROOT, os(&format!("f{i}"))).unwrap();
+        inos.push(a.ino);
+    }
+    assert_eq!(fs.inode_count(), FILES as u64 + 1);
+    assert!(
+        open_fds() < baseline + CACHE + 200,
+        "{} descriptors open after lookups",
+        open_fds()
+    );
+    for (i, ino) in inos.iter().enumerate() {
+        let a = fs.getattr(&root, *ino, None).unwrap();
+        let want = format!("content {i}");
+        assert_eq!(a.ino, *ino);
+        assert_eq!(a.size, want.len() as u64);
+        let mut buf = [0u8; 64];
+        let n = fs.read(&root, *ino, None, 0, &mut buf).unwrap();
+        assert_eq!(&buf[..n], want.as_bytes(), "file {i}");
+    }
+    assert!(
+        open_fds() < baseline + CACHE + 200,
+        "{} descriptors open after reads",
+        open_fds()
+    );
+    // The first file's descriptor was evicted long ago.
+    std::fs::remove_file(dir.path().join("f0")).unwrap();
+    assert!(matches!(
+        fs.getattr(&root, inos[0], None),
+        Err(VfsError::Stale)
+    ));
+    assert!(matches!(
+        fs.read(&root, inos[0], None, 0, &mut [0u8; 8]),
+        Err(VfsError::Stale)
+    ));
+    // A file looked up again by name keeps its number.
+    let a = fs.lookup(&root, Ino::ROOT, os("f1")).unwrap();
+    assert_eq!(a.ino, inos[1]);
+}

@@ -115,3 +115,26 @@ impl Drop for CredGuard<'_> {
         self.restore_now();
     }
 }
+
+/// Runs `f` with the daemon's own filesystem uid on this thread, restoring the current
+/// one afterwards. A switch away from fsuid 0 drops `CAP_DAC_READ_SEARCH` from the
+/// effective set, which `open_by_handle_at` needs; reopening an evicted entry
+/// descriptor is the daemon's business, not the caller's (the object is the one the
+/// entry already held, so nothing is disclosed).
+#[cfg(target_os = "linux")]
+pub(super) fn as_daemon<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: geteuid cannot fail.
+    let daemon = unsafe { libc::geteuid() };
+    let old = set_fsuid(daemon);
+    let r = f();
+    if old != daemon {
+        set_fsuid(old);
+    }
+    r
+}
+
+/// No per-thread credentials off Linux.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn as_daemon<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}

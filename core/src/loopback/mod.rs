@@ -5,16 +5,34 @@
 //!   descriptor of the object (Linux: `O_PATH | O_NOFOLLOW`; macOS: see below), its kind
 //!   and its lookup count. Hard links therefore share one inode, and `nlink` is the
 //!   host's. Numbers are allocated monotonically from 2 and never reused; the source
-//!   directory is [`Ino::ROOT`]. The held descriptor pins the host inode, so its
-//!   `(st_dev, st_ino)` cannot be recycled by the host while the entry exists.
+//!   directory is [`Ino::ROOT`]. A held descriptor pins the host inode, so its
+//!   `(st_dev, st_ino)` cannot be recycled by the host while held (see "Descriptors").
 //! - **Lifetime.** An entry leaves the table (closing its descriptor) when its lookup
 //!   count reaches zero through [`Vfs::forget`] and no handle is open on it, or as soon
 //!   as the object is gone from the host (`nlink` 0, seen after unlink, rmdir, a replacing
 //!   rename, the last release, or a getattr) and no handle is open. The root is never
 //!   dropped. A forgotten number is `Stale` afterwards; the FUSE kernel never uses a
 //!   number after forgetting it. (Consequently loopback does *not* keep forgotten but
-//!   still linked inodes usable, which stateless NFS would want; that needs file
-//!   handles, `name_to_handle_at`, and is left to the NFS work.)
+//!   still linked inodes usable, which stateless NFS would want.)
+//! - **Descriptors.** NFS never forgets, so the table can outgrow the descriptor limit.
+//!   On Linux an entry therefore also stores the object's file handle
+//!   (`name_to_handle_at(fd, "", AT_EMPTY_PATH)`), and the descriptors of such entries
+//!   form a bounded cache (`min(8192, RLIMIT_NOFILE / 4)`). Eviction is CLOCK (second
+//!   chance), an approximation of least recently used: a hit only locks the entry's own
+//!   slot and sets a flag; the global ring lock is taken only when a descriptor is
+//!   (re)opened. An evicted entry reopens with `open_by_handle_at(source, handle,
+//!   O_PATH | O_NOFOLLOW)` when next used, and the result must be the same `(st_dev,
+//!   st_ino)`, else (or on `ESTALE`) the number is `Stale`. Descriptors are handed out
+//!   as `Arc`s, so one in use when evicted stays open until its user is done. A handle
+//!   names exactly the object the entry held, so confinement is unchanged: it is only
+//!   ever used as the entry's own descriptor. Pinned (never evicted, as before): the
+//!   root, objects on another filesystem than the source (handles resolve on the
+//!   source's), objects whose filesystem has no handles (`EOPNOTSUPP`), and every entry
+//!   when handles cannot be reopened at all (no `CAP_DAC_READ_SEARCH`: a non-root
+//!   daemon, probed at start on the source's own handle). An evicted entry no longer
+//!   pins its host inode, but its number stays bound to the `(st_dev, st_ino)` it was
+//!   registered with, and the handle's generation number makes a recycled inode number
+//!   `Stale`. macOS has no handles: every entry keeps its descriptor.
 //! - **Confinement.** Every host call is relative to a held directory descriptor plus one
 //!   name checked with [`check_name`], using the `*at` calls with `AT_SYMLINK_NOFOLLOW` /
 //!   `O_NOFOLLOW`, and `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
@@ -57,13 +75,13 @@ mod creds;
 mod dir;
 mod sys;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -80,6 +98,9 @@ use crate::{
 const HANDLE_SHARDS: usize = 16;
 /// Descriptors kept for stateless I/O.
 const FD_CACHE_SIZE: usize = 64;
+/// Most entry descriptors held at once (see "Descriptors" in the module docs); the
+/// limit is also at most a quarter of the process's descriptor limit.
+const ENTRY_FD_CACHE_MAX: usize = 8192;
 /// Bit set on the synthetic inode numbers of entries listed without attributes.
 const SYNTHETIC_INO: u64 = 1 << 63;
 
@@ -92,14 +113,76 @@ pub struct LoopbackOptions {
     pub read_only: bool,
 }
 
+/// An entry descriptor in use. It is shared: an eviction only drops the cache's
+/// reference, so a descriptor handed out stays valid until its user is done with it.
+type EntryFd = Arc<OwnedFd>;
+
+/// The bounded set of entry descriptors that may be closed and reopened by file handle
+/// (see "Descriptors" in the module docs).
+#[derive(Debug)]
+struct EntryFds {
+    /// The source directory opened for reading (the kernel refuses `O_PATH` here):
+    /// `open_by_handle_at` resolves handles on its filesystem. `None`: handles cannot
+    /// be reopened (probed at start: needs `CAP_DAC_READ_SEARCH` and a host filesystem
+    /// with handles), so every entry is pinned.
+    mount: Option<OwnedFd>,
+    /// `st_dev` of the source; only entries on it get handles.
+    root_dev: u64,
+    /// Most evictable descriptors held at once.
+    capacity: usize,
+    /// The entries holding an evictable descriptor (and those dropped since, whose
+    /// descriptor is already closed), in CLOCK order.
+    ring: Mutex<VecDeque<Weak<Inode>>>,
+}
+
+impl EntryFds {
+    /// Counts `inode`, which just got its descriptor, and evicts descriptors beyond the
+    /// capacity: the front of the ring goes unless it was used since it last passed
+    /// the hand (then it gets a second chance at the back), an approximation of
+    /// least-recently-used that keeps hits free of this lock.
+    fn admit(&self, inode: &Inode) {
+        inode.used.store(true, Ordering::Relaxed);
+        let mut evicted: Vec<(Arc<Inode>, Option<EntryFd>)> = Vec::new();
+        {
+            let mut ring = self.ring.lock();
+            ring.push_back(inode.me.clone());
+            // Every entry is passed over at most once before one is evicted.
+            let mut budget = ring.len().saturating_mul(2);
+            while ring.len() > self.capacity && budget > 0 {
+                budget -= 1;
+                let Some(weak) = ring.pop_front() else { break };
+                let Some(entry) = weak.upgrade() else {
+                    continue; // dropped from the table: its descriptor is closed
+                };
+                if entry.used.swap(false, Ordering::Relaxed) {
+                    ring.push_back(weak);
+                    continue;
+                }
+                let fd = entry.fd.lock().take();
+                evicted.push((entry, fd));
+            }
+        }
+        // Closed (and entries possibly freed) outside the lock.
+        drop(evicted);
+    }
+}
+
 /// One host object the filesystem has handed out a number for.
 #[derive(Debug)]
 struct Inode {
     ino: Ino,
     key: (u64, u64),
     kind: FileType,
-    /// The held descriptor (see the module docs).
-    fd: OwnedFd,
+    /// The held descriptor (see the module docs); `None` while evicted.
+    fd: Mutex<Option<EntryFd>>,
+    /// The host file handle to reopen an evicted descriptor with; `None`: the
+    /// descriptor is pinned (the root, another filesystem, no handle support).
+    handle: Option<Box<[u8]>>,
+    /// Used since the eviction hand last passed it.
+    used: AtomicBool,
+    /// This entry, for the eviction ring.
+    me: Weak<Inode>,
+    fds: Arc<EntryFds>,
     /// Lookup references (FUSE's count).
     lookups: AtomicU64,
     /// Open handles.
@@ -107,8 +190,71 @@ struct Inode {
 }
 
 impl Inode {
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// A new entry holding `fd`; with a `handle` its descriptor may be evicted.
+    fn new(
+        ino: Ino,
+        key: (u64, u64),
+        kind: FileType,
+        fd: EntryFd,
+        handle: Option<Box<[u8]>>,
+        fds: Arc<EntryFds>,
+    ) -> Arc<Inode> {
+        let inode = Arc::new_cyclic(|me| Inode {
+            ino,
+            key,
+            kind,
+            fd: Mutex::new(Some(fd)),
+            handle,
+            used: AtomicBool::new(true),
+            me: me.clone(),
+            fds,
+            lookups: AtomicU64::new(1),
+            opens: AtomicU64::new(0),
+        });
+        if inode.handle.is_some() {
+            inode.fds.admit(&inode);
+        }
+        inode
+    }
+
+    /// The entry's descriptor, reopened by file handle when it was evicted. An object
+    /// gone from the host (or replaced: the handle must give the same `(st_dev,
+    /// st_ino)`) is `Stale`.
+    fn fd(&self) -> VfsResult<EntryFd> {
+        if let Some(fd) = &*self.fd.lock() {
+            self.used.store(true, Ordering::Relaxed);
+            return Ok(fd.clone());
+        }
+        // Only entries with a handle are ever evicted.
+        let (Some(handle), Some(mount)) = (self.handle.as_deref(), self.fds.mount.as_ref()) else {
+            return Err(VfsError::Stale);
+        };
+        let fd = match creds::as_daemon(|| sys::open_by_handle(mount.as_fd(), handle)) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(VfsError::Stale),
+            Err(e) => return Err(e.into()),
+        };
+        if sys::key(&sys::fstat(fd.as_fd())?) != self.key {
+            return Err(VfsError::Stale);
+        }
+        let fd = Arc::new(fd);
+        {
+            let mut slot = self.fd.lock();
+            if let Some(held) = &*slot {
+                return Ok(held.clone()); // reopened concurrently; ours closes
+            }
+            *slot = Some(fd.clone());
+        }
+        self.fds.admit(self);
+        Ok(fd)
+    }
+
+    /// Whether the host object is gone (no links left, or its handle is stale).
+    fn gone(&self) -> bool {
+        match self.fd() {
+            Ok(fd) => sys::fstat(fd.as_fd()).is_ok_and(|st| st.st_nlink == 0),
+            Err(e) => matches!(e, VfsError::Stale),
+        }
     }
 }
 
@@ -170,6 +316,7 @@ pub struct Loopback {
     next_fh: AtomicU64,
     cache: Mutex<Vec<CacheSlot>>,
     cache_clock: AtomicU64,
+    entry_fds: Arc<EntryFds>,
     /// The daemon is root: switch to callers' credentials (Linux) / chown new objects
     /// and check mode bits (macOS).
     daemon_root: bool,
@@ -264,22 +411,61 @@ fn mode_allows(ctx: &Ctx, st: &Stat, mask: AccessMask) -> bool {
 
 impl Loopback {
     /// Mirrors `opts.source`, which must be an existing directory. Raises the process's
-    /// soft limit on open descriptors to the hard limit (the table holds one per inode).
+    /// soft limit on open descriptors to the hard limit (pinned entries hold one each;
+    /// the entry-descriptor cache is sized from it, see the module docs).
     pub fn new(opts: LoopbackOptions) -> VfsResult<Loopback> {
+        Self::build(opts, None)
+    }
+
+    /// Like [`new`](Self::new) with at most `entry_fds` evictable entry descriptors held
+    /// (tests use a small cache to exercise eviction).
+    #[doc(hidden)]
+    pub fn with_entry_fd_cache(opts: LoopbackOptions, entry_fds: usize) -> VfsResult<Loopback> {
+        Self::build(opts, Some(entry_fds))
+    }
+
+    fn build(opts: LoopbackOptions, capacity: Option<usize>) -> VfsResult<Loopback> {
         let fd = sys::open_root(&opts.source)?;
         let st = sys::fstat(fd.as_fd())?;
         if sys::kind(&st) != Some(FileType::Directory) {
             return Err(VfsError::NotDir);
         }
         sys::raise_nofile_limit();
-        let root = Arc::new(Inode {
-            ino: Ino::ROOT,
-            key: sys::key(&st),
-            kind: FileType::Directory,
-            fd,
-            lookups: AtomicU64::new(1),
-            opens: AtomicU64::new(0),
+        let capacity = capacity
+            .unwrap_or_else(|| {
+                let quarter = sys::nofile_limit()
+                    .map_or(usize::MAX, |n| usize::try_from(n / 4).unwrap_or(usize::MAX));
+                ENTRY_FD_CACHE_MAX.min(quarter)
+            })
+            .max(1);
+        // Handles are used only if the source's own can be reopened: not on a host
+        // filesystem without them, not without CAP_DAC_READ_SEARCH (EPERM).
+        // The kernel does not take an `O_PATH` descriptor as the mount argument.
+        let mount = sys::reopen(fd.as_fd(), FileType::Directory, libc::O_RDONLY)
+            .ok()
+            .filter(|mount| {
+                sys::name_to_handle(fd.as_fd())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|h| sys::open_by_handle(mount.as_fd(), &h).is_ok())
+            });
+        let fd = Arc::new(fd);
+        let entry_fds = Arc::new(EntryFds {
+            mount,
+            #[allow(clippy::unnecessary_cast)]
+            root_dev: st.st_dev as u64,
+            capacity,
+            ring: Mutex::new(VecDeque::new()),
         });
+        // The root's descriptor is pinned (no handle).
+        let root = Inode::new(
+            Ino::ROOT,
+            sys::key(&st),
+            FileType::Directory,
+            fd,
+            None,
+            entry_fds.clone(),
+        );
         let mut table = Table::default();
         table.by_key.insert(root.key, Ino::ROOT.0);
         table.by_ino.insert(Ino::ROOT.0, root);
@@ -293,6 +479,7 @@ impl Loopback {
             next_fh: AtomicU64::new(1),
             cache: Mutex::new(Vec::with_capacity(FD_CACHE_SIZE)),
             cache_clock: AtomicU64::new(0),
+            entry_fds,
             daemon_root: sys::geteuid() == 0,
             daemon_groups: sys::getgroups(),
         })
@@ -330,20 +517,22 @@ impl Loopback {
         let kind = sys::kind(st).ok_or(VfsError::Io(std::io::Error::from_raw_os_error(
             libc::EINVAL,
         )))?;
+        // Objects on other filesystems (mounts below the source) stay pinned: handles
+        // are resolved on the source's filesystem. So does any object without one.
+        #[allow(clippy::unnecessary_cast)]
+        let handle =
+            if self.entry_fds.mount.is_some() && st.st_dev as u64 == self.entry_fds.root_dev {
+                sys::name_to_handle(fd.as_fd()).ok().flatten()
+            } else {
+                None
+            };
         let mut t = self.table.write();
         if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i)) {
             inode.lookups.fetch_add(1, Ordering::Relaxed);
             return Ok(inode.clone());
         }
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
-        let inode = Arc::new(Inode {
-            ino,
-            key,
-            kind,
-            fd,
-            lookups: AtomicU64::new(1),
-            opens: AtomicU64::new(0),
-        });
+        let inode = Inode::new(ino, key, kind, Arc::new(fd), handle, self.entry_fds.clone());
         t.by_key.insert(key, ino.0);
         t.by_ino.insert(ino.0, inode.clone());
         Ok(inode)
@@ -352,7 +541,7 @@ impl Loopback {
     /// Finds (registering if needed) `name` in `parent`, counting one lookup; returns the
     /// entry and the stat taken.
     fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
-        let st = sys::fstatat(parent.fd(), name)?;
+        let st = sys::fstatat(parent.fd()?.as_fd(), name)?;
         let known = {
             let t = self.table.read();
             t.by_key
@@ -366,7 +555,7 @@ impl Loopback {
         if let Some(inode) = known {
             return Ok((inode, st));
         }
-        let fd = sys::open_entry(parent.fd(), name)?;
+        let fd = sys::open_entry(parent.fd()?.as_fd(), name)?;
         let st = sys::fstat(fd.as_fd())?;
         let inode = self.register(fd, &st)?;
         Ok((inode, st))
@@ -404,9 +593,7 @@ impl Loopback {
 
     /// Drops `inode` if the host object has no links left and nothing holds it open.
     fn drop_if_dead(&self, inode: &Arc<Inode>) {
-        if inode.opens.load(Ordering::Acquire) == 0
-            && sys::fstat(inode.fd()).is_ok_and(|st| st.st_nlink == 0)
-        {
+        if inode.opens.load(Ordering::Acquire) == 0 && inode.gone() {
             self.maybe_drop(inode, true);
         }
     }
@@ -426,7 +613,15 @@ impl Loopback {
     /// Stat of a live entry: an object gone from the host with no open handle is
     /// `Stale` (and leaves the table).
     fn live_stat(&self, inode: &Arc<Inode>) -> VfsResult<Stat> {
-        let st = sys::fstat(inode.fd())?;
+        let fd = match inode.fd() {
+            Ok(fd) => fd,
+            Err(VfsError::Stale) => {
+                self.maybe_drop(inode, true);
+                return Err(VfsError::Stale);
+            }
+            Err(e) => return Err(e),
+        };
+        let st = sys::fstat(fd.as_fd())?;
         if st.st_nlink == 0 && inode.ino != Ino::ROOT && inode.opens.load(Ordering::Acquire) == 0 {
             self.maybe_drop(inode, true);
             return Err(VfsError::Stale);
@@ -495,7 +690,7 @@ impl Loopback {
         if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
             return Ok(());
         }
-        let st = sys::fstat(inode.fd())?;
+        let st = sys::fstat(inode.fd()?.as_fd())?;
         if mode_allows(ctx, &st, mask) {
             Ok(())
         } else {
@@ -508,7 +703,7 @@ impl Loopback {
         if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
             return Ok(());
         }
-        sys::chown_entry(inode.fd(), Some(ctx.uid), Some(ctx.gid))?;
+        sys::chown_entry(inode.fd()?.as_fd(), Some(ctx.uid), Some(ctx.gid))?;
         Ok(())
     }
 
@@ -533,11 +728,11 @@ impl Loopback {
             let have = st.st_mode as u32 & 0o7777;
             if expect == FileType::Directory && mode & 0o7000 & !have != 0 {
                 let _g = self.creds(ctx)?;
-                sys::chmod_entry(inode.fd(), inode.kind, have | (mode & 0o7000))?;
-                st = sys::fstat(inode.fd())?;
+                sys::chmod_entry(inode.fd()?.as_fd(), inode.kind, have | (mode & 0o7000))?;
+                st = sys::fstat(inode.fd()?.as_fd())?;
             }
         } else if !cfg!(target_os = "linux") {
-            st = sys::fstat(inode.fd())?;
+            st = sys::fstat(inode.fd()?.as_fd())?;
         }
         Ok(self.attr(&inode, &st))
     }
@@ -553,8 +748,8 @@ impl Loopback {
         }
         let want = (have & 0o7000) | (mode & 0o777);
         if have != want {
-            sys::chmod_entry(inode.fd(), inode.kind, want)?;
-            *st = sys::fstat(inode.fd())?;
+            sys::chmod_entry(inode.fd()?.as_fd(), inode.kind, want)?;
+            *st = sys::fstat(inode.fd()?.as_fd())?;
         }
         Ok(())
     }
@@ -599,7 +794,7 @@ impl Loopback {
         let inode = h.inode.clone();
         drop(h); // closes the host descriptor before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let dead = sys::fstat(inode.fd()).is_ok_and(|st| st.st_nlink == 0);
+            let dead = inode.gone();
             self.maybe_drop(&inode, dead);
         }
         Ok(())
@@ -648,9 +843,12 @@ impl Loopback {
         }
         // Opened as the daemon: stateless protocols check permissions in the adapter.
         let (fd, writable) = if self.opts.read_only {
-            (sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?, false)
+            (
+                sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?,
+                false,
+            )
         } else {
-            match sys::reopen(inode.fd(), inode.kind, libc::O_RDWR) {
+            match sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDWR) {
                 Ok(fd) => (fd, true),
                 Err(e)
                     if !write
@@ -659,7 +857,10 @@ impl Loopback {
                             Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ETXTBSY)
                         ) =>
                 {
-                    (sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?, false)
+                    (
+                        sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?,
+                        false,
+                    )
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -726,7 +927,7 @@ impl Loopback {
             } else {
                 let (kind, key) = match kind_of_dtype(e.d_type) {
                     Some(k) => (k, (dir.key.0, e.d_ino)),
-                    None => match sys::fstatat(dir.fd(), &cname) {
+                    None => match sys::fstatat(dir.fd()?.as_fd(), &cname) {
                         Ok(st) => (
                             sys::kind(&st).unwrap_or(FileType::RegularFile),
                             sys::key(&st),
@@ -803,7 +1004,7 @@ impl Vfs for Loopback {
             let h = self.handle(ino, fh)?;
             let st = match &h.data {
                 HandleData::File(fd) => sys::fstat(fd.as_fd())?,
-                HandleData::Dir(_) => sys::fstat(h.inode.fd())?,
+                HandleData::Dir(_) => sys::fstat(h.inode.fd()?.as_fd())?,
             };
             return Ok(self.attr(&h.inode, &st));
         }
@@ -824,10 +1025,10 @@ impl Vfs for Loopback {
         self.writable()?;
         let _g = self.creds(ctx)?;
         if set.uid.is_some() || set.gid.is_some() {
-            sys::chown_entry(inode.fd(), set.uid, set.gid)?;
+            sys::chown_entry(inode.fd()?.as_fd(), set.uid, set.gid)?;
         }
         if let Some(mode) = set.mode {
-            sys::chmod_entry(inode.fd(), inode.kind, mode & 0o7777)?;
+            sys::chmod_entry(inode.fd()?.as_fd(), inode.kind, mode & 0o7777)?;
         }
         if let Some(size) = set.size {
             match inode.kind {
@@ -845,17 +1046,17 @@ impl Vfs for Loopback {
                 }
                 _ => {
                     self.check(ctx, &inode, AccessMask::WRITE)?;
-                    let fd = sys::reopen(inode.fd(), inode.kind, libc::O_WRONLY)?;
+                    let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_WRONLY)?;
                     sys::ftruncate(fd.as_fd(), size)?;
                 }
             }
         }
         if set.atime.is_some() || set.mtime.is_some() {
             let ts = sys::utimes_pair(set.atime, set.mtime)?;
-            sys::utimens_entry(inode.fd(), inode.kind, &ts)?;
+            sys::utimens_entry(inode.fd()?.as_fd(), inode.kind, &ts)?;
         }
         // `set.ctime` cannot be set on a host filesystem; the host moves it itself.
-        let st = sys::fstat(inode.fd())?;
+        let st = sys::fstat(inode.fd()?.as_fd())?;
         Ok(self.attr(&inode, &st))
     }
 
@@ -864,7 +1065,7 @@ impl Vfs for Loopback {
         if inode.kind != FileType::Symlink {
             return Err(VfsError::InvalidArgument);
         }
-        Ok(sys::readlink_entry(inode.fd())?)
+        Ok(sys::readlink_entry(inode.fd()?.as_fd())?)
     }
 
     fn mknod(
@@ -895,7 +1096,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         {
             let _g = self.creds(ctx)?;
-            sys::mknodat(dir.fd(), &cname, kind.mode_bits() | perm, rdev)?;
+            sys::mknodat(dir.fd()?.as_fd(), &cname, kind.mode_bits() | perm, rdev)?;
         }
         self.finish_new(ctx, &dir, &cname, kind, Some(perm))
     }
@@ -909,7 +1110,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         {
             let _g = self.creds(ctx)?;
-            sys::mkdirat(dir.fd(), &cname, perm)?;
+            sys::mkdirat(dir.fd()?.as_fd(), &cname, perm)?;
         }
         self.finish_new(ctx, &dir, &cname, FileType::Directory, Some(perm))
     }
@@ -922,8 +1123,10 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         let victim = {
             let _g = self.creds(ctx)?;
-            let victim = sys::fstatat(dir.fd(), &cname).ok().map(|st| sys::key(&st));
-            sys::unlinkat(dir.fd(), &cname, false)?;
+            let victim = sys::fstatat(dir.fd()?.as_fd(), &cname)
+                .ok()
+                .map(|st| sys::key(&st));
+            sys::unlinkat(dir.fd()?.as_fd(), &cname, false)?;
             victim
         };
         self.drop_key_if_dead(victim);
@@ -938,8 +1141,10 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         let victim = {
             let _g = self.creds(ctx)?;
-            let victim = sys::fstatat(dir.fd(), &cname).ok().map(|st| sys::key(&st));
-            sys::unlinkat(dir.fd(), &cname, true)?;
+            let victim = sys::fstatat(dir.fd()?.as_fd(), &cname)
+                .ok()
+                .map(|st| sys::key(&st));
+            sys::unlinkat(dir.fd()?.as_fd(), &cname, true)?;
             victim
         };
         self.drop_key_if_dead(victim);
@@ -955,7 +1160,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         {
             let _g = self.creds(ctx)?;
-            sys::symlinkat(&ctarget, dir.fd(), &cname)?;
+            sys::symlinkat(&ctarget, dir.fd()?.as_fd(), &cname)?;
         }
         self.finish_new(ctx, &dir, &cname, FileType::Symlink, None)
     }
@@ -987,9 +1192,18 @@ impl Vfs for Loopback {
             let victim = if exchange {
                 None
             } else {
-                sys::fstatat(to.fd(), &cnew).ok().map(|st| sys::key(&st))
+                sys::fstatat(to.fd()?.as_fd(), &cnew)
+                    .ok()
+                    .map(|st| sys::key(&st))
             };
-            sys::renameat(from.fd(), &cold, to.fd(), &cnew, noreplace, exchange)?;
+            sys::renameat(
+                from.fd()?.as_fd(),
+                &cold,
+                to.fd()?.as_fd(),
+                &cnew,
+                noreplace,
+                exchange,
+            )?;
             victim
         };
         self.drop_key_if_dead(victim);
@@ -1008,7 +1222,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         {
             let _g = self.creds(ctx)?;
-            sys::link_entry(inode.fd(), dir.fd(), &cname)?;
+            sys::link_entry(inode.fd()?.as_fd(), dir.fd()?.as_fd(), &cname)?;
         }
         let (linked, st) = self.lookup_name(&dir, &cname)?;
         Ok(self.attr(&linked, &st))
@@ -1036,7 +1250,7 @@ impl Vfs for Loopback {
         self.check(ctx, &inode, mask)?;
         let fd = {
             let _g = self.creds(ctx)?;
-            sys::reopen(inode.fd(), inode.kind, host_flags(flags))?
+            sys::reopen(inode.fd()?.as_fd(), inode.kind, host_flags(flags))?
         };
         let direct_io = flags.contains(OpenFlags::DIRECT);
         let fh = self.add_handle(inode, flags, HandleData::File(fd));
@@ -1068,8 +1282,12 @@ impl Vfs for Loopback {
             let _g = self.creds(ctx)?;
             let mut tries = 0;
             loop {
-                match sys::open_beneath(dir.fd(), &cname, base | libc::O_CREAT | libc::O_EXCL, perm)
-                {
+                match sys::open_beneath(
+                    dir.fd()?.as_fd(),
+                    &cname,
+                    base | libc::O_CREAT | libc::O_EXCL,
+                    perm,
+                ) {
                     Ok(fd) => break (fd, true),
                     Err(e)
                         if e.raw_os_error() == Some(libc::EEXIST)
@@ -1077,7 +1295,7 @@ impl Vfs for Loopback {
                     {
                         // Never open a device, fifo or socket of the host just to find
                         // out it is not a regular file.
-                        match sys::fstatat(dir.fd(), &cname).map(|st| sys::kind(&st)) {
+                        match sys::fstatat(dir.fd()?.as_fd(), &cname).map(|st| sys::kind(&st)) {
                             Ok(Some(FileType::RegularFile)) => {}
                             Ok(Some(FileType::Directory)) => return Err(VfsError::IsDir),
                             Ok(_) => return Err(VfsError::Exists),
@@ -1087,7 +1305,7 @@ impl Vfs for Loopback {
                             }
                             Err(e) => return Err(e.into()),
                         }
-                        match sys::open_beneath(dir.fd(), &cname, base, 0) {
+                        match sys::open_beneath(dir.fd()?.as_fd(), &cname, base, 0) {
                             Ok(fd) => break (fd, false),
                             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tries < 8 => {
                                 tries += 1;
@@ -1196,7 +1414,7 @@ impl Vfs for Loopback {
             None => {
                 let inode = self.inode(ino)?;
                 if inode.kind == FileType::Directory {
-                    let fd = sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?;
+                    let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?;
                     sys::fsync(fd.as_fd(), datasync)?;
                     return Ok(());
                 }
@@ -1212,7 +1430,7 @@ impl Vfs for Loopback {
         self.check(ctx, &inode, AccessMask::READ)?;
         let fd = {
             let _g = self.creds(ctx)?;
-            sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?
+            sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?
         };
         let stream = dir::open_stream(fd)?;
         Ok(self.add_handle(inode, OpenFlags::READ, HandleData::Dir(Mutex::new(stream))))
@@ -1238,7 +1456,7 @@ impl Vfs for Loopback {
         let inode = self.dir_inode(ino)?;
         self.check(ctx, &inode, AccessMask::READ)?;
         let _g = self.creds(ctx)?;
-        let fd = sys::reopen(inode.fd(), inode.kind, libc::O_RDONLY)?;
+        let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?;
         let mut stream = dir::open_stream(fd)?;
         self.fill(&inode, &mut stream, after, sink)
     }
@@ -1254,7 +1472,7 @@ impl Vfs for Loopback {
     #[allow(clippy::unnecessary_cast)] // statvfs field types differ between platforms
     fn statfs(&self, _ctx: &Ctx, ino: Ino) -> VfsResult<StatFs> {
         let inode = self.inode(ino)?;
-        let st = sys::fstatvfs(inode.fd())?;
+        let st = sys::fstatvfs(inode.fd()?.as_fd())?;
         Ok(StatFs {
             blocks: st.f_blocks as u64,
             bfree: st.f_bfree as u64,
@@ -1289,7 +1507,7 @@ impl Vfs for Loopback {
                 m |= libc::X_OK;
             }
             let _g = self.creds(ctx)?;
-            if sys::access_entry(inode.fd(), m)?.is_some() {
+            if sys::access_entry(inode.fd()?.as_fd(), m)?.is_some() {
                 return Ok(());
             }
         }
@@ -1315,7 +1533,8 @@ impl Vfs for Loopback {
         let inode = self.inode(ino)?;
         self.writable()?;
         let cname = sys::cname(name)?;
-        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let efd = inode.fd()?;
+        let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
         target.set(
             &cname,
@@ -1329,14 +1548,16 @@ impl Vfs for Loopback {
     fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
         let inode = self.inode(ino)?;
         let cname = sys::cname(name)?;
-        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let efd = inode.fd()?;
+        let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
         Ok(target.get(&cname)?)
     }
 
     fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<OsString>> {
         let inode = self.inode(ino)?;
-        let target = match sys::XattrTarget::new(inode.fd(), inode.kind) {
+        let efd = inode.fd()?;
+        let target = match sys::XattrTarget::new(efd.as_fd(), inode.kind) {
             Ok(t) => t,
             // Symlinks on Linux: nothing can be listed without following them.
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(Vec::new()),
@@ -1355,7 +1576,8 @@ impl Vfs for Loopback {
         let inode = self.inode(ino)?;
         self.writable()?;
         let cname = sys::cname(name)?;
-        let target = sys::XattrTarget::new(inode.fd(), inode.kind)?;
+        let efd = inode.fd()?;
+        let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
         target.remove(&cname)?;
         Ok(())

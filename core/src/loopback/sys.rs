@@ -1063,8 +1063,8 @@ pub(super) fn clear_nonblock(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises the soft limit on open descriptors to the hard limit (best effort): the
-/// table holds one descriptor per inode the kernel remembers.
+/// Raises the soft limit on open descriptors to the hard limit (best effort): pinned
+/// table entries hold one descriptor each.
 pub(super) fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -1106,4 +1106,105 @@ pub(super) fn getgroups() -> Vec<libc::gid_t> {
 pub(super) fn geteuid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Size of the header of a `struct file_handle` (`handle_bytes`, `handle_type`).
+#[cfg(target_os = "linux")]
+const HANDLE_HEADER: usize = 8;
+/// `MAX_HANDLE_SZ`: the largest handle payload the kernel hands out.
+#[cfg(target_os = "linux")]
+const MAX_HANDLE_SZ: usize = 128;
+
+/// The file handle of the object `fd` holds (`name_to_handle_at(fd, "", AT_EMPTY_PATH)`),
+/// as the bytes of a `struct file_handle`; `None` when the host filesystem has no handles
+/// (`EOPNOTSUPP`) or its handles do not fit `MAX_HANDLE_SZ` (`EOVERFLOW`).
+#[cfg(target_os = "linux")]
+pub(super) fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<Option<Box<[u8]>>> {
+    // u32 words keep the header aligned for the kernel's `struct file_handle`.
+    let mut buf = [0u32; (HANDLE_HEADER + MAX_HANDLE_SZ) / 4];
+    buf[0] = MAX_HANDLE_SZ as u32;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `buf` is a `struct file_handle` whose `handle_bytes` says how much room
+    // follows the header; the name is a valid empty C string; `mount_id` is a valid out
+    // pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP | libc::EOVERFLOW) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let len = (buf[0] as usize).min(MAX_HANDLE_SZ);
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(Some(bytes[..HANDLE_HEADER + len].into()))
+}
+
+/// Opens the object of `handle` (from [`name_to_handle`]) on the filesystem of `mount`
+/// as an entry descriptor (`O_PATH | O_NOFOLLOW | O_CLOEXEC`). Needs
+/// `CAP_DAC_READ_SEARCH`; a handle of an object gone from the host gives `ESTALE`.
+#[cfg(target_os = "linux")]
+pub(super) fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
+    if handle.len() < HANDLE_HEADER || handle.len() > HANDLE_HEADER + MAX_HANDLE_SZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut buf = [0u32; (HANDLE_HEADER + MAX_HANDLE_SZ) / 4];
+    for (i, b) in handle.iter().enumerate() {
+        let word = &mut buf[i / 4];
+        let mut bytes = word.to_ne_bytes();
+        bytes[i % 4] = *b;
+        *word = u32::from_ne_bytes(bytes);
+    }
+    retry(|| {
+        // SAFETY: `buf` holds a complete `struct file_handle` the kernel gave us, with
+        // its own `handle_bytes` (at most MAX_HANDLE_SZ, checked above by length).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                mount.as_raw_fd(),
+                buf.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if r == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        Ok(owned(fd))
+    })
+}
+
+/// No file handles off Linux: entries keep their descriptors.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn name_to_handle(_fd: BorrowedFd<'_>) -> io::Result<Option<Box<[u8]>>> {
+    Ok(None)
+}
+
+/// No file handles off Linux (never called: [`name_to_handle`] gives none).
+#[cfg(not(target_os = "linux"))]
+pub(super) fn open_by_handle(_mount: BorrowedFd<'_>, _handle: &[u8]) -> io::Result<OwnedFd> {
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// The current soft limit on open descriptors, if known.
+pub(super) fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    Some(lim.rlim_cur as u64)
 }
