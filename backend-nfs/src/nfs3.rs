@@ -212,6 +212,18 @@ impl<'a> Proc<'a, '_> {
         self.out.put(&w);
     }
 
+    /// An error reply whose body is the object's post-op attributes (most procedures).
+    fn fail_post_op(&mut self, s: nfsstat3, a: Option<&Attr>) {
+        self.put_status(s);
+        self.put_post_op(a);
+    }
+
+    /// An error reply whose body is the directory's wcc data (namespace procedures).
+    fn fail_wcc(&mut self, s: nfsstat3, before: Option<&Attr>, after: Option<&Attr>) {
+        self.put_status(s);
+        self.put_wcc(before, after);
+    }
+
     fn put_status(&mut self, s: nfsstat3) {
         self.out.put(&s);
     }
@@ -294,8 +306,7 @@ impl<'a> Proc<'a, '_> {
         let ino = match ino {
             Ok(i) => i,
             Err(s) => {
-                self.put_status(s);
-                self.put_wcc(None, None);
+                self.fail_wcc(s, None, None);
                 return Ok(());
             }
         };
@@ -327,8 +338,7 @@ impl<'a> Proc<'a, '_> {
             }
             Err(s) => {
                 let after = self.attr(ino);
-                self.put_status(s);
-                self.put_wcc(Some(&before), after.as_ref());
+                self.fail_wcc(s, Some(&before), after.as_ref());
             }
         }
         Ok(())
@@ -339,8 +349,7 @@ impl<'a> Proc<'a, '_> {
         let dir = match dir {
             Ok(d) => d,
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
                 return Ok(());
             }
         };
@@ -379,8 +388,7 @@ impl<'a> Proc<'a, '_> {
                 } else {
                     s
                 };
-                self.put_status(s);
-                self.put_post_op(dattr.as_ref());
+                self.fail_post_op(s, dattr.as_ref());
             }
         }
         Ok(())
@@ -392,8 +400,7 @@ impl<'a> Proc<'a, '_> {
         let a = match ino.and_then(|i| self.s.fs.getattr(self.ctx, i, None).map_err(vfs_h)) {
             Ok(a) => a,
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
                 return Ok(());
             }
         };
@@ -461,8 +468,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.put_opaque(&target);
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(a.as_ref());
+                self.fail_post_op(s, a.as_ref());
             }
         }
         Ok(())
@@ -504,8 +510,7 @@ impl<'a> Proc<'a, '_> {
             }
             Err(s) => {
                 let a = ino.ok().and_then(|i| self.attr(i));
-                self.put_status(s);
-                self.put_post_op(a.as_ref());
+                self.fail_post_op(s, a.as_ref());
             }
         }
         Ok(())
@@ -523,8 +528,7 @@ impl<'a> Proc<'a, '_> {
         let ino = match ino {
             Ok(i) => i,
             Err(s) => {
-                self.put_status(s);
-                self.put_wcc(None, None);
+                self.fail_wcc(s, None, None);
                 return Ok(());
             }
         };
@@ -569,8 +573,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.extend_from_slice(&verf);
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_wcc(before.as_ref(), after.as_ref());
+                self.fail_wcc(s, before.as_ref(), after.as_ref());
             }
         }
         Ok(())
@@ -587,16 +590,14 @@ impl<'a> Proc<'a, '_> {
                 self.put_wcc(before, after.as_ref());
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_wcc(before, after.as_ref());
+                self.fail_wcc(s, before, after.as_ref());
             }
         }
     }
 
     /// Reports a bad directory handle for the create family and namespace calls.
     fn bad_dir(&mut self, s: nfsstat3) -> Result<(), AcceptError> {
-        self.put_status(s);
-        self.put_wcc(None, None);
+        self.fail_wcc(s, None, None);
         Ok(())
     }
 
@@ -832,8 +833,7 @@ impl<'a> Proc<'a, '_> {
         let (from_dir, to_dir) = match (from_dir, to_dir) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(s), _) | (_, Err(s)) => {
-                self.put_status(s);
-                self.put_wcc(None, None);
+                self.fail_wcc(s, None, None);
                 self.put_wcc(None, None);
                 return Ok(());
             }
@@ -875,8 +875,7 @@ impl<'a> Proc<'a, '_> {
         let (file, dir) = match (file, dir) {
             (Ok(f), Ok(d)) => (f, d),
             (Err(s), _) | (_, Err(s)) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
                 self.put_wcc(None, None);
                 return Ok(());
             }
@@ -976,8 +975,7 @@ impl<'a> Proc<'a, '_> {
             }
             Err(s) => {
                 let a = dir.ok().and_then(|d| self.attr(d));
-                self.put_status(s);
-                self.put_post_op(a.as_ref());
+                self.fail_post_op(s, a.as_ref());
             }
         }
         Ok(())
@@ -1004,8 +1002,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.put_u32(0); // invarsec: the numbers change at any time
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
             }
         }
         Ok(())
@@ -1043,8 +1040,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.put(&info);
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
             }
         }
         Ok(())
@@ -1075,8 +1071,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.put_bool(true); // case_preserving
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_post_op(None);
+                self.fail_post_op(s, None);
             }
         }
         Ok(())
@@ -1106,8 +1101,7 @@ impl<'a> Proc<'a, '_> {
                 self.out.extend_from_slice(&verf);
             }
             Err(s) => {
-                self.put_status(s);
-                self.put_wcc(before.as_ref(), after.as_ref());
+                self.fail_wcc(s, before.as_ref(), after.as_ref());
             }
         }
         Ok(())
