@@ -706,67 +706,12 @@ pub fn mount_state(path: &Path) -> MountState {
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn platform_mount_state(abs: &Path) -> MountState {
-    let Ok(table) = fs::read("/proc/self/mountinfo") else {
-        return MountState::NotMounted;
-    };
-    match fstype_in_mountinfo(&table, abs) {
+    match vmount_core::mounts::lookup(abs).map(|e| e.fstype) {
         None => MountState::NotMounted,
         // Only FUSE mounts can be dead; stat'ing others (a hung NFS server) could block.
         Some(fstype) if fstype.starts_with("fuse") && is_dead_mount(abs) => MountState::Dead,
         Some(fstype) => MountState::Mounted { fstype },
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", test))]
-/// The type of the topmost mount at `mountpoint` in a mountinfo table, if any.
-///
-/// Lines read `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`,
-/// with space, tab, newline and backslash in paths escaped as `\ooo`. Later lines are
-/// mounted over earlier ones at the same place, so the last match wins.
-fn fstype_in_mountinfo(table: &[u8], mountpoint: &Path) -> Option<String> {
-    let want = mountpoint.as_os_str().as_bytes();
-    let mut found = None;
-    for line in table.split(|&b| b == b'\n') {
-        let mut fields = line.split(|&b| b == b' ');
-        let Some(mp) = fields.nth(4) else { continue };
-        if unescape_mountinfo(mp) != want {
-            continue;
-        }
-        let mut rest = fields.skip_while(|f| *f != b"-");
-        if rest.next().is_none() {
-            continue;
-        }
-        if let Some(fstype) = rest.next() {
-            found = Some(String::from_utf8_lossy(&unescape_mountinfo(fstype)).into_owned());
-        }
-    }
-    found
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", test))]
-fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\' {
-            let octal = field
-                .get(i + 1..i + 4)
-                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-            if let Some(digits) = octal {
-                let v = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                if let Ok(byte) = u8::try_from(v) {
-                    out.push(byte);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(target_os = "macos")]
@@ -814,34 +759,6 @@ fn platform_mount_state(abs: &Path) -> MountState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_is_parsed_and_unescaped() {
-        let table = b"22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
-            40 22 0:50 / /tmp/my\\040dir rw,nosuid,nodev shared:5 - fuse.vmount memfs rw\n\
-            41 40 0:51 / /tmp/my\\040dir rw master:1 - tmpfs tmpfs rw\n\
-            42 1 0:52 / /a\\134b rw - fuse vmount rw\n";
-        assert_eq!(
-            fstype_in_mountinfo(table, Path::new("/tmp/my dir")).as_deref(),
-            Some("tmpfs"),
-            "the last mount at a place is the visible one"
-        );
-        assert_eq!(
-            fstype_in_mountinfo(table, Path::new("/a\\b")).as_deref(),
-            Some("fuse")
-        );
-        assert_eq!(
-            fstype_in_mountinfo(table, Path::new("/proc")).as_deref(),
-            Some("proc")
-        );
-        assert_eq!(fstype_in_mountinfo(table, Path::new("/tmp")), None);
-        assert_eq!(
-            fstype_in_mountinfo(b"garbage\n\n1 2 3", Path::new("/")),
-            None
-        );
-        assert_eq!(unescape_mountinfo(b"x\\04"), b"x\\04");
-        assert_eq!(unescape_mountinfo(b"\\011\\012\\999"), b"\t\n\\999");
-    }
 
     #[test]
     fn options_are_built_from_fuse_options() {

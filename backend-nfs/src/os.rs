@@ -495,8 +495,7 @@ pub(crate) fn is_our_mount(mp: &Path) -> bool {
 /// The type and source of the topmost mount at `mp`, from the mount table.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn mount_entry(mp: &Path) -> Option<(String, String)> {
-    let table = std::fs::read("/proc/self/mountinfo").ok()?;
-    mountinfo_entry(&table, mp)
+    vmount_core::mounts::lookup(mp).map(|e| (e.fstype, e.source))
 }
 
 /// The type and source of the topmost mount at `mp`, from the kernel's mount list (not
@@ -553,59 +552,6 @@ fn mount_entry(mp: &Path) -> Option<(String, String)> {
         let _ = mp;
         None
     }
-}
-
-/// The type and source of the topmost mount at `mountpoint` in a mountinfo table.
-///
-/// Lines read `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - FSTYPE SOURCE SUPER`,
-/// with space, tab, newline and backslash escaped as `\ooo`. Later lines are mounted over
-/// earlier ones at the same place, so the last match wins.
-#[cfg(any(target_os = "linux", target_os = "android", test))]
-fn mountinfo_entry(table: &[u8], mountpoint: &Path) -> Option<(String, String)> {
-    let want = mountpoint.as_os_str().as_encoded_bytes();
-    let mut found = None;
-    for line in table.split(|&b| b == b'\n') {
-        let mut fields = line.split(|&b| b == b' ');
-        let Some(mp) = fields.nth(4) else { continue };
-        if unescape(mp) != want {
-            continue;
-        }
-        let mut rest = fields.skip_while(|f| *f != b"-");
-        if rest.next().is_none() {
-            continue;
-        }
-        let (Some(fstype), Some(src)) = (rest.next(), rest.next()) else {
-            continue;
-        };
-        let text = |f: &[u8]| String::from_utf8_lossy(&unescape(f)).into_owned();
-        found = Some((text(fstype), text(src)));
-    }
-    found
-}
-
-#[cfg(any(target_os = "linux", target_os = "android", test))]
-fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while let Some(&b) = field.get(i) {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| b == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .and_then(|d| {
-                u8::try_from(d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'))).ok()
-            });
-        match octal {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn is_root() -> bool {
@@ -711,26 +657,6 @@ mod tests {
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");
         assert_eq!(quote("a b"), "'a b'");
-    }
-
-    #[test]
-    fn mountinfo_finds_the_topmost_nfs_mount() {
-        let table = b"22 1 0:21 / /proc rw - proc proc rw\n\
-            40 22 0:50 / /mnt/a\\040b rw,relatime shared:1 - tmpfs tmpfs rw\n\
-            41 40 0:51 / /mnt/a\\040b rw,relatime - nfs 127.0.0.1:/vmount rw,vers=3\n\
-            42 1 0:52 / /mnt/other rw - nfs4 server:/x rw\n\
-            garbage\n";
-        assert_eq!(
-            mountinfo_entry(table, Path::new("/mnt/a b")),
-            Some(("nfs".to_owned(), "127.0.0.1:/vmount".to_owned()))
-        );
-        assert_eq!(
-            mountinfo_entry(table, Path::new("/mnt/other")),
-            Some(("nfs4".to_owned(), "server:/x".to_owned()))
-        );
-        assert_eq!(mountinfo_entry(table, Path::new("/mnt")), None);
-        assert_eq!(unescape(b"a\\134b\\"), b"a\\b\\");
-        assert_eq!(unescape(b"\\777x"), b"\\777x", "out of range stays as is");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod guard;
 #[cfg(unix)]
 pub mod loopback;
 pub mod memfs;
+pub mod mounts;
 mod types;
 mod vfs;
 
