@@ -19,6 +19,10 @@
 //!   own user and `[nfs] allow_other`'s users. Then every request's AUTH_SYS uid must be
 //!   allowed too, which is what stops another user from acting through a kernel mount.
 //!   Other systems have no socket-owner lookup, so only the AUTH_SYS check applies there.
+//! - **Retransmissions do not run twice.** A duplicate request cache (see `drc.rs`)
+//!   answers a retransmitted non-idempotent call (REMOVE, RENAME, CREATE, ...) with the
+//!   first execution's reply, as knfsd does, so a reply lost to a broken connection does
+//!   not turn a successful REMOVE into ENOENT.
 //! - **The server listens before the OS mounts.** [`mount`] starts the server, then runs
 //!   the OS's mount command (`mount -t nfs` on Linux, `mount_nfs` on macOS, `mount.exe`
 //!   on Windows); mount.nfs talking to nobody fails with a bare EIO.
@@ -41,6 +45,7 @@ mod os;
 // server
 mod auth;
 mod convert;
+mod drc;
 mod handles;
 mod mountd;
 mod nfs3;

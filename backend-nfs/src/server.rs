@@ -25,6 +25,7 @@ use vmount_core::Vfs;
 
 use crate::NfsError;
 use crate::auth::{self, Policy};
+use crate::drc::{Begin, Drc, Key};
 use crate::handles::Handles;
 use crate::rpc::{self, AcceptError, AuthStat, Header};
 use crate::{mountd, nfs3};
@@ -76,6 +77,19 @@ pub(crate) struct Shared {
     pub fsid: u64,
     /// MOUNT's DUMP list: (client host, path), bounded.
     pub mounts: Mutex<Vec<(String, String)>>,
+    /// Replies of non-idempotent calls, for retransmissions.
+    pub drc: Drc,
+}
+
+/// What to do with one record.
+pub(crate) enum Answer {
+    /// Send this reply.
+    Reply(Vec<u8>),
+    /// Send nothing (a duplicate whose first execution never answered); the client
+    /// retransmits.
+    Silent,
+    /// Not an RPC call: drop the connection.
+    Drop,
 }
 
 /// A running server. Dropping it (or [`NfsServer::stop`]) closes the listener and every
@@ -172,6 +186,7 @@ pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsErro
         export_path: export_path.clone(),
         read_only: opts.read_only,
         mounts: Mutex::new(Vec::new()),
+        drc: Drc::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let max_conn = opts.max_connections.max(1);
@@ -281,17 +296,21 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             let xid = record
                 .get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let reply = tokio::task::spawn_blocking(move || handle_record(&shared, &record))
+            let answer = tokio::task::spawn_blocking(move || handle_record(&shared, &record))
                 .await
-                .unwrap_or_else(|_| xid.map(|x| rpc::accept_error(x, AcceptError::SystemErr)));
-            match reply {
-                Some(reply) => {
+                .unwrap_or_else(|_| match xid {
+                    Some(x) => Answer::Reply(rpc::accept_error(x, AcceptError::SystemErr)),
+                    None => Answer::Drop,
+                });
+            match answer {
+                Answer::Reply(reply) => {
                     let mut w = wr.lock().await;
                     if w.write_all(&reply).await.is_err() {
                         let _ = bad_tx.send(true);
                     }
                 }
-                None => {
+                Answer::Silent => {}
+                Answer::Drop => {
                     let _ = bad_tx.send(true);
                     let _ = wr.lock().await.shutdown().await;
                 }
@@ -301,23 +320,24 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     }
 }
 
-/// Answers one record. `None`: not an RPC call, drop the connection.
-pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Option<Vec<u8>> {
-    let call = match rpc::parse_call(record).ok()? {
-        Header::Call(c) => c,
-        Header::RpcMismatch(xid) => return Some(rpc::rpc_mismatch(xid)),
+/// Answers one record.
+pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Answer {
+    let call = match rpc::parse_call(record) {
+        Ok(Header::Call(c)) => c,
+        Ok(Header::RpcMismatch(xid)) => return Answer::Reply(rpc::rpc_mismatch(xid)),
+        Err(_) => return Answer::Drop,
     };
     let xid = call.xid;
     let Some(caller) = auth::caller(&call.cred) else {
-        return Some(rpc::auth_error(xid, AuthStat::BadCred));
+        return Answer::Reply(rpc::auth_error(xid, AuthStat::BadCred));
     };
     let (low, high) = match call.prog {
         PROG_PORTMAP => (2, 2),
         PROG_NFS | PROG_MOUNT => (3, 3),
-        _ => return Some(rpc::accept_error(xid, AcceptError::ProgUnavail)),
+        _ => return Answer::Reply(rpc::accept_error(xid, AcceptError::ProgUnavail)),
     };
     if call.vers < low || call.vers > high {
-        return Some(rpc::accept_error(
+        return Answer::Reply(rpc::accept_error(
             xid,
             AcceptError::ProgMismatch { low, high },
         ));
@@ -330,16 +350,44 @@ pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Option<Vec<u8>> {
             "NFS call refused: user {} is not allowed",
             caller.uid
         );
-        return Some(rpc::auth_error(xid, AuthStat::TooWeak));
+        return Answer::Reply(rpc::auth_error(xid, AuthStat::TooWeak));
     }
+    let key = match call.prog {
+        PROG_NFS => Key::nfs3(
+            xid, call.vers, call.proc_, caller.uid, caller.gid, call.args,
+        ),
+        _ => None,
+    };
+    let ticket = match key.map(|k| shared.drc.begin(k)) {
+        None => None,
+        Some(Begin::Execute(t)) => Some(t),
+        Some(Begin::Replay(reply)) => {
+            tracing::debug!(
+                xid,
+                proc_ = call.proc_,
+                "NFS retransmission answered from the cache"
+            );
+            return Answer::Reply(reply.to_vec());
+        }
+        Some(Begin::Wait(slot)) => {
+            return match slot.wait(crate::drc::WAIT_MAX) {
+                Some(reply) => Answer::Reply(reply.to_vec()),
+                None => Answer::Silent,
+            };
+        }
+    };
     let mut out = rpc::success_header(xid);
     let result = match call.prog {
         PROG_NFS => nfs3::dispatch(shared, call.proc_, &caller, call.args, &mut out),
         PROG_MOUNT => mountd::mount(shared, call.proc_, &caller, call.args, &mut out),
         _ => mountd::portmap(shared, call.proc_, call.args, &mut out),
     };
-    Some(match result {
+    let reply = match result {
         Ok(()) => rpc::finish_record(out),
         Err(e) => rpc::accept_error(xid, e),
-    })
+    };
+    if let Some(t) = ticket {
+        t.finish(&reply);
+    }
+    Answer::Reply(reply)
 }

@@ -13,6 +13,7 @@ use vmount_core::memfs::{MemFs, MemFsOptions};
 use vmount_core::{Ctx, Ino, Vfs};
 
 const OK: u32 = 0;
+const ERR_NOENT: u32 = 2;
 const ERR_ACCES: u32 = 13;
 const ERR_STALE: u32 = 70;
 const ERR_NOT_SYNC: u32 = 10002;
@@ -160,6 +161,73 @@ fn exclusive_create_is_idempotent() {
     assert_eq!(fh, fh2);
     let other = Args::new().opaque(&root).opaque(b"x").u32(2).fixed(&[9; 8]);
     assert_eq!(Client::new_obj(&c.nfs(8, other)).unwrap_err(), 17);
+}
+
+/// A retransmitted REMOVE, RENAME or GUARDED CREATE (same xid) gets the first reply
+/// again instead of running twice and failing, also on a new connection.
+#[test]
+fn retransmissions_are_answered_from_the_duplicate_request_cache() {
+    let srv = start(memfs(), &[]);
+    let (mut c, root) = connect(&srv);
+    let (_, _) = c.create(&root, "victim", 0o644).unwrap();
+    let remove = c.call_record(NFS, 3, 12, &Args::new().opaque(&root).opaque(b"victim").0);
+    c.send_raw(&remove);
+    let first = c.read_reply().unwrap();
+    assert_eq!(Client::status(first_body(&first)), OK);
+    c.send_raw(&remove);
+    let again = c.read_reply().unwrap();
+    assert_eq!(again, first, "a retransmission must get the same reply");
+    // The same xid from a client that reconnected.
+    let (mut c2, _) = connect(&srv);
+    c2.send_raw(&remove);
+    assert_eq!(c2.read_reply().unwrap(), first);
+    // A new call (new xid) runs: the file is gone.
+    let b = c.nfs(12, Args::new().opaque(&root).opaque(b"victim"));
+    assert_eq!(Client::status(&b), ERR_NOENT);
+
+    // GUARDED CREATE (mode 1): the retransmission is not EXIST.
+    let create = c.call_record(
+        NFS,
+        3,
+        8,
+        &Args::new()
+            .opaque(&root)
+            .opaque(b"new")
+            .u32(1)
+            .sattr_mode(Some(0o600))
+            .0,
+    );
+    c.send_raw(&create);
+    let first = c.read_reply().unwrap();
+    assert_eq!(Client::status(first_body(&first)), OK);
+    c.send_raw(&create);
+    assert_eq!(c.read_reply().unwrap(), first);
+
+    // RENAME twice: the second is not NOENT, and the file is where the first put it.
+    let rename = c.call_record(
+        NFS,
+        3,
+        14,
+        &Args::new()
+            .opaque(&root)
+            .opaque(b"new")
+            .opaque(&root)
+            .opaque(b"moved")
+            .0,
+    );
+    c.send_raw(&rename);
+    let first = c.read_reply().unwrap();
+    assert_eq!(Client::status(first_body(&first)), OK);
+    c.send_raw(&rename);
+    assert_eq!(c.read_reply().unwrap(), first);
+    assert!(c.lookup(&root, "moved").is_ok());
+    assert_eq!(c.lookup(&root, "new").unwrap_err(), ERR_NOENT);
+}
+
+/// The procedure results of a raw reply record (after the accepted-SUCCESS header).
+fn first_body(reply: &[u8]) -> &[u8] {
+    // xid, REPLY, MSG_ACCEPTED, verifier flavor, verifier length 0, SUCCESS.
+    &reply[24..]
 }
 
 #[test]
