@@ -133,6 +133,29 @@ impl Default for FuseOptions {
     }
 }
 
+impl FuseError {
+    /// Whether the failure is FUSE's own (missing or refused driver, a mount that never
+    /// became usable, a failing system call), so that another backend might mount where
+    /// this one could not; false for problems with the mountpoint or the FUSE settings,
+    /// which would fail the same way with any backend or are the user's explicit choice.
+    pub fn is_backend_failure(&self) -> bool {
+        match self {
+            Self::Unavailable(_)
+            | Self::PermissionDenied { .. }
+            | Self::NotReady { .. }
+            | Self::Io { .. } => true,
+            Self::MountpointMissing(_)
+            | Self::NotADirectory(_)
+            | Self::AlreadyMounted(_)
+            | Self::DeadMount(_)
+            | Self::NotMounted(_)
+            | Self::PassthroughUnsupported(_)
+            | Self::PassthroughNotPermitted(_)
+            | Self::PassthroughWithWriteback(_) => false,
+        }
+    }
+}
+
 /// Why FUSE cannot be used on this machine, and what fixes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}; {fix}")]

@@ -1,22 +1,42 @@
 //! Who may talk to the server, and as whom each request acts.
 //!
 //! Two checks, because a kernel NFS mount multiplexes every local user over sockets
-//! owned by root:
-//! 1. **The socket's owner** (Linux): on accept, the peer's socket is looked up in
-//!    `/proc/net/tcp` and `/proc/net/tcp6` (the line whose local address is the peer's
-//!    address and port, and whose remote address is ours); its uid column is the user that
-//!    created it. Root (the kernel client and `mount.nfs`), the daemon's own user and the
-//!    allowed users pass; any other user's connection is closed before a byte is read.
-//!    macOS has no `/proc`; its `net.inet.tcp.pcblist_n` sysctl does carry socket owners
-//!    but is an unstable private layout, so there only check 2 applies, together with the
-//!    127.0.0.1-only bind. Windows has no uid at all (see below).
+//! owned by root (or the kernel):
+//! 1. **The socket's owner**, on accept, before a byte is read ([`peer_allowed`]). The
+//!    peer's socket is the one whose local endpoint is the peer's address and port and
+//!    whose remote endpoint is our listening address. Per OS:
+//!    - **Linux**: its line in `/proc/net/tcp` or `/proc/net/tcp6` gives the uid that
+//!      created it. Root (the kernel client and `mount.nfs`), the daemon's own user and
+//!      the allowed users pass; any other user, and a socket that cannot be found, is
+//!      closed.
+//!    - **Windows**: `GetExtendedTcpTable` (`TCP_TABLE_OWNER_PID_CONNECTIONS`) gives the
+//!      owning PID ([`crate::peer_windows`]). PIDs 0 and 4 are the kernel, where Client
+//!      for NFS runs: allowed. Otherwise the process's token user must be the daemon's
+//!      own SID or LocalSystem (`S-1-5-18`). A process we cannot open (another user's, or
+//!      an elevated one), any other SID, or no live row: closed, logged with the PID.
+//!      Windows has no uids, so `allowed_uids` plays no part; other users reach the
+//!      files through the kernel client (PID 4), never with their own sockets.
+//!    - **macOS**: the public `net.inet.tcp.pcblist64` sysctl, which any user may read
+//!      (`netstat` does), lists every TCP socket as an SDK `struct xtcpcb64` whose
+//!      embedded `struct xsocket64` carries `so_uid`, the creator's uid
+//!      ([`crate::peer_macos`]). The private `pcblist_n` variant (`xsocket_n`) is not
+//!      used: its structures are `#ifdef PRIVATE`. Kernel client sockets are created in
+//!      the context of `mount_nfs` (the mounting user) or of the NFS socket thread
+//!      (root), both allowed. The uid is judged exactly as on Linux, with one
+//!      difference: the structures' length fields are checked against the SDK sizes
+//!      and, because this lookup cannot be exercised on our Linux CI, a list that does
+//!      not parse or lacks the socket only logs a warning and lets check 2 decide,
+//!      instead of locking every client out.
+//!    - **Other systems**: no lookup; check 2 and the loopback-only bind apply.
 //! 2. **The AUTH_SYS uid of every request** must be root, the daemon's euid or an allowed
 //!    uid; the kernel client sends the uid of the process using the mount, so another
 //!    user reaching the mount through the kernel is refused with an RPC AUTH_ERROR
 //!    (`AUTH_TOOWEAK`; the client reports EACCES). AUTH_NULL acts as `nobody` (65534).
 //!    On Windows, Client for NFS sends configured or anonymous uids that name no Windows
-//!    account, so the uid check is not applied there and the loopback bind is the only
-//!    boundary; the `Vfs` still checks permissions against the uid sent.
+//!    account, so the uid check is not applied there; check 1 and the loopback bind are
+//!    the boundary, and the `Vfs` still checks permissions against the uid sent.
+
+use std::net::SocketAddr;
 
 use vmount_core::Ctx;
 
@@ -125,10 +145,94 @@ pub fn daemon_euid() -> Option<u32> {
     }
 }
 
-/// The uid owning the socket at `peer` that is connected to `local`, from the kernel's
-/// TCP tables. `None` when not found (or not on Linux).
+/// Check 1: whether the connection from `peer` to our listening `local` address may be
+/// served (see the module docs for each OS). Blocking: it reads kernel tables. Every
+/// refusal is logged with the peer and the owner found (uid or PID), never data.
+pub fn peer_allowed(policy: &Policy, peer: SocketAddr, local: SocketAddr) -> bool {
+    check_peer(policy, peer, local)
+}
+
 #[cfg(target_os = "linux")]
-pub fn peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
+fn check_peer(policy: &Policy, peer: SocketAddr, local: SocketAddr) -> bool {
+    match peer_uid(peer, local) {
+        Some(uid) if policy.allows(uid) => true,
+        Some(uid) => {
+            tracing::info!(%peer, uid, "NFS connection refused: user {uid} is not allowed");
+            false
+        }
+        None => {
+            tracing::info!(%peer, "NFS connection refused: its owner could not be determined");
+            false
+        }
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn check_peer(policy: &Policy, peer: SocketAddr, local: SocketAddr) -> bool {
+    match crate::peer_macos::peer_uid(peer, local) {
+        Ok(Some(uid)) if policy.allows(uid) => true,
+        Ok(Some(uid)) => {
+            tracing::info!(%peer, uid, "NFS connection refused: user {uid} is not allowed");
+            false
+        }
+        Ok(None) => {
+            tracing::warn!(
+                %peer,
+                "NFS connection's owner not found in net.inet.tcp.pcblist64; relying on \
+                 the AUTH_SYS uid check only"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                %peer,
+                error = %e,
+                "NFS connection's owner could not be looked up; relying on the AUTH_SYS uid \
+                 check only"
+            );
+            true
+        }
+    }
+}
+
+#[cfg(windows)]
+fn check_peer(_policy: &Policy, peer: SocketAddr, local: SocketAddr) -> bool {
+    use crate::peer_windows::Owner;
+    let owner = crate::peer_windows::owner(peer, local);
+    match &owner {
+        Owner::Kernel(pid) | Owner::SameUser(pid) | Owner::LocalSystem(pid) => {
+            tracing::debug!(%peer, pid, ?owner, "NFS connection accepted");
+        }
+        Owner::OtherUser(pid) => {
+            tracing::warn!(%peer, pid, "NFS connection refused: process {pid} runs as another user");
+        }
+        Owner::Unreadable(pid, e) => {
+            tracing::warn!(
+                %peer,
+                pid,
+                error = %e,
+                "NFS connection refused: the user of process {pid} cannot be read"
+            );
+        }
+        Owner::NotFound => {
+            tracing::warn!(%peer, "NFS connection refused: its socket is not in the TCP table");
+        }
+        Owner::TableFailed(e) => {
+            tracing::warn!(%peer, error = %e, "NFS connection refused: the TCP table could not be read");
+        }
+    }
+    owner.allowed()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+fn check_peer(_policy: &Policy, _peer: SocketAddr, _local: SocketAddr) -> bool {
+    true
+}
+
+/// The uid owning the socket at `peer` that is connected to `local`, from the kernel's
+/// TCP tables. `None` when not found.
+#[cfg(target_os = "linux")]
+pub fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
@@ -137,12 +241,6 @@ pub fn peer_uid(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Opti
             return Some(uid);
         }
     }
-    None
-}
-
-/// Not available: see the module docs.
-#[cfg(not(target_os = "linux"))]
-pub fn peer_uid(_peer: std::net::SocketAddr, _local: std::net::SocketAddr) -> Option<u32> {
     None
 }
 
@@ -189,8 +287,8 @@ fn parse_proc_addr(s: &str) -> Option<std::net::SocketAddr> {
 }
 
 /// Address equality that treats IPv4-mapped IPv6 addresses as their IPv4 form.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn same_addr(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
+pub(crate) fn same_addr(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
     use std::net::IpAddr;
     let canon = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),

@@ -13,12 +13,13 @@
 //! - **Loopback only.** The listener binds 127.0.0.1 and nothing else; there is no option
 //!   to widen it. Records are bounded (1 MiB of payload plus headers) and a connection
 //!   that sends more is dropped, so a client cannot make the server allocate at will.
-//! - **Other local users are kept out at two levels.** On Linux the server looks up the
-//!   owner of the connecting socket in `/proc/net/tcp(6)` and closes connections from any
-//!   user other than root (the kernel NFS client's sockets belong to root), the daemon's
-//!   own user and `[nfs] allow_other`'s users. Then every request's AUTH_SYS uid must be
-//!   allowed too, which is what stops another user from acting through a kernel mount.
-//!   Other systems have no socket-owner lookup, so only the AUTH_SYS check applies there.
+//! - **Other local users are kept out at two levels.** On accept, the owner of the
+//!   connecting socket is looked up (Linux `/proc/net/tcp(6)`, macOS the
+//!   `net.inet.tcp.pcblist64` sysctl, Windows `GetExtendedTcpTable` and the process
+//!   token) and connections of any user other than root or the kernel client, the
+//!   daemon's own user and `[nfs] allow_other`'s users are closed before a byte is read.
+//!   Then every request's AUTH_SYS uid must be allowed too, which is what stops another
+//!   user from acting through a kernel mount. The per-OS details are in `auth.rs`.
 //! - **Retransmissions do not run twice.** A duplicate request cache (see `drc.rs`)
 //!   answers a retransmitted non-idempotent call (REMOVE, RENAME, CREATE, ...) with the
 //!   first execution's reply, as knfsd does, so a reply lost to a broken connection does
@@ -49,6 +50,8 @@ mod drc;
 mod handles;
 mod mountd;
 mod nfs3;
+mod peer_macos;
+mod peer_windows;
 mod rpc;
 mod server;
 
@@ -75,6 +78,31 @@ pub struct NfsOptions {
     pub allow_other: bool,
     /// Serve read-only.
     pub read_only: bool,
+}
+
+impl NfsError {
+    /// Whether the failure is the NFS backend's own (no client, no root, the mount
+    /// command refused, a mount that never appeared), so that another backend might
+    /// mount where this one could not; false for problems with the mountpoint or the
+    /// `[nfs]` settings, which would fail the same way however often they are tried.
+    pub fn is_backend_failure(&self) -> bool {
+        match self {
+            Self::NoClient(_)
+            | Self::NotRoot
+            | Self::MountFailed { .. }
+            | Self::NotReady { .. }
+            | Self::WindowsNeedsPort111 { .. }
+            | Self::Io { .. } => true,
+            Self::PortInUse { .. }
+            | Self::PortNeedsRoot { .. }
+            | Self::MountpointMissing(_)
+            | Self::NotADirectory(_)
+            | Self::AlreadyMounted(_)
+            | Self::NeedsDriveLetter(_)
+            | Self::UnmountFailed { .. }
+            | Self::NotMounted(_) => false,
+        }
+    }
 }
 
 /// Why this machine cannot mount NFS, and what fixes it.

@@ -248,26 +248,12 @@ async fn accept_loop(
     }
 }
 
-/// The socket-owner check (Linux); see [`crate::auth`].
+/// The socket-owner check; see [`crate::auth`].
 async fn peer_allowed(shared: &Shared, peer: SocketAddr, local: SocketAddr) -> bool {
-    if !cfg!(target_os = "linux") {
-        return true;
-    }
-    let owner = tokio::task::spawn_blocking(move || auth::peer_uid(peer, local))
+    let policy = shared.policy.clone();
+    tokio::task::spawn_blocking(move || auth::peer_allowed(&policy, peer, local))
         .await
-        .ok()
-        .flatten();
-    match owner {
-        Some(uid) if shared.policy.allows(uid) => true,
-        Some(uid) => {
-            tracing::info!(%peer, uid, "NFS connection refused: user {uid} is not allowed");
-            false
-        }
-        None => {
-            tracing::info!(%peer, "NFS connection refused: its owner could not be determined");
-            false
-        }
-    }
+        .unwrap_or(false)
 }
 
 async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {

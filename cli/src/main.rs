@@ -185,6 +185,15 @@ fn backends() {
             }
         }
     }
+    let order: Vec<String> = platform::auto_order()
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    out.push_str(&format!(
+        "{:<8}tries {} (the next one also when a mount fails)\n",
+        "auto",
+        order.join(", then ")
+    ));
     match platform::resolve(BackendChoice::Auto) {
         Ok(b) => out.push_str(&format!("{:<8}chooses {b}\n", "auto")),
         Err(_) => out.push_str(&format!(

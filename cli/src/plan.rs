@@ -39,6 +39,8 @@ pub struct MountPlan {
     /// Why `auto` passed over the backends it prefers, when it did (printed on stderr
     /// before mounting).
     pub fallback: Option<String>,
+    /// With `auto`, the usable backends to try, in order, when `backend` fails to mount.
+    pub alternatives: Vec<Backend>,
     /// FUSE settings (used when `backend` is FUSE).
     pub fuse: FusePlan,
     /// NFS settings (used when `backend` is NFS).
@@ -155,7 +157,7 @@ impl MountPlan {
             (None, Some(b)) => (*b.get_ref(), "config"),
             (None, None) => (BackendChoice::Auto, "default"),
         };
-        let (backend, fallback) = platform::resolve_for(requested.0, raw.nfs.mount)?;
+        let resolved = platform::resolve_for(requested.0, raw.nfs.mount)?;
         Ok(MountPlan {
             config: src.path().map(Path::to_path_buf),
             name: raw
@@ -164,9 +166,10 @@ impl MountPlan {
             mountpoint,
             read_only: raw.read_only,
             filesystem,
-            backend,
+            backend: resolved.backend,
             requested,
-            fallback,
+            fallback: resolved.note,
+            alternatives: resolved.alternatives,
             fuse: FusePlan {
                 threads: raw.fuse.threads.0,
                 attr_timeout: raw.fuse.attr_timeout.0,
@@ -253,6 +256,10 @@ impl fmt::Display for MountPlan {
         row(f, "backend", format!("{} ({why})", self.backend))?;
         if let Some(note) = &self.fallback {
             row(f, "  why", note)?;
+        }
+        if !self.alternatives.is_empty() {
+            let list: Vec<String> = self.alternatives.iter().map(|b| b.to_string()).collect();
+            row(f, "  if it fails", format!("then {}", list.join(", then ")))?;
         }
         row(f, "read_only", yes_no(self.read_only))?;
         match &self.filesystem {

@@ -127,16 +127,25 @@ fn winfsp_status() -> Result<(), Unavailable> {
 
 /// Turns the requested backend into a usable one, or explains why there is none.
 pub fn resolve(choice: BackendChoice) -> anyhow::Result<Backend> {
-    resolve_for(choice, true).map(|(b, _)| b)
+    resolve_for(choice, true).map(|r| r.backend)
+}
+
+/// What [`resolve_for`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The backend to mount with first.
+    pub backend: Backend,
+    /// With `auto`, why the backends preferred to it were passed over, when they were.
+    pub note: Option<String>,
+    /// With `auto`, the usable backends after it, tried in order when mounting with
+    /// `backend` fails for a reason of its own (not a bad mountpoint).
+    pub alternatives: Vec<Backend>,
 }
 
 /// [`resolve`] for a plan whose NFS backend mounts (`nfs_mount`) or only serves. With
 /// `auto`, also says why the backends tried first were passed over, when one was: the
 /// fallback deserves a line on stderr, since NFS behaves differently from FUSE.
-pub fn resolve_for(
-    choice: BackendChoice,
-    nfs_mount: bool,
-) -> anyhow::Result<(Backend, Option<String>)> {
+pub fn resolve_for(choice: BackendChoice, nfs_mount: bool) -> anyhow::Result<Resolved> {
     let explicit = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Fuse => Some(Backend::Fuse),
@@ -145,29 +154,83 @@ pub fn resolve_for(
     };
     if let Some(backend) = explicit {
         return match status_for(backend, nfs_mount) {
-            Ok(()) => Ok((backend, None)),
+            Ok(()) => Ok(Resolved {
+                backend,
+                note: None,
+                alternatives: Vec::new(),
+            }),
             Err(why) => bail!("the {backend} backend cannot be used here: {why}"),
         };
     }
     // Short reasons for the fallback note, full ones (with fixes) for the error.
     let (mut reasons, mut full) = (Vec::new(), Vec::new());
+    let mut usable = Vec::new();
     for &backend in auto_order() {
         match status_for(backend, nfs_mount) {
-            Ok(()) if reasons.is_empty() => return Ok((backend, None)),
-            Ok(()) => {
-                let note = format!(
-                    "using the {backend} backend because {}",
-                    reasons.join(", and ")
-                );
-                return Ok((backend, Some(note)));
-            }
-            Err(why) => {
+            Ok(()) => usable.push(backend),
+            Err(why) if usable.is_empty() => {
                 reasons.push(format!("{backend} is not usable ({})", why.reason));
                 full.push(format!("{backend}: {why}"));
             }
+            Err(_) => {}
         }
     }
-    bail!("no backend is usable here ({})", full.join("; also "))
+    if usable.is_empty() {
+        bail!("no backend is usable here ({})", full.join("; also "));
+    }
+    let backend = usable.remove(0);
+    let note = (!reasons.is_empty()).then(|| {
+        format!(
+            "using the {backend} backend because {}",
+            reasons.join(", and ")
+        )
+    });
+    Ok(Resolved {
+        backend,
+        note,
+        alternatives: usable,
+    })
+}
+
+/// Why a mount attempt failed, and whether another backend might do better.
+#[derive(Debug)]
+pub struct MountFailure {
+    /// The error, one sentence with its fix.
+    pub error: anyhow::Error,
+    /// True when the failure belongs to the backend (driver missing, mount command
+    /// refused, mount never became usable), so `auto` may try the next one; false when it
+    /// is the user's to fix and would fail the same way anywhere (a missing mountpoint,
+    /// a busy port, a setting only this backend has).
+    pub backend_failed: bool,
+}
+
+/// Mounts with `first`, and on a backend's own failure with each of `alternatives` in
+/// turn, saying on `notes` which failed and what comes next. Returns the backend that
+/// mounted and what `attempt` gave for it, or the last failure.
+pub fn mount_with_fallback<T>(
+    first: Backend,
+    alternatives: &[Backend],
+    mut attempt: impl FnMut(Backend) -> Result<T, MountFailure>,
+    mut notes: impl FnMut(String),
+) -> anyhow::Result<(Backend, T)> {
+    let mut backend = first;
+    let mut rest = alternatives.iter().copied();
+    loop {
+        match attempt(backend) {
+            Ok(t) => return Ok((backend, t)),
+            Err(f) if f.backend_failed => match rest.next() {
+                Some(next) => {
+                    notes(format!(
+                        "the {backend} backend could not mount ({:#}); trying {next}",
+                        f.error
+                    ));
+                    backend = next;
+                }
+                None => return Err(f.error),
+            },
+            Err(f) => return Err(f.error),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,13 +255,17 @@ mod tests {
             }
         }
         // Serving needs no client.
-        let (b, note) = resolve_for(BackendChoice::Nfs, false).unwrap();
-        assert_eq!((b, note), (Backend::Nfs, None));
+        let r = resolve_for(BackendChoice::Nfs, false).unwrap();
+        assert_eq!((r.backend, r.note), (Backend::Nfs, None));
+        assert!(
+            r.alternatives.is_empty(),
+            "an explicit backend has no fallback"
+        );
     }
 
     #[test]
     fn auto_says_why_it_fell_back() {
-        match resolve_for(BackendChoice::Auto, true) {
+        match resolve_for(BackendChoice::Auto, true).map(|r| (r.backend, r.note)) {
             Ok((b, None)) => assert_eq!(Some(&b), auto_order().first()),
             Ok((b, Some(note))) => {
                 assert_ne!(Some(&b), auto_order().first());
@@ -229,5 +296,83 @@ mod tests {
             }
             (got, want) => panic!("auto gave {got:?}, statuses say {want:?}"),
         }
+    }
+
+    #[test]
+    fn auto_lists_the_usable_backends_after_its_choice() {
+        if let Ok(r) = resolve_for(BackendChoice::Auto, false) {
+            let order = auto_order();
+            let pos = |b: Backend| order.iter().position(|&o| o == b).unwrap();
+            let mut last = pos(r.backend);
+            for &b in &r.alternatives {
+                assert!(status_for(b, false).is_ok(), "{b} is listed but not usable");
+                assert!(pos(b) > last, "alternatives keep auto's order");
+                last = pos(b);
+            }
+            // Serving NFS needs nothing, so it is always among them unless it was chosen.
+            assert!(r.backend == Backend::Nfs || r.alternatives.contains(&Backend::Nfs));
+        }
+    }
+
+    fn fail(backend_failed: bool, what: &str) -> MountFailure {
+        MountFailure {
+            error: anyhow::anyhow!("{what}"),
+            backend_failed,
+        }
+    }
+
+    #[test]
+    fn a_backend_failure_moves_on_and_says_so() {
+        let mut tried = Vec::new();
+        let mut notes = Vec::new();
+        let r = mount_with_fallback(
+            Backend::Fuse,
+            &[Backend::Nfs],
+            |b| {
+                tried.push(b);
+                match b {
+                    Backend::Fuse => Err(fail(true, "fusermount3: permission denied")),
+                    _ => Ok(42),
+                }
+            },
+            |n| notes.push(n),
+        )
+        .unwrap();
+        assert_eq!(r, (Backend::Nfs, 42));
+        assert_eq!(tried, [Backend::Fuse, Backend::Nfs]);
+        assert_eq!(
+            notes,
+            ["the fuse backend could not mount (fusermount3: permission denied); trying nfs"]
+        );
+    }
+
+    #[test]
+    fn a_users_mistake_does_not_move_on() {
+        let mut tried = Vec::new();
+        let e = mount_with_fallback(
+            Backend::Fuse,
+            &[Backend::Nfs],
+            |b| -> Result<(), _> {
+                tried.push(b);
+                Err(fail(false, "mountpoint /x does not exist"))
+            },
+            |n| panic!("no fallback expected, got {n}"),
+        )
+        .unwrap_err();
+        assert_eq!(tried, [Backend::Fuse]);
+        assert_eq!(e.to_string(), "mountpoint /x does not exist");
+    }
+
+    #[test]
+    fn the_last_failure_is_reported_when_every_backend_fails() {
+        let mut notes = 0;
+        let e = mount_with_fallback(
+            Backend::Winfsp,
+            &[Backend::Nfs],
+            |b| -> Result<(), _> { Err(fail(true, &format!("{b} broke"))) },
+            |_| notes += 1,
+        )
+        .unwrap_err();
+        assert_eq!((notes, e.to_string()), (1, "nfs broke".to_owned()));
     }
 }

@@ -16,23 +16,70 @@ use vmount_core::Vfs;
 use vmount_core::memfs::{MemFs, MemFsOptions};
 
 use crate::plan::{FsPlan, MountPlan};
-use crate::platform::Backend;
+use crate::platform::{self, Backend, MountFailure};
 
 /// How often the foreground daemon checks for signals and for a vanished mount.
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// Mounts as planned and serves until SIGINT, SIGTERM or SIGHUP (then unmounts), or
-/// until the mount is removed from outside. Returns once unmounted.
+/// until the mount is removed from outside. Returns once unmounted. With `auto`, a
+/// backend that fails to mount for a reason of its own hands over to the next usable one.
 pub fn mount_and_wait(plan: &MountPlan) -> anyhow::Result<()> {
     if let Some(note) = &plan.fallback {
         let _ = writeln!(std::io::stderr(), "vmount: {note}");
     }
     raise_fd_limit();
     let fs = build_fs(plan)?;
-    match plan.backend {
-        Backend::Fuse => fuse::serve(plan, fs),
-        Backend::Nfs => nfs::serve(plan, fs),
-        Backend::Winfsp => winfsp::serve(plan, fs),
+    // Before mounting: a signal during mount setup must unmount, not kill us with the
+    // mount left behind.
+    let stop = signals::watch()?;
+    let (backend, active) = platform::mount_with_fallback(
+        plan.backend,
+        &plan.alternatives,
+        |backend| match backend {
+            Backend::Fuse => fuse::mount(plan, Arc::clone(&fs)),
+            Backend::Nfs => nfs::mount(plan, Arc::clone(&fs)),
+            Backend::Winfsp => winfsp::mount(plan, Arc::clone(&fs)),
+        },
+        |note| {
+            tracing::warn!("{note}");
+            let _ = writeln!(std::io::stderr(), "vmount: {note}");
+        },
+    )?;
+    drop(fs);
+    active.announce(plan, backend);
+    let mp = &plan.mountpoint;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!("signal received; unmounting {}", mp.display());
+            return active.unmount();
+        }
+        if !active.is_alive() {
+            tracing::warn!("{} was unmounted from outside; exiting", mp.display());
+            drop(active);
+            return Ok(());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A mount made by one backend, as the wait loop sees it. Dropping it unmounts.
+trait Active {
+    /// Whether the mount is still in place.
+    fn is_alive(&self) -> bool;
+    /// Unmounts, reporting failure.
+    fn unmount(self: Box<Self>) -> anyhow::Result<()>;
+    /// Tells the user the mount is ready (the line scripts and tests wait for).
+    fn announce(&self, plan: &MountPlan, backend: Backend) {
+        announce(plan, backend);
+    }
+}
+
+/// A backend's typed error as a [`MountFailure`].
+fn failure(error: impl std::fmt::Display, backend_failed: bool) -> MountFailure {
+    MountFailure {
+        error: anyhow!("{error}"),
+        backend_failed,
     }
 }
 
@@ -182,12 +229,11 @@ fn owner() -> (u32, u32) {
 
 /// Prints the one line scripts and tests wait for. A closed stdout is not an error: the
 /// mount is up either way, and the daemon must keep serving it.
-fn announce(plan: &MountPlan) {
+fn announce(plan: &MountPlan, backend: Backend) {
     let line = format!(
-        "mounted {} at {} via {}",
+        "mounted {} at {} via {backend}",
         plan.name,
         plan.mountpoint.display(),
-        plan.backend
     );
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
@@ -230,17 +276,29 @@ pub fn unmount(path: &Path) -> anyhow::Result<()> {
 mod fuse {
     use std::path::Path;
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
 
     use anyhow::{anyhow, bail};
-    use vmount_backend_fuse::{FuseOptions, MountState, Passthrough};
+    use vmount_backend_fuse::{FuseMount, FuseOptions, MountState, Passthrough};
     use vmount_core::Vfs;
 
-    use super::{POLL, announce};
+    use super::{Active, failure};
     use crate::config::PassthroughMode;
     use crate::plan::MountPlan;
+    use crate::platform::MountFailure;
 
-    pub(super) fn serve(plan: &MountPlan, fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+    impl Active for FuseMount {
+        fn is_alive(&self) -> bool {
+            FuseMount::is_alive(self)
+        }
+        fn unmount(self: Box<Self>) -> anyhow::Result<()> {
+            FuseMount::unmount(*self).map_err(|e| anyhow!("{e}"))
+        }
+    }
+
+    pub(super) fn mount(
+        plan: &MountPlan,
+        fs: Arc<dyn Vfs>,
+    ) -> Result<Box<dyn Active>, MountFailure> {
         let mp = &plan.mountpoint;
         // `mount` itself refuses a mountpoint that is already mounted (live or dead) and
         // names the fix; the state is read here only to warn about hidden files, and not
@@ -252,9 +310,6 @@ mod fuse {
                 mp.display()
             );
         }
-        // Before mounting: a signal during mount setup must unmount, not kill us with the
-        // mount left behind.
-        let stop = super::signals::watch()?;
         let opts = FuseOptions {
             threads: plan.fuse.threads,
             attr_timeout: plan.fuse.attr_timeout,
@@ -273,19 +328,12 @@ mod fuse {
                 PassthroughMode::Off => Passthrough::Off,
             },
         };
-        let mount = vmount_backend_fuse::mount(fs, mp, &opts).map_err(|e| anyhow!("{e}"))?;
-        announce(plan);
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                tracing::info!("signal received; unmounting {}", mp.display());
-                return mount.unmount().map_err(|e| anyhow!("{e}"));
+        match vmount_backend_fuse::mount(fs, mp, &opts) {
+            Ok(m) => Ok(Box::new(m)),
+            Err(e) => {
+                let backend_failed = e.is_backend_failure();
+                Err(failure(e, backend_failed))
             }
-            if !mount.is_alive() {
-                tracing::warn!("{} was unmounted from outside; exiting", mp.display());
-                drop(mount);
-                return Ok(());
-            }
-            std::thread::sleep(POLL);
         }
     }
 
@@ -312,10 +360,15 @@ mod fuse {
     use anyhow::bail;
     use vmount_core::Vfs;
 
+    use super::{Active, failure};
     use crate::plan::MountPlan;
+    use crate::platform::MountFailure;
 
-    pub(super) fn serve(_plan: &MountPlan, _fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
-        bail!("FUSE is only available on Linux and macOS")
+    pub(super) fn mount(
+        _plan: &MountPlan,
+        _fs: Arc<dyn Vfs>,
+    ) -> Result<Box<dyn Active>, MountFailure> {
+        Err(failure("FUSE is only available on Linux and macOS", true))
     }
 
     pub(super) fn unmount(mp: &Path) -> anyhow::Result<()> {
@@ -327,63 +380,64 @@ mod fuse {
     }
 }
 
-/// The NFS backend: serve, mount (or print how to), wait, unmount.
+/// The NFS backend: serve, and mount or print how to.
 mod nfs {
     use std::io::Write as _;
     use std::path::Path;
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
 
     use anyhow::anyhow;
-    use vmount_backend_nfs::NfsOptions;
+    use vmount_backend_nfs::{NfsMount, NfsOptions};
     use vmount_core::Vfs;
 
-    use super::{POLL, announce};
+    use super::{Active, announce, failure};
     use crate::plan::MountPlan;
+    use crate::platform::{Backend, MountFailure};
 
-    pub(super) fn serve(plan: &MountPlan, fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
-        let mp = &plan.mountpoint;
-        // Before serving: a signal during setup must unmount, not kill us with the mount
-        // left behind.
-        let stop = super::signals::watch()?;
-        let opts = NfsOptions {
-            port: plan.nfs.port,
-            mount: plan.nfs.mount,
-            allow_other: plan.nfs.allow_other,
-            read_only: plan.read_only,
-        };
-        let mount = vmount_backend_nfs::mount(fs, mp, &opts).map_err(|e| anyhow!("{e}"))?;
-        if mount.is_mounted_by_us() {
-            announce(plan);
-        } else {
+    impl Active for NfsMount {
+        fn is_alive(&self) -> bool {
+            NfsMount::is_alive(self)
+        }
+        fn unmount(self: Box<Self>) -> anyhow::Result<()> {
+            NfsMount::unmount(*self).map_err(|e| anyhow!("{e}"))
+        }
+        /// Serving only: say where, and the exact commands to mount and unmount.
+        fn announce(&self, plan: &MountPlan, backend: Backend) {
+            if self.is_mounted_by_us() {
+                return announce(plan, backend);
+            }
             let text = format!(
                 "serving {} over NFS on 127.0.0.1:{}, export {}\nmount with:   {}\nunmount with: \
                  {}\n",
                 plan.name,
-                mount.port(),
-                mount.export_path(),
-                mount.mount_command(),
-                mount.unmount_command()
+                self.port(),
+                self.export_path(),
+                self.mount_command(),
+                self.unmount_command()
             );
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
                 tracing::debug!("could not print to stdout ({e}); {text}");
             }
         }
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                tracing::info!(
-                    "signal received; stopping the NFS server for {}",
-                    mp.display()
-                );
-                return mount.unmount().map_err(|e| anyhow!("{e}"));
+    }
+
+    pub(super) fn mount(
+        plan: &MountPlan,
+        fs: Arc<dyn Vfs>,
+    ) -> Result<Box<dyn Active>, MountFailure> {
+        let opts = NfsOptions {
+            port: plan.nfs.port,
+            mount: plan.nfs.mount,
+            allow_other: plan.nfs.allow_other,
+            read_only: plan.read_only,
+        };
+        match vmount_backend_nfs::mount(fs, &plan.mountpoint, &opts) {
+            Ok(m) => Ok(Box::new(m)),
+            Err(e) => {
+                let backend_failed = e.is_backend_failure();
+                Err(failure(e, backend_failed))
             }
-            if !mount.is_alive() {
-                tracing::warn!("{} was unmounted from outside; exiting", mp.display());
-                drop(mount);
-                return Ok(());
-            }
-            std::thread::sleep(POLL);
         }
     }
 
@@ -410,20 +464,24 @@ mod nfs {
 mod winfsp {
     use std::sync::Arc;
 
-    use anyhow::bail;
     use vmount_core::Vfs;
 
+    use super::{Active, failure};
     use crate::plan::MountPlan;
+    use crate::platform::MountFailure;
 
-    pub(super) fn serve(_plan: &MountPlan, _fs: Arc<dyn Vfs>) -> anyhow::Result<()> {
+    pub(super) fn mount(
+        _plan: &MountPlan,
+        _fs: Arc<dyn Vfs>,
+    ) -> Result<Box<dyn Active>, MountFailure> {
         cfg_if::cfg_if! {
             if #[cfg(windows)] {
                 match vmount_backend_winfsp::available() {
-                    Ok(()) => bail!("the WinFsp backend cannot mount yet in this build of vmount"),
-                    Err(reason) => bail!("{reason}"),
+                    Ok(()) => Err(failure("the WinFsp backend cannot mount yet in this build of vmount", true)),
+                    Err(reason) => Err(failure(reason, true)),
                 }
             } else {
-                bail!("WinFsp is only available on Windows")
+                Err(failure("WinFsp is only available on Windows", true))
             }
         }
     }

@@ -74,9 +74,20 @@ fn backends_lists_all_three() {
         assert!(report.contains("winfsp  not usable: WinFsp is only available on Windows"));
         assert!(report.contains("fix: "), "{report}");
     }
+    let order = if cfg!(windows) {
+        "winfsp, then nfs"
+    } else {
+        "fuse, then nfs"
+    };
+    assert!(
+        report.contains(&format!(
+            "auto    tries {order} (the next one also when a mount fails)"
+        )),
+        "{report}"
+    );
     let auto = report
         .lines()
-        .find(|l| l.starts_with("auto"))
+        .find(|l| l.starts_with("auto    chooses"))
         .unwrap_or_default();
     if report.contains("fuse    usable") {
         assert_eq!(auto, "auto    chooses fuse");
