@@ -77,6 +77,14 @@ pub struct FuseOptions {
     /// [`Passthrough::Off`] for a filesystem without host files (memfs) when the writeback
     /// cache is wanted: in `Auto` the kernel's passthrough would win over it for nothing.
     pub passthrough: Passthrough,
+    /// macOS: the name Finder shows for the volume (`volname`); `None` = `fs_name`.
+    /// Ignored elsewhere.
+    pub volume_name: Option<String>,
+    /// macOS: refuse Apple Double `._*` files (`noappledouble`), which Finder otherwise
+    /// scatters next to every file it touches. Ignored elsewhere.
+    pub no_apple_double: bool,
+    /// macOS: refuse `com.apple.*` extended attributes (`noapplexattr`). Ignored elsewhere.
+    pub no_apple_xattr: bool,
 }
 
 /// FUSE passthrough: the kernel reads and writes an open file's host file directly.
@@ -129,6 +137,9 @@ impl Default for FuseOptions {
             fs_name: "vmount".to_owned(),
             subtype: "vmount".to_owned(),
             passthrough: Passthrough::Auto,
+            volume_name: None,
+            no_apple_double: true,
+            no_apple_xattr: false,
         }
     }
 }
@@ -156,15 +167,7 @@ impl FuseError {
     }
 }
 
-/// Why FUSE cannot be used on this machine, and what fixes it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}; {fix}")]
-pub struct Unavailable {
-    /// What is missing, e.g. "/dev/fuse does not exist".
-    pub reason: String,
-    /// What to do about it, e.g. "load the module with `modprobe fuse`".
-    pub fix: String,
-}
+pub use vmount_core::Unavailable;
 
 /// What is at a path, as far as mounts go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -375,6 +375,9 @@ fn session_config(opts: &FuseOptions) -> Config {
     if opts.read_only {
         options.push(MountOption::RO);
     }
+    if cfg!(target_os = "macos") {
+        options.extend(macos_options(opts).into_iter().map(MountOption::CUSTOM));
+    }
     let mut config = Config::default();
     if opts.allow_other {
         config.acl = SessionACL::All;
@@ -387,6 +390,25 @@ fn session_config(opts: &FuseOptions) -> Config {
     // A descriptor per worker lets the kernel hand requests to them in parallel.
     config.clone_fd = cfg!(target_os = "linux") && threads > 1;
     config
+}
+
+/// macFUSE's own mount options: the volume name Finder shows, and the Apple Double and
+/// `com.apple.*` xattr filters. Built on every OS (and tested here); used on macOS only.
+fn macos_options(opts: &FuseOptions) -> Vec<String> {
+    let name = opts.volume_name.as_deref().unwrap_or(&opts.fs_name);
+    // Finder names may hold spaces; only a comma would split the option list.
+    let name: String = name
+        .chars()
+        .map(|c| if c == ',' || c.is_control() { '_' } else { c })
+        .collect();
+    let mut out = vec![format!("volname={name}")];
+    if opts.no_apple_double {
+        out.push("noappledouble".to_owned());
+    }
+    if opts.no_apple_xattr {
+        out.push("noapplexattr".to_owned());
+    }
+    out
 }
 
 fn mount_error(path: &Path, opts: &FuseOptions, e: io::Error) -> FuseError {
@@ -759,6 +781,19 @@ fn platform_mount_state(abs: &Path) -> MountState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macos_options_name_the_volume_and_filter_apple_files() {
+        let mut o = FuseOptions {
+            fs_name: "memfs".into(),
+            ..Default::default()
+        };
+        assert_eq!(macos_options(&o), ["volname=memfs", "noappledouble"]);
+        o.volume_name = Some("My Disk, 2".into());
+        o.no_apple_double = false;
+        o.no_apple_xattr = true;
+        assert_eq!(macos_options(&o), ["volname=My Disk_ 2", "noapplexattr"]);
+    }
 
     #[test]
     fn options_are_built_from_fuse_options() {

@@ -105,15 +105,7 @@ impl NfsError {
     }
 }
 
-/// Why this machine cannot mount NFS, and what fixes it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}; {fix}")]
-pub struct Unavailable {
-    /// What is missing, e.g. "mount.nfs is not installed".
-    pub reason: String,
-    /// What to do about it, e.g. "install nfs-common".
-    pub fix: String,
-}
+pub use vmount_core::Unavailable;
 
 /// Everything that can go wrong serving, mounting or unmounting. Each message is one
 /// sentence naming what is wrong and what to do.

@@ -497,6 +497,15 @@ pub struct RawFuse {
     /// (required) or `"off"`.
     #[serde(default)]
     pub passthrough: Option<Spanned<PassthroughMode>>,
+    /// macOS (macFUSE): the volume name Finder shows; default the mount's `name`.
+    #[serde(default)]
+    pub volume_name: Option<String>,
+    /// macOS (macFUSE): refuse Apple Double `._*` files (default true).
+    #[serde(default = "default_true")]
+    pub noappledouble: bool,
+    /// macOS (macFUSE): refuse `com.apple.*` extended attributes (default false).
+    #[serde(default)]
+    pub noapplexattr: bool,
 }
 
 /// The `passthrough` key: whether the kernel may read and write a loopback file's host
@@ -533,6 +542,9 @@ impl Default for RawFuse {
             allow_other: false,
             default_permissions: true,
             passthrough: None,
+            volume_name: None,
+            noappledouble: true,
+            noapplexattr: false,
         }
     }
 }

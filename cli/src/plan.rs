@@ -91,6 +91,12 @@ pub struct FusePlan {
     pub default_permissions: bool,
     /// FUSE passthrough as configured (see [`FusePlan::effective_passthrough`]).
     pub passthrough: PassthroughMode,
+    /// macOS: the volume name Finder shows (`None`: the mount's name).
+    pub volume_name: Option<String>,
+    /// macOS: refuse `._*` Apple Double files.
+    pub noappledouble: bool,
+    /// macOS: refuse `com.apple.*` xattrs.
+    pub noapplexattr: bool,
 }
 
 impl FusePlan {
@@ -182,6 +188,9 @@ impl MountPlan {
                     .passthrough
                     .map(|p| p.into_inner())
                     .unwrap_or_default(),
+                volume_name: raw.fuse.volume_name,
+                noappledouble: raw.fuse.noappledouble,
+                noapplexattr: raw.fuse.noapplexattr,
             },
             nfs: NfsPlan {
                 port: raw.nfs.port.0,
@@ -314,6 +323,23 @@ impl fmt::Display for MountPlan {
             _ => "",
         };
         row(f, "  passthrough", format!("{}{note}", fuse.passthrough))?;
+        let mac = if cfg!(target_os = "macos") {
+            ""
+        } else {
+            " (macOS only)"
+        };
+        let volname = fuse.volume_name.as_deref().unwrap_or(&self.name);
+        row(f, "  volume_name", format!("{volname}{mac}"))?;
+        row(
+            f,
+            "  noappledouble",
+            format!("{}{mac}", yes_no(fuse.noappledouble)),
+        )?;
+        row(
+            f,
+            "  noapplexattr",
+            format!("{}{mac}", yes_no(fuse.noapplexattr)),
+        )?;
         writeln!(f, "nfs:{}", used(Backend::Nfs))?;
         if self.nfs.port == 0 {
             row(f, "  port", "0 (any free port on 127.0.0.1)")?;

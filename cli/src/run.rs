@@ -327,6 +327,9 @@ mod fuse {
                 PassthroughMode::On => Passthrough::On,
                 PassthroughMode::Off => Passthrough::Off,
             },
+            volume_name: plan.fuse.volume_name.clone(),
+            no_apple_double: plan.fuse.noappledouble,
+            no_apple_xattr: plan.fuse.noapplexattr,
         };
         match vmount_backend_fuse::mount(fs, mp, &opts) {
             Ok(m) => Ok(Box::new(m)),

@@ -306,6 +306,10 @@ fn memfs_example_lists_every_key() {
         "writeback_cache",
         "allow_other",
         "default_permissions",
+        "passthrough",
+        "volume_name",
+        "noappledouble",
+        "noapplexattr",
         "port",
         "mount",
     ] {

@@ -251,3 +251,14 @@ mod tests {
         assert_eq!(e.errno(), libc::EIO);
     }
 }
+
+/// Why a backend cannot be used on this machine, and what fixes it. Every backend reports
+/// its availability with this one type, so the CLI can show them side by side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}; {fix}")]
+pub struct Unavailable {
+    /// What is missing, e.g. "/dev/fuse does not exist".
+    pub reason: String,
+    /// What to do about it, e.g. "load the module with `modprobe fuse`".
+    pub fix: String,
+}

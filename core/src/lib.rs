@@ -34,7 +34,7 @@ mod vfs;
 
 use std::ffi::OsStr;
 
-pub use error::{VfsError, VfsResult};
+pub use error::{Unavailable, VfsError, VfsResult};
 pub use guard::PanicGuard;
 pub use types::*;
 pub use vfs::Vfs;
