@@ -477,12 +477,13 @@ pub struct RawFuse {
     #[serde(default)]
     pub threads: Threads,
     /// How long the kernel may cache attributes: seconds as an integer or float, or a
-    /// string like `"1s"` or `"500ms"`. Default 1 s.
-    #[serde(default = "Seconds::one")]
-    pub attr_timeout: Seconds,
-    /// How long the kernel may cache name lookups; same forms. Default 1 s.
-    #[serde(default = "Seconds::one")]
-    pub entry_timeout: Seconds,
+    /// string like `"1s"` or `"500ms"`. Default: 1 s for loopback, 1 h for memfs (see
+    /// [`default_timeout`]).
+    #[serde(default)]
+    pub attr_timeout: Option<Seconds>,
+    /// How long the kernel may cache name lookups; same forms and defaults.
+    #[serde(default)]
+    pub entry_timeout: Option<Seconds>,
     /// Let the kernel buffer writes and flush them later (default false).
     #[serde(default)]
     pub writeback_cache: bool,
@@ -536,8 +537,8 @@ impl Default for RawFuse {
     fn default() -> Self {
         Self {
             threads: Threads::default(),
-            attr_timeout: Seconds::one(),
-            entry_timeout: Seconds::one(),
+            attr_timeout: None,
+            entry_timeout: None,
             writeback_cache: false,
             allow_other: false,
             default_permissions: true,
@@ -682,9 +683,17 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds(pub Duration);
 
-impl Seconds {
-    fn one() -> Self {
-        Self(Duration::from_secs(1))
+/// The kernel cache lifetime used when `attr_timeout` / `entry_timeout` are not set.
+///
+/// memfs changes only through its mount, and the kernel drops its own cached entries and
+/// attributes on every change it sends, so a long lifetime never serves stale data and
+/// saves a LOOKUP or GETATTR round trip on nearly every path operation (a `stat` of
+/// 10,000 files, an `rm` of each). A loopback source can change behind the kernel's back,
+/// so there the cache lives a second, like FUSE's own default.
+pub fn default_timeout(fs: FsType) -> Duration {
+    match fs {
+        FsType::Memfs => Duration::from_secs(60 * 60),
+        FsType::Loopback => Duration::from_secs(1),
     }
 }
 
@@ -896,8 +905,7 @@ mod tests {
         assert_eq!(*c.filesystem.kind.get_ref(), FsType::Memfs);
         assert!(c.filesystem.size_limit.is_none() && c.filesystem.max_inodes.is_none());
         assert_eq!(c.fuse.threads, Threads(0));
-        assert_eq!(c.fuse.attr_timeout, Seconds(Duration::from_secs(1)));
-        assert_eq!(c.fuse.entry_timeout, Seconds(Duration::from_secs(1)));
+        assert!(c.fuse.attr_timeout.is_none() && c.fuse.entry_timeout.is_none());
         assert!(!c.fuse.writeback_cache && !c.fuse.allow_other && c.fuse.default_permissions);
         assert!(c.fuse.passthrough.is_none());
         assert_eq!(c.nfs.port, Port(0));
@@ -926,8 +934,8 @@ mod tests {
             PositiveInt(10)
         );
         assert_eq!(c.fuse.threads, Threads(4));
-        assert_eq!(c.fuse.attr_timeout.0, Duration::from_millis(500));
-        assert_eq!(c.fuse.entry_timeout.0, Duration::from_millis(250));
+        assert_eq!(c.fuse.attr_timeout.unwrap().0, Duration::from_millis(500));
+        assert_eq!(c.fuse.entry_timeout.unwrap().0, Duration::from_millis(250));
         assert!(c.fuse.writeback_cache && c.fuse.allow_other && !c.fuse.default_permissions);
         assert_eq!(
             c.fuse.passthrough.unwrap().into_inner(),
@@ -950,8 +958,8 @@ mod tests {
             "{MIN}[fuse]\nattr_timeout = 2\nentry_timeout = 0\n"
         ))
         .unwrap();
-        assert_eq!(c.fuse.attr_timeout.0, Duration::from_secs(2));
-        assert_eq!(c.fuse.entry_timeout.0, Duration::ZERO);
+        assert_eq!(c.fuse.attr_timeout.unwrap().0, Duration::from_secs(2));
+        assert_eq!(c.fuse.entry_timeout.unwrap().0, Duration::ZERO);
         let c = parse("mountpoint = \"/m\"\nfilesystem = { type = \"memfs\", size_limit = 4096 }")
             .unwrap();
         assert_eq!(

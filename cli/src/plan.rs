@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::{
-    BackendChoice, FsType, PassthroughMode, RawConfig, Source, expand_tilde, format_size, io_reason,
+    self, BackendChoice, FsType, PassthroughMode, RawConfig, Source, expand_tilde, format_size,
+    io_reason,
 };
 use crate::platform::{self, Backend};
 
@@ -164,6 +165,7 @@ impl MountPlan {
             (None, None) => (BackendChoice::Auto, "default"),
         };
         let resolved = platform::resolve_for(requested.0, raw.nfs.mount)?;
+        let fs_type = filesystem.kind();
         Ok(MountPlan {
             config: src.path().map(Path::to_path_buf),
             name: raw
@@ -178,8 +180,14 @@ impl MountPlan {
             alternatives: resolved.alternatives,
             fuse: FusePlan {
                 threads: raw.fuse.threads.0,
-                attr_timeout: raw.fuse.attr_timeout.0,
-                entry_timeout: raw.fuse.entry_timeout.0,
+                attr_timeout: raw
+                    .fuse
+                    .attr_timeout
+                    .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
+                entry_timeout: raw
+                    .fuse
+                    .entry_timeout
+                    .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
                 writeback_cache: raw.fuse.writeback_cache,
                 allow_other: raw.fuse.allow_other,
                 default_permissions: raw.fuse.default_permissions,

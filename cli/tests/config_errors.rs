@@ -279,7 +279,7 @@ fn memfs_example_checks() {
         "max_inodes:           none".to_owned(),
         "name:                   memfs".to_owned(),
         "read_only:              no".to_owned(),
-        "attr_timeout:         1 s".to_owned(),
+        "attr_timeout:         3600 s".to_owned(),
         "default_permissions:  yes".to_owned(),
         "port:                 0 (any free port on 127.0.0.1)".to_owned(),
     ] {
