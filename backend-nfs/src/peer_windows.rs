@@ -98,9 +98,11 @@ pub(crate) fn rows(words: &[u32]) -> impl Iterator<Item = TcpRow> + '_ {
         Some((&n, rest)) => (usize::try_from(n).unwrap_or(usize::MAX), rest),
         None => (0, &[][..]),
     };
-    body.chunks_exact(TcpRow::WORDS)
+    body.as_chunks::<{ TcpRow::WORDS }>()
+        .0
+        .iter()
         .take(count)
-        .filter_map(TcpRow::from_words)
+        .filter_map(|w| TcpRow::from_words(w))
 }
 
 /// Whether `pid` is the kernel, whose connections (Client for NFS) are always allowed.

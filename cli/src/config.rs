@@ -296,6 +296,9 @@ pub struct RawConfig {
     /// NFS options; the other backends ignore them.
     #[serde(default)]
     pub nfs: RawNfs,
+    /// WinFsp options; the other backends ignore them.
+    #[serde(default)]
+    pub winfsp: RawWinfsp,
 }
 
 impl RawConfig {
@@ -572,6 +575,37 @@ impl Default for RawNfs {
             port: Port::default(),
             mount: true,
             allow_other: false,
+        }
+    }
+}
+
+/// The `[winfsp]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWinfsp {
+    /// The volume label Explorer shows; default the mount's `name`.
+    #[serde(default)]
+    pub volume_name: Option<String>,
+    /// Find names regardless of case, as Windows programs expect (default true). Names
+    /// keep the case they were created with.
+    #[serde(default = "default_true")]
+    pub case_insensitive: bool,
+    /// Mark names starting with `.` hidden, as Unix tools treat them (default false).
+    #[serde(default)]
+    pub hide_dotfiles: bool,
+    /// How long Windows may cache file information; same forms as `attr_timeout`. Default:
+    /// as `attr_timeout` defaults (1 h for memfs, 1 s for loopback).
+    #[serde(default)]
+    pub file_info_timeout: Option<Seconds>,
+}
+
+impl Default for RawWinfsp {
+    fn default() -> Self {
+        Self {
+            volume_name: None,
+            case_insensitive: true,
+            hide_dotfiles: false,
+            file_info_timeout: None,
         }
     }
 }

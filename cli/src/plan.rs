@@ -46,6 +46,21 @@ pub struct MountPlan {
     pub fuse: FusePlan,
     /// NFS settings (used when `backend` is NFS).
     pub nfs: NfsPlan,
+    /// WinFsp settings (used when `backend` is WinFsp).
+    pub winfsp: WinfspPlan,
+}
+
+/// The `[winfsp]` settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WinfspPlan {
+    /// Volume label (`None`: the mount's name).
+    pub volume_name: Option<String>,
+    /// Case-insensitive name lookup.
+    pub case_insensitive: bool,
+    /// Dot-files carry the hidden attribute.
+    pub hide_dotfiles: bool,
+    /// How long Windows caches file information.
+    pub file_info_timeout: Duration,
 }
 
 /// The filesystem to serve.
@@ -133,8 +148,10 @@ impl MountPlan {
     ) -> anyhow::Result<MountPlan> {
         let base = src.path().and_then(Path::parent).unwrap_or(Path::new(""));
         let mountpoint = match drive_letter(raw.mountpoint.get_ref()) {
-            // Windows' NFS client maps a drive, which does not exist before the mount.
+            // Windows' NFS client maps a drive, which does not exist before the mount,
+            // and WinFsp mounts on a drive letter or creates the folder it mounts on.
             Some(drive) if cfg!(windows) => drive,
+            _ if cfg!(windows) => windows_folder(base, raw.mountpoint.get_ref())?,
             _ => existing_dir(base, raw.mountpoint.get_ref(), "mountpoint")?,
         };
         let filesystem = match raw.filesystem.kind.get_ref() {
@@ -205,6 +222,15 @@ impl MountPlan {
                 mount: raw.nfs.mount,
                 allow_other: raw.nfs.allow_other,
             },
+            winfsp: WinfspPlan {
+                volume_name: raw.winfsp.volume_name,
+                case_insensitive: raw.winfsp.case_insensitive,
+                hide_dotfiles: raw.winfsp.hide_dotfiles,
+                file_info_timeout: raw
+                    .winfsp
+                    .file_info_timeout
+                    .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
+            },
         })
     }
 }
@@ -214,6 +240,23 @@ fn drive_letter(text: &str) -> Option<PathBuf> {
     let t = text.trim_end_matches(['\\', '/']);
     let b = t.as_bytes();
     (b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':').then(|| PathBuf::from(t))
+}
+
+/// A Windows folder mountpoint: WinFsp creates the folder itself and refuses one that
+/// exists, so only its parent must exist (the backend repeats the check with its own
+/// message).
+fn windows_folder(base: &Path, configured: &str) -> anyhow::Result<PathBuf> {
+    let expanded = expand_tilde(configured).unwrap_or_else(|| PathBuf::from(configured));
+    let joined = base.join(&expanded);
+    let path = std::path::absolute(&joined).unwrap_or(joined);
+    match path.parent() {
+        Some(parent) if parent.is_dir() => Ok(path),
+        _ => bail!(
+            "the folder holding the mountpoint {} does not exist; create it, or mount on a \
+             drive letter such as mountpoint = \"X:\"",
+            path.display()
+        ),
+    }
 }
 
 /// Resolves a config path (`~` expanded, relative to `base`, the config file's
@@ -363,7 +406,21 @@ impl fmt::Display for MountPlan {
                 "no (serve only, print the command)"
             },
         )?;
-        row(f, "  allow_other", yes_no(self.nfs.allow_other))
+        row(f, "  allow_other", yes_no(self.nfs.allow_other))?;
+        writeln!(f, "winfsp:{}", used(Backend::Winfsp))?;
+        let label = self.winfsp.volume_name.as_deref().unwrap_or(&self.name);
+        row(f, "  volume_name", label)?;
+        row(
+            f,
+            "  case_insensitive",
+            yes_no(self.winfsp.case_insensitive),
+        )?;
+        row(f, "  hide_dotfiles", yes_no(self.winfsp.hide_dotfiles))?;
+        row(
+            f,
+            "  file_info_timeout",
+            secs(self.winfsp.file_info_timeout),
+        )
     }
 }
 
@@ -489,5 +546,51 @@ mod tests {
         }
         let e = r.unwrap_err().to_string();
         assert!(e.contains("WinFsp is only available on Windows"), "{e}");
+    }
+
+    #[test]
+    fn winfsp_settings_and_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mp")).unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        // Serve-only NFS is usable everywhere, so these plans build on every OS.
+        let base = "mountpoint = \"mp\"\nbackend = \"nfs\"\n[nfs]\nmount = false\n";
+        let p = plan(
+            &format!("{base}[filesystem]\ntype = \"memfs\"\n"),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.winfsp,
+            WinfspPlan {
+                volume_name: None,
+                case_insensitive: true,
+                hide_dotfiles: false,
+                file_info_timeout: Duration::from_secs(3600),
+            }
+        );
+        let p = plan(
+            &format!(
+                "{base}[filesystem]\ntype = \"loopback\"\nsource = \"src\"\n[winfsp]\n\
+                 volume_name = \"Data\"\ncase_insensitive = false\nhide_dotfiles = true\n"
+            ),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(p.winfsp.volume_name.as_deref(), Some("Data"));
+        assert!(!p.winfsp.case_insensitive && p.winfsp.hide_dotfiles);
+        // Loopback sources change behind the cache's back: a short default.
+        assert_eq!(p.winfsp.file_info_timeout, Duration::from_secs(1));
+        assert_eq!(p.fuse.attr_timeout, Duration::from_secs(1));
+        let e = plan(
+            &format!("{base}[filesystem]\ntype = \"memfs\"\n[winfsp]\ncase_sensitive = 1\n"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown key `case_sensitive` in [winfsp]"),
+            "{e}"
+        );
     }
 }

@@ -112,10 +112,8 @@ fn fuse_status() -> Result<(), Unavailable> {
 fn winfsp_status() -> Result<(), Unavailable> {
     cfg_if::cfg_if! {
         if #[cfg(windows)] {
-            vmount_backend_winfsp::available().map_err(|reason| Unavailable {
-                reason,
-                fix: Some("install WinFsp from https://winfsp.dev/rel/".into()),
-            })
+            vmount_backend_winfsp::available()
+                .map_err(|u| Unavailable { reason: u.reason, fix: Some(u.fix) })
         } else {
             Err(Unavailable {
                 reason: "WinFsp is only available on Windows".into(),

@@ -84,20 +84,29 @@ fn failure(error: impl std::fmt::Display, backend_failed: bool) -> MountFailure 
 }
 
 /// The stop flag of the foreground daemon.
-#[cfg(unix)]
 mod signals {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
     use anyhow::Context as _;
 
-    /// Installs the handlers: the first SIGINT/SIGTERM/SIGHUP sets the returned flag; a
-    /// second one exits at once (code 1), so that an unmount stuck on a busy mount can
-    /// still be abandoned with another Ctrl-C.
+    /// Installs the handlers: the first SIGINT/SIGTERM (and SIGHUP on unix) sets the
+    /// returned flag; a second one exits at once (code 1), so that an unmount stuck on a
+    /// busy mount can still be abandoned with another Ctrl-C. On Windows, Ctrl-C and
+    /// Ctrl-Break arrive as SIGINT and SIGBREAK through the C runtime.
     pub(super) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        #[cfg(unix)]
+        let signals = {
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            [SIGINT, SIGTERM, SIGHUP]
+        };
+        #[cfg(windows)]
+        let signals = {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            [SIGINT, SIGTERM]
+        };
         let flag = Arc::new(AtomicBool::new(false));
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
+        for sig in signals {
             // Registered before `register`, so it sees the flag as set only on a second
             // signal.
             signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&flag))
@@ -105,18 +114,6 @@ mod signals {
                 .context("cannot install the signal handlers")?;
         }
         Ok(flag)
-    }
-}
-
-/// Windows has no signals here: Ctrl-C ends the process (the console's default), and
-/// the NFS drive mapping is then cleared with `vmount unmount X:`.
-#[cfg(not(unix))]
-mod signals {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    pub(super) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
-        Ok(Arc::new(AtomicBool::new(false)))
     }
 }
 
@@ -190,7 +187,6 @@ fn build_fs(plan: &MountPlan) -> anyhow::Result<Arc<dyn Vfs>> {
 
 /// The loopback filesystem over `source`. Running as root, it creates files as the
 /// calling user (from each request's credentials), so nothing more is needed here.
-#[cfg(unix)]
 fn loopback(source: &Path, read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
     use vmount_core::loopback::{Loopback, LoopbackOptions};
     let fs = Loopback::new(LoopbackOptions {
@@ -204,15 +200,6 @@ fn loopback(source: &Path, read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
         )
     })?;
     Ok(Arc::new(fs))
-}
-
-#[cfg(not(unix))]
-fn loopback(source: &Path, _read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
-    anyhow::bail!(
-        "the loopback filesystem is not available on this platform yet, so {} cannot be \
-         mirrored (on Windows it comes with the WinFsp backend)",
-        source.display()
-    )
 }
 
 /// The uid and gid that own the root directory: whoever runs the daemon.
@@ -462,8 +449,7 @@ mod nfs {
     }
 }
 
-/// The WinFsp backend is a placeholder in this build; this arm keeps the match in
-/// [`mount_and_wait`] exhaustive on every OS.
+/// The WinFsp backend (Windows).
 mod winfsp {
     use std::sync::Arc;
 
@@ -473,19 +459,55 @@ mod winfsp {
     use crate::plan::MountPlan;
     use crate::platform::MountFailure;
 
+    #[cfg(windows)]
+    impl Active for vmount_backend_winfsp::WinfspMount {
+        fn is_alive(&self) -> bool {
+            // WinFsp mounts end only with the process (or our own unmount); Explorer's
+            // "disconnect" is not offered for them.
+            true
+        }
+        fn unmount(self: Box<Self>) -> anyhow::Result<()> {
+            vmount_backend_winfsp::WinfspMount::unmount(*self).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    }
+
+    #[cfg(windows)]
+    pub(super) fn mount(
+        plan: &MountPlan,
+        fs: Arc<dyn Vfs>,
+    ) -> Result<Box<dyn Active>, MountFailure> {
+        use vmount_backend_winfsp::{WinfspError, WinfspOptions};
+        let w = &plan.winfsp;
+        let opts = WinfspOptions {
+            mountpoint: plan.mountpoint.to_string_lossy().into_owned(),
+            volume_name: w.volume_name.clone().unwrap_or_else(|| plan.name.clone()),
+            case_insensitive: w.case_insensitive,
+            hide_dotfiles: w.hide_dotfiles,
+            read_only: plan.read_only,
+            file_info_timeout_ms: u32::try_from(w.file_info_timeout.as_millis())
+                .unwrap_or(u32::MAX),
+            ..WinfspOptions::default()
+        };
+        match vmount_backend_winfsp::mount(fs, &opts) {
+            Ok(m) => Ok(Box::new(m)),
+            Err(e) => {
+                // A bad mountpoint fails the same way with any backend; the rest is WinFsp's.
+                let backend_failed = !matches!(
+                    e,
+                    WinfspError::InvalidMountpoint { .. }
+                        | WinfspError::MountpointExists(_)
+                        | WinfspError::MountpointParentMissing(_)
+                );
+                Err(failure(e, backend_failed))
+            }
+        }
+    }
+
+    #[cfg(not(windows))]
     pub(super) fn mount(
         _plan: &MountPlan,
         _fs: Arc<dyn Vfs>,
     ) -> Result<Box<dyn Active>, MountFailure> {
-        cfg_if::cfg_if! {
-            if #[cfg(windows)] {
-                match vmount_backend_winfsp::available() {
-                    Ok(()) => Err(failure("the WinFsp backend cannot mount yet in this build of vmount", true)),
-                    Err(reason) => Err(failure(reason, true)),
-                }
-            } else {
-                Err(failure("WinFsp is only available on Windows", true))
-            }
-        }
+        Err(failure("WinFsp is only available on Windows", true))
     }
 }

@@ -312,6 +312,9 @@ fn memfs_example_lists_every_key() {
         "noapplexattr",
         "port",
         "mount",
+        "case_insensitive",
+        "hide_dotfiles",
+        "file_info_timeout",
     ] {
         let present = text.lines().any(|l| {
             let l = l.trim_start_matches(['#', ' ']);

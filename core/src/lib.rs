@@ -20,17 +20,23 @@
 //!
 //! # Filesystems
 //! - [`memfs::MemFs`]: in memory, POSIX semantics, chunked sparse storage, size limit.
-//! - `loopback::Loopback` (unix): a live, confined mirror of a host directory.
+//! - `loopback::Loopback` (unix and Windows): a live, confined mirror of a host directory.
 #![deny(missing_docs)]
 
 mod error;
 mod guard;
 #[cfg(unix)]
 pub mod loopback;
+#[cfg(windows)]
+#[path = "loopback/windows.rs"]
+pub mod loopback;
 pub mod memfs;
 pub mod mounts;
 mod types;
 mod vfs;
+#[cfg(any(windows, test))]
+#[path = "loopback/winpure.rs"]
+mod winpure;
 
 use std::ffi::OsStr;
 

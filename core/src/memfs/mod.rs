@@ -292,12 +292,9 @@ impl MemFs {
         if bytes == 0 {
             return Ok(());
         }
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(bytes).filter(|&n| n <= self.capacity)
-            })
-            .map(|_| ())
-            .map_err(|_| VfsError::NoSpace)
+        try_update(&self.used, |u| {
+            u.checked_add(bytes).filter(|&n| n <= self.capacity)
+        })
     }
 
     /// Replaces a reservation of `reserved` bytes by the real change of a file's held
@@ -316,12 +313,7 @@ impl MemFs {
     /// Counts one more inode against `max_inodes`.
     fn reserve_inode(&self) -> VfsResult<()> {
         let max = self.opts.max_inodes.unwrap_or(u64::MAX);
-        self.count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c < max).then_some(c + 1)
-            })
-            .map(|_| ())
-            .map_err(|_| VfsError::NoSpace)
+        try_update(&self.count, |c| (c < max).then_some(c + 1))
     }
 
     /// Frees `node` if it has neither links nor open handles: drops it from the table
@@ -1569,5 +1561,18 @@ impl Vfs for MemFs {
             m.size
         };
         fd.seek(offset, size, whence)
+    }
+}
+
+/// Sets `counter` to `f(current)` atomically, or leaves it and fails with `NoSpace` when
+/// `f` says no. (`AtomicU64::fetch_update`, spelled out: it is being renamed upstream.)
+fn try_update(counter: &AtomicU64, f: impl Fn(u64) -> Option<u64>) -> VfsResult<()> {
+    let mut current = counter.load(Ordering::Acquire);
+    loop {
+        let next = f(current).ok_or(VfsError::NoSpace)?;
+        match counter.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(actual) => current = actual,
+        }
     }
 }

@@ -3,8 +3,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
-use vmount_core::*;
-
 use super::*;
 
 /// The fresh root: an empty directory with nlink 2.

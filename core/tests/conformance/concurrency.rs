@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use vmount_core::*;
-
 use super::*;
 
 const THREADS: u64 = 8;

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use vmount_core::*;
-
 use super::*;
 
 /// Checks the invariants every entry must keep: real name, valid cookie.

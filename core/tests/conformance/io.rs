@@ -1,7 +1,5 @@
 //! open/create, read/write, handles, unlink-while-open, fallocate, copy_file_range, lseek.
 
-use vmount_core::*;
-
 use super::*;
 
 const RW: OpenFlags = OpenFlags::READ.union(OpenFlags::WRITE);

@@ -1,8 +1,6 @@
 //! access(2) and permission checks against unprivileged callers, as Linux makes them
 //! (each expectation below was checked against ext4 on Linux 6.x).
 
-use vmount_core::*;
-
 use super::*;
 
 const R: AccessMask = AccessMask::READ;

@@ -1,7 +1,5 @@
 //! rename and renameat2 semantics.
 
-use vmount_core::*;
-
 use super::*;
 
 fn mv(fs: &dyn Vfs, from: (Ino, &str), to: (Ino, &str), flags: RenameFlags) -> VfsResult<()> {

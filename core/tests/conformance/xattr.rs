@@ -3,8 +3,6 @@
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 
-use vmount_core::*;
-
 use super::*;
 
 fn xattr_names(fs: &dyn Vfs, ino: Ino) -> BTreeSet<OsString> {
