@@ -45,7 +45,8 @@ const MAX_BACKGROUND: u16 = 64;
 const MAX_STACK_DEPTH: u32 = 2;
 /// The open flags the kernel accepts together with FOPEN_PASSTHROUGH (KEEP_CACHE, for one,
 /// makes the open fail with EINVAL: there is no page cache of our own to keep).
-const PASSTHROUGH_FOPEN_MASK: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+const PASSTHROUGH_FOPEN_MASK: FopenFlags =
+    FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH);
 
 thread_local! {
     /// One read buffer per fuser worker thread, grown to the largest read seen and
@@ -373,6 +374,11 @@ fn fopen_flags(o: &Opened) -> FopenFlags {
     }
     if o.keep_cache {
         f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.no_flush {
+        // The kernel still writes back dirty pages on close when the writeback cache is
+        // on (it ignores NOFLUSH then), so no data waits for a FLUSH we skip.
+        f |= FopenFlags::FOPEN_NOFLUSH;
     }
     f
 }

@@ -29,6 +29,9 @@ struct Counted {
     reads: AtomicU64,
     writes: AtomicU64,
     fds: AtomicU64,
+    flushes: AtomicU64,
+    /// Hand out handles that want `flush` on every close, whatever `inner` says.
+    want_flush: std::sync::atomic::AtomicBool,
 }
 
 impl Counted {
@@ -38,6 +41,8 @@ impl Counted {
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fds: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            want_flush: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -107,7 +112,9 @@ impl Vfs for Counted {
         self.inner.link(ctx, ino, new_parent, new_name)
     }
     fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Opened> {
-        self.inner.open(ctx, ino, flags)
+        let mut o = self.inner.open(ctx, ino, flags)?;
+        o.no_flush &= !self.want_flush.load(Ordering::SeqCst);
+        Ok(o)
     }
     fn create(
         &self,
@@ -117,7 +124,9 @@ impl Vfs for Counted {
         mode: u32,
         flags: OpenFlags,
     ) -> VfsResult<(Attr, Opened)> {
-        self.inner.create(ctx, parent, name, mode, flags)
+        let (a, mut o) = self.inner.create(ctx, parent, name, mode, flags)?;
+        o.no_flush &= !self.want_flush.load(Ordering::SeqCst);
+        Ok((a, o))
     }
     fn read(
         &self,
@@ -142,6 +151,7 @@ impl Vfs for Counted {
         self.inner.write(ctx, ino, fh, offset, data)
     }
     fn flush(&self, ctx: &Ctx, ino: Ino, fh: Fh, lock_owner: u64) -> VfsResult<()> {
+        self.flushes.fetch_add(1, Ordering::SeqCst);
         self.inner.flush(ctx, ino, fh, lock_owner)
     }
     fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
@@ -435,4 +445,42 @@ fn open_handles_share_one_backing_file_and_release_it() {
     assert_eq!(fs::read(&p).unwrap(), b"0123456789!");
     assert_eq!(fs::read(fx.src.join("f")).unwrap(), b"0123456789!");
     assert_eq!(fx.fs.data_calls(), (0, 0));
+}
+
+/// A handle whose `flush` does nothing (`Opened::no_flush`, FOPEN_NOFLUSH) costs no FLUSH
+/// round trip on close, with and without passthrough; one that wants it gets one per
+/// close. Data written before each close is there either way.
+#[test]
+fn no_flush_handles_are_closed_without_a_flush() {
+    for passthrough in [Passthrough::Off, Passthrough::Auto] {
+        let fx = mount(&opts(passthrough)).expect("mount");
+        let p = fx.mount.mountpoint().join("f");
+        for want_flush in [false, true] {
+            fx.fs.want_flush.store(want_flush, Ordering::SeqCst);
+            let before = fx.fs.flushes.load(Ordering::SeqCst);
+            for i in 0..20u8 {
+                let mut f = fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&p)
+                    .unwrap();
+                f.write_all(&[i; 100]).unwrap();
+                drop(f);
+                assert_eq!(fs::read(fx.src.join("f")).unwrap(), [i; 100]);
+            }
+            let flushes = fx.fs.flushes.load(Ordering::SeqCst) - before;
+            if want_flush {
+                assert!(
+                    flushes >= 20,
+                    "{passthrough:?}: {flushes} flushes for 20 closes"
+                );
+            } else {
+                assert_eq!(
+                    flushes, 0,
+                    "{passthrough:?}: FLUSH sent for no_flush handles"
+                );
+            }
+        }
+    }
 }

@@ -494,9 +494,12 @@ pub struct RawFuse {
     /// user needs `user_allow_other` in /etc/fuse.conf).
     #[serde(default)]
     pub allow_other: bool,
-    /// Let the kernel check permission bits before calling the filesystem (default true).
-    #[serde(default = "default_true")]
-    pub default_permissions: bool,
+    /// Let the kernel check permission bits before calling the filesystem. Default: off
+    /// when the filesystem makes the same decisions itself (memfs; loopback run as root
+    /// on Linux, where the host checks each call with the caller's credentials), on
+    /// otherwise.
+    #[serde(default)]
+    pub default_permissions: Option<bool>,
     /// FUSE passthrough of file data (Linux 6.9+, root): `"auto"` (the default), `"on"`
     /// (required) or `"off"`.
     #[serde(default)]
@@ -544,7 +547,7 @@ impl Default for RawFuse {
             entry_timeout: None,
             writeback_cache: false,
             allow_other: false,
-            default_permissions: true,
+            default_permissions: None,
             passthrough: None,
             volume_name: None,
             noappledouble: true,
@@ -940,7 +943,8 @@ mod tests {
         assert!(c.filesystem.size_limit.is_none() && c.filesystem.max_inodes.is_none());
         assert_eq!(c.fuse.threads, Threads(0));
         assert!(c.fuse.attr_timeout.is_none() && c.fuse.entry_timeout.is_none());
-        assert!(!c.fuse.writeback_cache && !c.fuse.allow_other && c.fuse.default_permissions);
+        assert!(!c.fuse.writeback_cache && !c.fuse.allow_other);
+        assert!(c.fuse.default_permissions.is_none());
         assert!(c.fuse.passthrough.is_none());
         assert_eq!(c.nfs.port, Port(0));
         assert!(c.nfs.mount && !c.nfs.allow_other);
@@ -970,7 +974,8 @@ mod tests {
         assert_eq!(c.fuse.threads, Threads(4));
         assert_eq!(c.fuse.attr_timeout.unwrap().0, Duration::from_millis(500));
         assert_eq!(c.fuse.entry_timeout.unwrap().0, Duration::from_millis(250));
-        assert!(c.fuse.writeback_cache && c.fuse.allow_other && !c.fuse.default_permissions);
+        assert!(c.fuse.writeback_cache && c.fuse.allow_other);
+        assert_eq!(c.fuse.default_permissions, Some(false));
         assert_eq!(
             c.fuse.passthrough.unwrap().into_inner(),
             PassthroughMode::Off

@@ -103,8 +103,9 @@ pub struct FusePlan {
     pub writeback_cache: bool,
     /// Other users may use the mount.
     pub allow_other: bool,
-    /// The kernel checks permission bits.
-    pub default_permissions: bool,
+    /// The kernel checks permission bits; `None`: decided by the filesystem (see
+    /// `run::kernel_checks_permissions`).
+    pub default_permissions: Option<bool>,
     /// FUSE passthrough as configured (see [`FusePlan::effective_passthrough`]).
     pub passthrough: PassthroughMode,
     /// macOS: the volume name Finder shows (`None`: the mount's name).
@@ -363,7 +364,14 @@ impl fmt::Display for MountPlan {
         row(f, "  entry_timeout", secs(fuse.entry_timeout))?;
         row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
         row(f, "  allow_other", yes_no(fuse.allow_other))?;
-        row(f, "  default_permissions", yes_no(fuse.default_permissions))?;
+        let dp = match (fuse.default_permissions, &self.filesystem) {
+            (Some(on), _) => yes_no(on).to_owned(),
+            (None, FsPlan::Memfs { .. }) => "auto (no: memfs checks permissions itself)".into(),
+            (None, FsPlan::Loopback { .. }) => {
+                "auto (no when run as root on Linux: the host checks as the caller)".into()
+            }
+        };
+        row(f, "  default_permissions", dp)?;
         let passthrough = fuse.effective_passthrough(&self.filesystem);
         let note = match (&self.filesystem, passthrough) {
             (FsPlan::Memfs { .. }, _) => " (not used: memfs has no host files)",

@@ -202,6 +202,21 @@ fn loopback(source: &Path, read_only: bool) -> anyhow::Result<Arc<dyn Vfs>> {
     Ok(Arc::new(fs))
 }
 
+/// Whether FUSE's `default_permissions` (the kernel checks mode bits before calling us)
+/// is needed when the config leaves it unset. Not when the filesystem makes the same
+/// decisions itself: memfs does (uid, gid, groups, sticky and setgid rules, as pjdfstest
+/// confirms), and so does loopback run as root on Linux, where every host call runs with
+/// the caller's credentials and the host kernel decides, ACLs included. Leaving the check
+/// to the filesystem saves a GETATTR of the parent directory, which the kernel otherwise
+/// sends after every change in it before it can check the next path. macOS loopback only
+/// approximates the checks, so the kernel keeps them there.
+#[cfg_attr(not(unix), allow(dead_code))]
+fn kernel_checks_permissions(fs: &dyn Vfs, plan: &MountPlan) -> bool {
+    let approximate =
+        cfg!(target_os = "macos") && matches!(plan.filesystem, FsPlan::Loopback { .. });
+    approximate || !fs.capabilities().enforces_permissions
+}
+
 /// The uid and gid that own the root directory: whoever runs the daemon.
 fn owner() -> (u32, u32) {
     cfg_if::cfg_if! {
@@ -303,7 +318,10 @@ mod fuse {
             entry_timeout: plan.fuse.entry_timeout,
             writeback_cache: plan.fuse.writeback_cache,
             allow_other: plan.fuse.allow_other,
-            default_permissions: plan.fuse.default_permissions,
+            default_permissions: plan
+                .fuse
+                .default_permissions
+                .unwrap_or_else(|| super::kernel_checks_permissions(&*fs, plan)),
             read_only: plan.read_only,
             fs_name: plan.name.clone(),
             // The mount table then says `fuse.vmount`, which is how cleanup scripts and

@@ -280,7 +280,7 @@ fn memfs_example_checks() {
         "name:                   memfs".to_owned(),
         "read_only:              no".to_owned(),
         "attr_timeout:         3600 s".to_owned(),
-        "default_permissions:  yes".to_owned(),
+        "default_permissions:  auto (no: memfs checks permissions itself)".to_owned(),
         "port:                 0 (any free port on 127.0.0.1)".to_owned(),
     ] {
         assert!(plan.contains(&want), "missing {want:?} in:\n{plan}");

@@ -198,7 +198,7 @@ fn pjdfstest_matches_native(kind: Kind) {
     };
     let (native_run, native_label) = native_run;
 
-    let extra = Extra::fuse("allow_other = true\ndefault_permissions = true");
+    let extra = Extra::fuse("allow_other = true");
     let Some(m) = Mounted::new(test, kind, extra) else {
         return;
     };

@@ -376,15 +376,22 @@ pub struct Opened {
     pub direct_io: bool,
     /// Let the kernel keep cached pages from earlier opens (contents did not change).
     pub keep_cache: bool,
+    /// [`Vfs::flush`](crate::Vfs::flush) does nothing for this handle, so the adapter may
+    /// ask the kernel not to send one on every `close(2)` (FUSE `FOPEN_NOFLUSH`): one
+    /// round trip less per open-write-close, which is most of the cost of small files.
+    /// Leave it false when `flush` reports deferred write errors or does work.
+    pub no_flush: bool,
 }
 
 impl Opened {
-    /// A handle with default caching: the kernel's page cache is kept across opens.
+    /// A handle with default caching: the kernel's page cache is kept across opens, and
+    /// `flush` is called on every close.
     pub fn cached(fh: Fh) -> Opened {
         Opened {
             fh,
             direct_io: false,
             keep_cache: true,
+            no_flush: false,
         }
     }
 }

@@ -1260,6 +1260,8 @@ impl Vfs for Loopback {
             // The host may change the file behind the kernel's back: drop its cache on
             // open (close-to-open consistency).
             keep_cache: false,
+            // `flush` is the trait's no-op: the host descriptor is closed on release.
+            no_flush: true,
         })
     }
 
@@ -1354,6 +1356,7 @@ impl Vfs for Loopback {
                 fh,
                 direct_io,
                 keep_cache: false,
+                no_flush: true,
             },
         ))
     }

@@ -1719,6 +1719,7 @@ impl Vfs for Loopback {
             direct_io: flags.contains(OpenFlags::DIRECT),
             // The host may change the file behind the client's back (close-to-open).
             keep_cache: false,
+            no_flush: true,
         })
     }
 
@@ -1788,6 +1789,7 @@ impl Vfs for Loopback {
                 fh,
                 direct_io: flags.contains(OpenFlags::DIRECT),
                 keep_cache: false,
+                no_flush: true,
             },
         ))
     }

@@ -567,7 +567,10 @@ impl MemFs {
             m.open += 1;
         }
         drop(data);
-        Ok(Opened::cached(self.add_handle(node, flags)))
+        Ok(Opened {
+            no_flush: true,
+            ..Opened::cached(self.add_handle(node, flags))
+        })
     }
 
     /// The xattr namespace rules of Linux for `name` on `node`; `write` for set/remove.
@@ -1085,7 +1088,13 @@ impl Vfs for MemFs {
             match self.make(ctx, parent, name, mode, NewNode::File, true) {
                 Ok((node, attr)) => {
                     let fh = self.add_handle(node, flags - OpenFlags::EXCLUSIVE);
-                    return Ok((attr, Opened::cached(fh)));
+                    return Ok((
+                        attr,
+                        Opened {
+                            no_flush: true,
+                            ..Opened::cached(fh)
+                        },
+                    ));
                 }
                 // An existing name is opened instead, also on a read-only filesystem (as
                 // Linux's open(O_CREAT) does when nothing needs creating).
@@ -1202,12 +1211,6 @@ impl Vfs for MemFs {
         m.touch_mc();
         m.kill_suid(ctx);
         Ok(len)
-    }
-
-    fn flush(&self, _ctx: &Ctx, ino: Ino, fh: Fh, _lock_owner: u64) -> VfsResult<()> {
-        let (node, _) = self.handle(ino, fh)?;
-        self.trim(&node);
-        Ok(())
     }
 
     fn release(&self, _ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
