@@ -481,6 +481,16 @@ impl Filesystem for Adapter {
                 tracing::debug!("the kernel does not offer FUSE capability {name}");
             }
         }
+        // A filesystem that clears setuid/setgid and file capabilities itself takes that
+        // job from the kernel, which otherwise reads `security.capability` before every
+        // write (a GETXATTR round trip per write(2)) and sets SB_NOSEC only with this.
+        if self.fs.capabilities().kills_privileges
+            && config
+                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+                .is_err()
+        {
+            tracing::debug!("the kernel does not offer FUSE capability handle_killpriv_v2");
+        }
         let kernel = config.capabilities();
         // Passthrough also needs a stacking depth the kernel accepts.
         let kernel_passthrough = kernel.contains(InitFlags::FUSE_PASSTHROUGH)

@@ -38,6 +38,7 @@ both!(
     many_files_list_and_remove,
     other_user_with_allow_other,
     other_user_refused_by_default,
+    writes_drop_setuid_and_file_capabilities,
 );
 
 fn mount(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
@@ -520,6 +521,78 @@ fn other_user_refused_by_default(kind: Kind) {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
         "{out:?}"
+    );
+    m.finish();
+}
+
+/// What Linux's `file_remove_privs` promises, through the mount: a write by root keeps
+/// setuid/setgid, a write by another user drops both (setgid because group-exec is set),
+/// and any write drops `security.capability`. memfs does this itself (the adapter asks
+/// the kernel for FUSE_HANDLE_KILLPRIV_V2); for loopback the kernel keeps doing it.
+fn writes_drop_setuid_and_file_capabilities(kind: Kind) {
+    let test = "writes_drop_setuid_and_file_capabilities";
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping {test}: needs root to switch users and set file capabilities");
+        return;
+    }
+    if !tools_or_skip(test, &["setpriv", "python3"]) {
+        return;
+    }
+    let Some(m) = mount(test, kind, Extra::fuse("allow_other = true")) else {
+        return;
+    };
+    let mnt = m.path();
+    let script = r#"
+import os, stat, struct, sys
+os.chdir(sys.argv[1])
+mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+for p in ("f", "g"):
+    with open(p, "wb") as f:
+        f.write(b"x")
+    os.chmod(p, 0o6777)
+# Root (CAP_FSETID) keeps the bits.
+with open("f", "ab") as f:
+    f.write(b"root")
+assert mode("f") == 0o6777, oct(mode("f"))
+# File capabilities: VFS_CAP_REVISION_2 with the effective flag, CAP_NET_RAW permitted.
+caps = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+os.setxattr("g", "security.capability", caps)
+assert os.getxattr("g", "security.capability") == caps
+with open("g", "ab") as f:
+    f.write(b"any write drops file capabilities")
+try:
+    os.getxattr("g", "security.capability")
+    sys.exit("security.capability survived a write")
+except OSError:
+    pass
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(mnt)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            "echo nobody >> f",
+        ])
+        .current_dir(mnt)
+        .output()
+        .expect("setpriv");
+    assert!(out.status.success(), "{out:?}");
+    let mode = std::fs::metadata(mnt.join("f"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(
+        mode, 0o777,
+        "a write by another user must drop setuid and setgid"
     );
     m.finish();
 }

@@ -698,6 +698,32 @@ impl Loopback {
         }
     }
 
+    /// After a write by a user who does not own the file, the FUSE kernel clears setuid and
+    /// setgid by sending a chmod in the writer's name (without
+    /// `FUSE_HANDLE_KILLPRIV_V2`, which loopback cannot take: passthrough writes bypass
+    /// the daemon). The host refuses a non-owner's chmod, so the write would fail with EIO,
+    /// while a local write on the host clears the bits itself. So a chmod whose only
+    /// change is dropping setuid and/or setgid is done as the daemon, for a caller that
+    /// may write the file (checked by opening it for writing with the caller's
+    /// credentials): it can clear those bits by writing anyway. `Err(())`: not that case,
+    /// report the host's refusal.
+    fn drop_suid_bits_for_writer(&self, ctx: &Ctx, inode: &Inode, mode: u32) -> Result<(), ()> {
+        const SUID_SGID: u32 = 0o6000;
+        if !self.daemon_root || inode.kind != FileType::RegularFile || ctx.is_root() {
+            return Err(());
+        }
+        let fd = inode.fd().map_err(|_| ())?;
+        let st = sys::fstat(fd.as_fd()).map_err(|_| ())?;
+        let current = st.st_mode as u32 & 0o7777;
+        let dropped = current & !mode;
+        if dropped == 0 || dropped & !SUID_SGID != 0 || mode & !current != 0 {
+            return Err(());
+        }
+        // Still under the caller's credentials here: the host decides who may write.
+        sys::reopen(fd.as_fd(), inode.kind, libc::O_WRONLY).map_err(|_| ())?;
+        creds::as_daemon(|| sys::chmod_entry(fd.as_fd(), inode.kind, mode)).map_err(|_| ())
+    }
+
     /// macOS only: a root daemon gives objects it just created to the caller.
     fn give_to_caller(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<()> {
         if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
@@ -969,6 +995,10 @@ impl Vfs for Loopback {
             read_only: self.opts.read_only,
             sparse_files: true,
             enforces_permissions: self.daemon_root,
+            // The host kernel removes privileges on the host writes, but passthrough
+            // writes run with the daemon's (root's) credentials and keep setuid; the
+            // FUSE kernel's own check stays in charge.
+            kills_privileges: false,
             max_name_len: NAME_MAX as u32,
         }
     }
@@ -1028,7 +1058,15 @@ impl Vfs for Loopback {
             sys::chown_entry(inode.fd()?.as_fd(), set.uid, set.gid)?;
         }
         if let Some(mode) = set.mode {
-            sys::chmod_entry(inode.fd()?.as_fd(), inode.kind, mode & 0o7777)?;
+            let fd = inode.fd()?;
+            match sys::chmod_entry(fd.as_fd(), inode.kind, mode & 0o7777) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    self.drop_suid_bits_for_writer(ctx, &inode, mode & 0o7777)
+                        .map_err(|()| VfsError::from(e))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if let Some(size) = set.size {
             match inode.kind {

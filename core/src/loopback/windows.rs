@@ -1298,6 +1298,7 @@ impl Vfs for Loopback {
             read_only: self.opts.read_only,
             sparse_files: false,
             enforces_permissions: false,
+            kills_privileges: false,
             max_name_len: NAME_MAX as u32,
         }
     }

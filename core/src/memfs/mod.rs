@@ -310,6 +310,32 @@ impl MemFs {
         }
     }
 
+    /// What Linux's `file_remove_privs` does on a write, truncate or fallocate: drop
+    /// setuid/setgid for callers other than root ([`inode::Meta::kill_suid`]), and the
+    /// file capabilities (`security.capability`) for every caller. memfs does this itself
+    /// (and says so with `Capabilities::kills_privileges`), so the FUSE kernel need not
+    /// ask for `security.capability` before every write.
+    fn kill_privs(&self, m: &mut inode::Meta, ctx: &Ctx) {
+        m.kill_suid(ctx);
+        self.drop_file_caps(m);
+    }
+
+    /// Removes `security.capability`, giving back its bytes.
+    fn drop_file_caps(&self, m: &mut inode::Meta) {
+        let Some(x) = m.xattrs.as_mut() else {
+            return;
+        };
+        if let Some(v) = x.remove(&b"security.capability"[..]) {
+            self.used.fetch_sub(
+                (b"security.capability".len() + v.len()) as u64,
+                Ordering::AcqRel,
+            );
+            if x.is_empty() {
+                m.xattrs = None;
+            }
+        }
+    }
+
     /// Counts one more inode against `max_inodes`.
     fn reserve_inode(&self) -> VfsResult<()> {
         let max = self.opts.max_inodes.unwrap_or(u64::MAX);
@@ -562,7 +588,7 @@ impl MemFs {
                 m.size = 0;
                 m.held = fd.held();
                 m.touch_mc();
-                m.kill_suid(ctx);
+                self.kill_privs(&mut m, ctx);
             }
             m.open += 1;
         }
@@ -627,6 +653,7 @@ impl Vfs for MemFs {
             read_only: self.opts.read_only,
             sparse_files: true,
             enforces_permissions: true,
+            kills_privileges: true,
             max_name_len: crate::NAME_MAX as u32,
         }
     }
@@ -723,7 +750,7 @@ impl Vfs for MemFs {
                 m.size = size;
                 m.mtime = now;
             }
-            m.kill_suid(ctx);
+            self.kill_privs(&mut m, ctx);
         }
         drop(data);
         // chown drops setuid/setgid (judged by the group before the change), even for
@@ -731,6 +758,9 @@ impl Vfs for MemFs {
         let chown = set.uid.is_some() || set.gid.is_some();
         if chown && node.kind != FileType::Directory && set.mode.is_none() {
             m.drop_suid_bits(ctx);
+        }
+        if chown {
+            self.drop_file_caps(&mut m);
         }
         if let Some(uid) = set.uid {
             m.uid = uid;
@@ -939,6 +969,11 @@ impl Vfs for MemFs {
             }
             if cross && exchange && dst_dir && self.is_ancestor(dst.map_or(0, |d| d.ino), sp.ino) {
                 return Err(VfsError::InvalidArgument);
+            }
+            // Replacing an ancestor of the source: Linux answers ENOTEMPTY before looking
+            // at the kinds, so a file renamed over it gets that too, not EISDIR.
+            if cross && !exchange && dst_dir && self.is_ancestor(dst.map_or(0, |d| d.ino), sp.ino) {
+                return Err(VfsError::NotEmpty);
             }
             self.may_delete(ctx, &sp, &src_node, src_dir)?;
             match &dst_node {
@@ -1209,7 +1244,7 @@ impl Vfs for MemFs {
         m.size = m.size.max(end);
         m.held = fd.held();
         m.touch_mc();
-        m.kill_suid(ctx);
+        self.kill_privs(&mut m, ctx);
         Ok(len)
     }
 
@@ -1465,7 +1500,7 @@ impl Vfs for MemFs {
             m.size = end;
         }
         m.touch_mc();
-        m.kill_suid(ctx);
+        self.kill_privs(&mut m, ctx);
         Ok(())
     }
 
@@ -1535,7 +1570,7 @@ impl Vfs for MemFs {
             m.size = size_out.max(end_out);
             m.held = dguard.held();
             m.touch_mc();
-            m.kill_suid(ctx);
+            self.kill_privs(&mut m, ctx);
         }
         drop(dguard);
         drop(sguard);

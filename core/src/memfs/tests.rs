@@ -959,3 +959,53 @@ fn random_operations_match_a_flat_model() {
         }
     }
 }
+
+/// Writes, truncates and chowns drop `security.capability` (as Linux's
+/// `file_remove_privs` does for any writer) and give its bytes back; other xattrs stay.
+#[test]
+fn writes_truncates_and_chowns_drop_file_capabilities() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    let caps = os("security.capability");
+    let set_caps = || {
+        fs.setxattr(&root(), ino, caps, &[1; 20], XattrFlags::empty())
+            .unwrap();
+    };
+    fs.setxattr(&root(), ino, os("user.keep"), b"v", XattrFlags::empty())
+        .unwrap();
+    let baseline = fs.used_bytes();
+    set_caps();
+    assert!(fs.used_bytes() > baseline);
+    fs.write(&root(), ino, Some(fh), 0, b"x").unwrap();
+    assert!(
+        matches!(fs.getxattr(&root(), ino, caps), Err(VfsError::NoAttribute)),
+        "a write drops file capabilities, even root's"
+    );
+    set_caps();
+    let trunc = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), ino, &trunc, Some(fh)).unwrap();
+    assert!(matches!(
+        fs.getxattr(&root(), ino, caps),
+        Err(VfsError::NoAttribute)
+    ));
+    set_caps();
+    let chown = SetAttr {
+        uid: Some(7),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), ino, &chown, None).unwrap();
+    assert!(matches!(
+        fs.getxattr(&root(), ino, caps),
+        Err(VfsError::NoAttribute)
+    ));
+    assert_eq!(fs.getxattr(&root(), ino, os("user.keep")).unwrap(), b"v");
+    assert_eq!(
+        fs.used_bytes(),
+        baseline,
+        "the capability's bytes are given back"
+    );
+    fs.release(&root(), ino, fh).unwrap();
+}
