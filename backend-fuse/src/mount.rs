@@ -130,6 +130,18 @@ impl FuseMount {
         }
         match thread.join() {
             Ok(Ok(())) => Ok(()),
+            // A worker that was reading a request from /dev/fuse while the unmount tore
+            // the connection down gets ECONNABORTED instead of ENODEV (the kernel's
+            // fuse_dev_do_read), and fuser passes it on. Under load the race is common;
+            // the unmount asked for above is what happened, so it is a clean end.
+            Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                tracing::debug!(
+                    "the FUSE session for {} ended with ECONNABORTED: a request was in \
+                     flight during the unmount",
+                    self.mountpoint.display()
+                );
+                Ok(())
+            }
             Ok(Err(e)) => Err(FuseError::Io {
                 context: format!(
                     "the FUSE session for {} ended with an error (it is unmounted now)",

@@ -745,3 +745,612 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the fault, soak and isolation tests (faults.rs, soak.rs, isolation.rs).
+
+/// Runs `cmd` with piped output, killing it after `timeout`: `None` means it hung.
+pub fn output_timeout(cmd: &mut Command, timeout: Duration) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = drain(&mut child);
+    let status = wait_timeout(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (stdout, stderr) = out.finish();
+    status.map(|status| Output {
+        status,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    })
+}
+
+/// A command run as uid/gid 65534 (`nobody`) with no supplementary groups, via setpriv.
+pub fn as_nobody(program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+    cmd
+}
+
+/// How many entries /proc/self/mountinfo has for exactly `path` (stacked mounts count
+/// separately, which /proc/mounts' last-entry view would hide).
+pub fn mountinfo_count(path: &Path) -> usize {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|target| Path::new(&unescape_mount_path(target)) == path)
+        .count()
+}
+
+/// The resident set size of process `pid` in KiB (VmRSS in /proc/PID/status).
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `len` bytes of a xorshift sequence seeded by `seed`: a shifted, repeated or zeroed
+/// block never matches.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// FNV-1a over `data`: a cheap checksum for the writers' logs.
+pub fn fnv64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A tmpfs of a given size mounted on a fresh 0755 directory on /tmp; `Drop` unmounts it
+/// (lazily, so a daemon still holding files there cannot keep it) and removes the dir.
+/// Needs root.
+#[cfg(unix)]
+pub struct Tmpfs {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+#[cfg(unix)]
+impl Tmpfs {
+    #[track_caller]
+    pub fn new(size: &str) -> Tmpfs {
+        let dir = open_tempdir_on_tmp("vmount-tmpfs-");
+        let path = dir.path().canonicalize().expect("canonicalize");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .expect("spawn mount");
+        assert!(
+            out.status.success(),
+            "mount tmpfs at {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs {
+            dir: Some(dir),
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `mount -o remount,ro` or `remount,rw`; the result is returned so that a busy
+    /// remount can be reported.
+    pub fn remount(&self, read_only: bool) -> Result<(), String> {
+        let opt = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
+        let out = Command::new("mount")
+            .args(["-o", opt])
+            .arg(&self.path)
+            .output()
+            .map_err(|e| format!("spawn mount: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        while mounted_fstype(&self.path).is_some_and(|t| t == "tmpfs") {
+            let ok = Command::new("umount")
+                .arg("-l")
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                break;
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+/// A `vmount --backend nfs` with `[nfs] mount = false` (serve only) and its port.
+pub struct NfsServed {
+    pub daemon: Daemon,
+    pub port: u16,
+    /// The temp dir holding the config and the (unused) mountpoint.
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl NfsServed {
+    /// Serves `[filesystem]` body `fs` with `[nfs]` extras `nfs` (e.g. `port = 1234`),
+    /// passing `flags` (e.g. `-vv`) before the config; waits for the `serving` line.
+    #[track_caller]
+    pub fn start(name: &str, fs: &str, nfs: &str, flags: &[&str]) -> NfsServed {
+        let text = format!(
+            "mountpoint = \"mp\"\nname = \"{name}\"\n[filesystem]\n{fs}\n[nfs]\nmount = false\n{nfs}\n"
+        );
+        let (dir, config) = config_file(&text);
+        set_mode(dir.path(), 0o755);
+        let mp = dir.path().join("mp");
+        std::fs::create_dir(&mp).expect("mkdir mp");
+        let mp = mp.canonicalize().expect("canonicalize");
+        let config_s = config.to_str().expect("utf-8 temp path").to_owned();
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["--backend", "nfs", &config_s]);
+        let mut daemon = Daemon::spawn(&args, &mp);
+        let first = daemon.first_line();
+        let port = first
+            .strip_prefix(&format!("serving {name} over NFS on 127.0.0.1:"))
+            .and_then(|r| r.strip_suffix(", export /vmount"))
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("unexpected first line `{first}`; {}", daemon.stderr()));
+        // The `mount with:` and `unmount with:` lines.
+        daemon.first_line();
+        daemon.first_line();
+        NfsServed {
+            daemon,
+            port,
+            dir,
+            config,
+        }
+    }
+
+    /// `nfs://127.0.0.1/vmount/PATH?...` for libnfs's tools.
+    pub fn url(&self, path: &str) -> String {
+        nfs_url(self.port, path)
+    }
+}
+
+/// The libnfs URL of `path` (starting with `/`, or empty for the root) on vmount's export.
+pub fn nfs_url(port: u16, path: &str) -> String {
+    format!("nfs://127.0.0.1/vmount{path}?nfsport={port}&mountport={port}&version=3")
+}
+
+/// A small synchronous NFSv3 client over one TCP connection (AUTH_SYS as root), enough to
+/// drive the server from many threads without a kernel NFS client. Transport failures
+/// and malformed replies panic (they fail the test); NFS errors are `Err(status)`, whose
+/// values equal the errno numbers (NFS3ERR_NOENT = 2, NFS3ERR_NOSPC = 28, ...).
+pub mod rpc {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub type Fh = Vec<u8>;
+    pub type Res<T> = Result<T, u32>;
+
+    const NFS: u32 = 100_003;
+    const MOUNT: u32 = 100_005;
+
+    /// The attributes the tests look at.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Fattr {
+        pub ftype: u32,
+        pub mode: u32,
+        pub nlink: u32,
+        pub size: u64,
+        pub fileid: u64,
+        pub mtime: (u32, u32),
+    }
+
+    #[derive(Default)]
+    struct Xdr(Vec<u8>);
+
+    impl Xdr {
+        fn u32(mut self, v: u32) -> Xdr {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn u64(mut self, v: u64) -> Xdr {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn opaque(mut self, d: &[u8]) -> Xdr {
+            self = self.u32(u32::try_from(d.len()).expect("opaque fits u32"));
+            self.0.extend_from_slice(d);
+            self.0.resize(self.0.len() + (4 - d.len() % 4) % 4, 0);
+            self
+        }
+        /// sattr3 with mode, size and mtime optionally set (uid, gid, atime left alone).
+        fn sattr(self, mode: Option<u32>, size: Option<u64>, mtime: Option<(u32, u32)>) -> Xdr {
+            let x = match mode {
+                Some(m) => self.u32(1).u32(m),
+                None => self.u32(0),
+            };
+            let x = x.u32(0).u32(0);
+            let x = match size {
+                Some(s) => x.u32(1).u64(s),
+                None => x.u32(0),
+            };
+            let x = x.u32(0);
+            match mtime {
+                Some((s, ns)) => x.u32(2).u32(s).u32(ns),
+                None => x.u32(0),
+            }
+        }
+    }
+
+    struct Rd<'a>(&'a [u8]);
+
+    impl Rd<'_> {
+        fn take(&mut self, n: usize) -> &[u8] {
+            assert!(self.0.len() >= n, "short NFS reply");
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            a
+        }
+        fn u32(&mut self) -> u32 {
+            u32::from_be_bytes(self.take(4).try_into().expect("4 bytes"))
+        }
+        fn u64(&mut self) -> u64 {
+            u64::from_be_bytes(self.take(8).try_into().expect("8 bytes"))
+        }
+        fn bool(&mut self) -> bool {
+            self.u32() != 0
+        }
+        fn opaque(&mut self) -> Vec<u8> {
+            let n = self.u32() as usize;
+            let v = self.take(n).to_vec();
+            self.take((4 - n % 4) % 4);
+            v
+        }
+        fn fattr(&mut self) -> Fattr {
+            let ftype = self.u32();
+            let mode = self.u32();
+            let nlink = self.u32();
+            let _uid = self.u32();
+            let _gid = self.u32();
+            let size = self.u64();
+            let _used = self.u64();
+            let _rdev = self.u64();
+            let _fsid = self.u64();
+            let fileid = self.u64();
+            let _atime = self.u64();
+            let mtime = (self.u32(), self.u32());
+            let _ctime = self.u64();
+            Fattr {
+                ftype,
+                mode,
+                nlink,
+                size,
+                fileid,
+                mtime,
+            }
+        }
+        fn post_op_attr(&mut self) -> Option<Fattr> {
+            self.bool().then(|| self.fattr())
+        }
+        fn wcc(&mut self) {
+            if self.bool() {
+                self.take(24);
+            }
+            self.post_op_attr();
+        }
+    }
+
+    pub struct Nfs {
+        s: TcpStream,
+        xid: u32,
+        cred: Vec<u8>,
+    }
+
+    impl Nfs {
+        /// Connects to the server on 127.0.0.1:`port` as AUTH_SYS uid 0.
+        pub fn connect(port: u16) -> std::io::Result<Nfs> {
+            let s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            s.set_nodelay(true)?;
+            let cred = Xdr::default()
+                .u32(0)
+                .opaque(b"vmount-test")
+                .u32(0)
+                .u32(0)
+                .u32(0)
+                .0;
+            // Each connection starts its xids at a different value, as real clients do
+            // (Linux and libnfs seed them randomly): the server's duplicate request cache
+            // does not key on the connection, so two connections both counting from 1
+            // would have an identical later call answered from the cache.
+            static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let xid = nanos ^ seq.wrapping_mul(0x9e37_79b9) ^ std::process::id().rotate_left(16);
+            Ok(Nfs { s, xid, cred })
+        }
+
+        /// One call; the result bytes after a SUCCESS accept_stat.
+        fn call(&mut self, prog: u32, proc_: u32, args: Xdr) -> Vec<u8> {
+            self.xid = self.xid.wrapping_add(1);
+            let msg = Xdr::default()
+                .u32(self.xid)
+                .u32(0)
+                .u32(2)
+                .u32(prog)
+                .u32(3)
+                .u32(proc_)
+                .u32(1)
+                .opaque(&self.cred)
+                .u32(0)
+                .u32(0);
+            let mut body = msg.0;
+            body.extend_from_slice(&args.0);
+            let mark = 0x8000_0000u32 | u32::try_from(body.len()).expect("record fits");
+            let mut rec = mark.to_be_bytes().to_vec();
+            rec.extend_from_slice(&body);
+            self.s
+                .write_all(&rec)
+                .unwrap_or_else(|e| panic!("NFS call {prog}/{proc_}: send: {e}"));
+            let mut reply = Vec::new();
+            loop {
+                let mut m = [0u8; 4];
+                self.s
+                    .read_exact(&mut m)
+                    .unwrap_or_else(|e| panic!("NFS call {prog}/{proc_}: no reply: {e}"));
+                let m = u32::from_be_bytes(m);
+                let start = reply.len();
+                reply.resize(start + (m & 0x7fff_ffff) as usize, 0);
+                self.s
+                    .read_exact(&mut reply[start..])
+                    .unwrap_or_else(|e| panic!("NFS call {prog}/{proc_}: short reply: {e}"));
+                if m & 0x8000_0000 != 0 {
+                    break;
+                }
+            }
+            let mut r = Rd(&reply);
+            assert_eq!(r.u32(), self.xid, "reply xid");
+            assert_eq!(r.u32(), 1, "REPLY");
+            assert_eq!(r.u32(), 0, "MSG_ACCEPTED for {prog}/{proc_}");
+            let _verf_flavor = r.u32();
+            let _verf = r.opaque();
+            assert_eq!(r.u32(), 0, "accept_stat SUCCESS for {prog}/{proc_}");
+            r.0.to_vec()
+        }
+
+        /// MNT of the export: its root handle.
+        pub fn mount(&mut self, export: &str) -> Res<Fh> {
+            let b = self.call(MOUNT, 1, Xdr::default().opaque(export.as_bytes()));
+            let mut r = Rd(&b);
+            match r.u32() {
+                0 => Ok(r.opaque()),
+                s => Err(s),
+            }
+        }
+
+        pub fn getattr(&mut self, fh: &[u8]) -> Res<Fattr> {
+            let b = self.call(NFS, 1, Xdr::default().opaque(fh));
+            let mut r = Rd(&b);
+            match r.u32() {
+                0 => Ok(r.fattr()),
+                s => Err(s),
+            }
+        }
+
+        pub fn setattr(
+            &mut self,
+            fh: &[u8],
+            mode: Option<u32>,
+            size: Option<u64>,
+            mtime: Option<(u32, u32)>,
+        ) -> Res<()> {
+            let args = Xdr::default().opaque(fh).sattr(mode, size, mtime).u32(0);
+            status(&self.call(NFS, 2, args))
+        }
+
+        pub fn lookup(&mut self, dir: &[u8], name: &str) -> Res<(Fh, Fattr)> {
+            let b = self.call(NFS, 3, Xdr::default().opaque(dir).opaque(name.as_bytes()));
+            let mut r = Rd(&b);
+            match r.u32() {
+                0 => {
+                    let fh = r.opaque();
+                    let attr = r.post_op_attr();
+                    match attr {
+                        Some(a) => Ok((fh, a)),
+                        None => {
+                            let a = self.getattr(&fh)?;
+                            Ok((fh, a))
+                        }
+                    }
+                }
+                s => Err(s),
+            }
+        }
+
+        /// READ of up to `count` bytes: (data, eof).
+        pub fn read(&mut self, fh: &[u8], offset: u64, count: u32) -> Res<(Vec<u8>, bool)> {
+            let b = self.call(NFS, 6, Xdr::default().opaque(fh).u64(offset).u32(count));
+            let mut r = Rd(&b);
+            let s = r.u32();
+            r.post_op_attr();
+            if s != 0 {
+                return Err(s);
+            }
+            let _count = r.u32();
+            let eof = r.bool();
+            Ok((r.opaque(), eof))
+        }
+
+        /// The whole file, in 64 KiB READs.
+        pub fn read_all(&mut self, fh: &[u8]) -> Res<Vec<u8>> {
+            let mut out = Vec::new();
+            loop {
+                let (data, eof) = self.read(fh, out.len() as u64, 64 << 10)?;
+                let empty = data.is_empty();
+                out.extend_from_slice(&data);
+                if eof || empty {
+                    return Ok(out);
+                }
+            }
+        }
+
+        /// FILE_SYNC WRITE of all of `data` at `offset`, in 64 KiB pieces.
+        pub fn write(&mut self, fh: &[u8], offset: u64, data: &[u8]) -> Res<()> {
+            let mut done = 0usize;
+            while done < data.len() {
+                let end = data.len().min(done + (64 << 10));
+                let args = Xdr::default()
+                    .opaque(fh)
+                    .u64(offset + done as u64)
+                    .u32(u32::try_from(end - done).expect("piece fits"))
+                    .u32(2)
+                    .opaque(&data[done..end]);
+                let b = self.call(NFS, 7, args);
+                let mut r = Rd(&b);
+                let s = r.u32();
+                r.wcc();
+                if s != 0 {
+                    return Err(s);
+                }
+                let n = r.u32() as usize;
+                assert!(n > 0, "WRITE accepted nothing");
+                done += n;
+            }
+            Ok(())
+        }
+
+        /// CREATE (GUARDED when `exclusive`, else UNCHECKED) with `mode`.
+        pub fn create(&mut self, dir: &[u8], name: &str, mode: u32, exclusive: bool) -> Res<Fh> {
+            let args = Xdr::default()
+                .opaque(dir)
+                .opaque(name.as_bytes())
+                .u32(u32::from(exclusive))
+                .sattr(Some(mode), None, None);
+            let b = self.call(NFS, 8, args);
+            self.new_object(&b, dir, name)
+        }
+
+        pub fn mkdir(&mut self, dir: &[u8], name: &str, mode: u32) -> Res<Fh> {
+            let args =
+                Xdr::default()
+                    .opaque(dir)
+                    .opaque(name.as_bytes())
+                    .sattr(Some(mode), None, None);
+            let b = self.call(NFS, 9, args);
+            self.new_object(&b, dir, name)
+        }
+
+        fn new_object(&mut self, b: &[u8], dir: &[u8], name: &str) -> Res<Fh> {
+            let mut r = Rd(b);
+            match r.u32() {
+                0 if r.bool() => Ok(r.opaque()),
+                0 => self.lookup(dir, name).map(|(fh, _)| fh),
+                s => Err(s),
+            }
+        }
+
+        pub fn remove(&mut self, dir: &[u8], name: &str) -> Res<()> {
+            status(&self.call(NFS, 12, Xdr::default().opaque(dir).opaque(name.as_bytes())))
+        }
+
+        pub fn rmdir(&mut self, dir: &[u8], name: &str) -> Res<()> {
+            status(&self.call(NFS, 13, Xdr::default().opaque(dir).opaque(name.as_bytes())))
+        }
+
+        pub fn rename(&mut self, from: &[u8], fname: &str, to: &[u8], tname: &str) -> Res<()> {
+            let args = Xdr::default()
+                .opaque(from)
+                .opaque(fname.as_bytes())
+                .opaque(to)
+                .opaque(tname.as_bytes());
+            status(&self.call(NFS, 14, args))
+        }
+
+        pub fn link(&mut self, fh: &[u8], dir: &[u8], name: &str) -> Res<()> {
+            let args = Xdr::default()
+                .opaque(fh)
+                .opaque(dir)
+                .opaque(name.as_bytes());
+            status(&self.call(NFS, 15, args))
+        }
+
+        /// Every name in `dir` (READDIR, paged), without `.` and `..`.
+        pub fn readdir(&mut self, dir: &[u8]) -> Res<Vec<String>> {
+            let mut names = Vec::new();
+            let (mut cookie, mut verf) = (0u64, [0u8; 8]);
+            loop {
+                let mut args = Xdr::default().opaque(dir).u64(cookie);
+                args.0.extend_from_slice(&verf);
+                let args = args.u32(32 << 10);
+                let b = self.call(NFS, 16, args);
+                let mut r = Rd(&b);
+                let s = r.u32();
+                r.post_op_attr();
+                if s != 0 {
+                    return Err(s);
+                }
+                verf.copy_from_slice(r.take(8));
+                let mut any = false;
+                while r.bool() {
+                    any = true;
+                    let _fileid = r.u64();
+                    let name = String::from_utf8_lossy(&r.opaque()).into_owned();
+                    cookie = r.u64();
+                    if name != "." && name != ".." {
+                        names.push(name);
+                    }
+                }
+                if r.bool() || !any {
+                    return Ok(names);
+                }
+            }
+        }
+    }
+
+    fn status(b: &[u8]) -> Res<()> {
+        match Rd(b).u32() {
+            0 => Ok(()),
+            s => Err(s),
+        }
+    }
+}
