@@ -125,7 +125,12 @@ impl Adapter {
         startup: Arc<StartupFailure>,
     ) -> Adapter {
         Adapter {
-            fs,
+            // Every request is one trait call, counted for `vmount status` and the
+            // metrics endpoint (see `vmount_core::stats`).
+            fs: Arc::new(vmount_core::stats::Recorded::new(
+                fs,
+                vmount_core::stats::global(),
+            )),
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
             want_writeback: opts.writeback_cache,

@@ -12,10 +12,14 @@
 //! - **Which calls:** the non-idempotent NFSv3 procedures (SETATTR, CREATE, MKDIR,
 //!   SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK). READ, WRITE, COMMIT and the lookups are
 //!   idempotent and run again at no harm, so caching them would only cost memory.
-//! - **The key** is the xid, program, version and procedure, the caller's uid and gid,
-//!   and a 64-bit hash of the argument bytes. Not the client's port: a client that
-//!   reconnects may come from a new port, and every client here is on 127.0.0.1 anyway.
-//!   The argument hash guards against a client that reuses xids for different calls.
+//! - **The key** is the client's port (every client is on 127.0.0.1), the xid, program,
+//!   version and procedure, the caller's uid and gid, and a 64-bit hash of the argument
+//!   bytes, as knfsd keys on the client's address and port. The port matters: a client
+//!   that starts over on a new connection may count its xids from the same start, and an
+//!   identical call it makes again must run again. A retransmission after a reconnect is
+//!   still found, because the Linux client reconnects from the same source port for
+//!   exactly this reason. The argument hash guards against a client that reuses xids for
+//!   different calls.
 //! - **In progress:** a duplicate that arrives while the first execution runs waits for
 //!   its reply (bounded by [`WAIT_MAX`]) and is answered with it. That is the case a
 //!   reconnecting client creates: the first reply went to a dead connection.
@@ -45,6 +49,7 @@ const NON_IDEMPOTENT: [u32; 9] = [2, 8, 9, 10, 11, 12, 13, 14, 15];
 /// Identifies one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
+    client_port: u16,
     xid: u32,
     prog: u32,
     vers: u32,
@@ -56,13 +61,22 @@ pub struct Key {
 
 impl Key {
     /// The key of an NFSv3 call, or `None` when the procedure is idempotent.
-    pub fn nfs3(xid: u32, vers: u32, proc_: u32, uid: u32, gid: u32, args: &[u8]) -> Option<Key> {
+    pub fn nfs3(
+        client_port: u16,
+        xid: u32,
+        vers: u32,
+        proc_: u32,
+        uid: u32,
+        gid: u32,
+        args: &[u8],
+    ) -> Option<Key> {
         if !NON_IDEMPOTENT.contains(&proc_) {
             return None;
         }
         let mut h = DefaultHasher::new();
         args.hash(&mut h);
         Some(Key {
+            client_port,
             xid,
             prog: crate::server::PROG_NFS,
             vers,
@@ -253,16 +267,16 @@ mod tests {
     use super::*;
 
     fn key(xid: u32, args: &[u8]) -> Key {
-        Key::nfs3(xid, 3, 12, 1000, 1000, args).unwrap()
+        Key::nfs3(700, xid, 3, 12, 1000, 1000, args).unwrap()
     }
 
     #[test]
     fn idempotent_procedures_are_not_cached() {
         for p in [0, 1, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21] {
-            assert!(Key::nfs3(1, 3, p, 0, 0, b"").is_none(), "proc {p}");
+            assert!(Key::nfs3(700, 1, 3, p, 0, 0, b"").is_none(), "proc {p}");
         }
         for p in NON_IDEMPOTENT {
-            assert!(Key::nfs3(1, 3, p, 0, 0, b"").is_some(), "proc {p}");
+            assert!(Key::nfs3(700, 1, 3, p, 0, 0, b"").is_some(), "proc {p}");
         }
     }
 
@@ -280,8 +294,10 @@ mod tests {
         // Another xid, other arguments or another user is another call.
         assert!(matches!(drc.begin(key(8, b"a")), Begin::Execute(_)));
         assert!(matches!(drc.begin(key(7, b"b")), Begin::Execute(_)));
-        let other_user = Key::nfs3(7, 3, 12, 1001, 1000, b"a").unwrap();
+        let other_user = Key::nfs3(700, 7, 3, 12, 1001, 1000, b"a").unwrap();
         assert!(matches!(drc.begin(other_user), Begin::Execute(_)));
+        let other_client = Key::nfs3(701, 7, 3, 12, 1000, 1000, b"a").unwrap();
+        assert!(matches!(drc.begin(other_client), Begin::Execute(_)));
     }
 
     #[test]

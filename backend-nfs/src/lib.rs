@@ -47,6 +47,9 @@ mod os;
 mod auth;
 mod convert;
 mod drc;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod handles;
 mod mountd;
 mod nfs3;

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 
-use vmount_core::{FileType, Ino, VfsError};
+use vmount_core::{Attr, FileType, Ino, VfsError};
 
 use crate::auth::Caller;
 use crate::rpc::{AUTH_SYS, AcceptError, Dec, Enc};
@@ -38,17 +38,42 @@ fn resolve(shared: &Shared, caller: &Caller, path: &[u8]) -> Result<Ino, u32> {
         return Err(MNT3ERR_NOENT);
     }
     let rest = std::str::from_utf8(rest).map_err(|_| MNT3ERR_NOENT)?;
-    let attr = vmount_core::walk_path(&*shared.fs, &caller.ctx(), OsStr::new(rest)).map_err(
-        |e| match e {
-            VfsError::PermissionDenied | VfsError::NotPermitted => MNT3ERR_ACCES,
-            VfsError::NotDir => MNT3ERR_NOTDIR,
-            _ => MNT3ERR_NOENT,
-        },
-    )?;
+    let attr = walk(shared, caller, rest).map_err(|e| match e {
+        VfsError::PermissionDenied | VfsError::NotPermitted => MNT3ERR_ACCES,
+        VfsError::NotDir => MNT3ERR_NOTDIR,
+        _ => MNT3ERR_NOENT,
+    })?;
     if attr.kind != FileType::Directory {
         return Err(MNT3ERR_NOTDIR);
     }
     Ok(attr.ino)
+}
+
+/// Looks up `path` below the root like [`vmount_core::walk_path`], but records each
+/// directory's parent on the way: the handle MNT returns is the client's root, and its
+/// `..` (LOOKUP and READDIR) must resolve although no LOOKUP ever led there. As with NFS
+/// LOOKUP, the lookups are kept, not forgotten, because those inodes may now be named by
+/// handles.
+fn walk(shared: &Shared, caller: &Caller, path: &str) -> Result<Attr, VfsError> {
+    let ctx = caller.ctx();
+    let mut attr = shared.fs.getattr(&ctx, Ino::ROOT, None)?;
+    for comp in path.split('/') {
+        if comp.is_empty() || comp == "." {
+            continue;
+        }
+        if comp == ".." {
+            return Err(VfsError::InvalidArgument);
+        }
+        if attr.kind != FileType::Directory {
+            return Err(VfsError::NotDir);
+        }
+        let next = shared.fs.lookup(&ctx, attr.ino, OsStr::new(comp))?;
+        if next.kind == FileType::Directory {
+            shared.handles.set_parent(next.ino, attr.ino);
+        }
+        attr = next;
+    }
+    Ok(attr)
 }
 
 /// Handles one MOUNT v3 call, appending its results to `out`.

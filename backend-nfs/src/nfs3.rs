@@ -92,14 +92,17 @@ pub(crate) fn dispatch(
     args: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), AcceptError> {
+    let started = std::time::Instant::now();
+    let reply_at = out.len();
     let ctx = caller.ctx();
     let mut p = Proc {
         s: shared,
         ctx: &ctx,
         d: Dec::new(args),
         out,
+        bytes: 0,
     };
-    match proc_ {
+    let r = match proc_ {
         0 => Ok(()),
         1 => p.getattr(),
         2 => p.setattr(),
@@ -123,8 +126,45 @@ pub(crate) fn dispatch(
         20 => p.pathconf(),
         21 => p.commit(),
         _ => Err(AcceptError::ProcUnavail),
+    };
+    // Counted for `vmount status` and the metrics endpoint (see `vmount_core::stats`):
+    // a call fails when it is not accepted or its reply's status word is not NFS3_OK.
+    if let Some(&op) = usize::try_from(proc_).ok().and_then(|i| STAT_OPS.get(i)) {
+        let status = p.out.get(reply_at..reply_at + 4);
+        let ok = r.is_ok() && status.is_none_or(|s| s == [0; 4]);
+        vmount_core::stats::global().record_since(op, started, ok, p.bytes);
     }
+    r
 }
+
+/// The counted operation of each procedure number (see `vmount_core::stats`).
+const STAT_OPS: [vmount_core::stats::Op; 22] = {
+    use vmount_core::stats::Op::*;
+    [
+        Null,
+        Getattr,
+        Setattr,
+        Lookup,
+        Access,
+        Readlink,
+        Read,
+        Write,
+        Create,
+        Mkdir,
+        Symlink,
+        Mknod,
+        Unlink,
+        Rmdir,
+        Rename,
+        Link,
+        Readdir,
+        Readdirplus,
+        Statfs,
+        Fsinfo,
+        Pathconf,
+        Fsync,
+    ]
+};
 
 /// A name as the filesystem takes it.
 fn os_str(bytes: &[u8]) -> Status<&OsStr> {
@@ -161,6 +201,8 @@ struct Proc<'a, 'o> {
     ctx: &'a Ctx,
     d: Dec<'a>,
     out: &'o mut Vec<u8>,
+    /// File data moved by a READ or WRITE, for the counters.
+    bytes: u64,
 }
 
 impl<'a> Proc<'a, '_> {
@@ -501,6 +543,7 @@ impl<'a> Proc<'a, '_> {
         });
         match r {
             Ok((buf, after, eof)) => {
+                self.bytes = buf.len() as u64;
                 self.put_status(nfsstat3::NFS3_OK);
                 self.put_post_op(after.as_ref());
                 self.out.reserve(buf.len() + 12);
@@ -565,6 +608,7 @@ impl<'a> Proc<'a, '_> {
         let after = self.attr(ino);
         match r {
             Ok(n) => {
+                self.bytes = u64::from(n);
                 self.put_status(nfsstat3::NFS3_OK);
                 self.put_wcc(before.as_ref(), after.as_ref());
                 self.out.put_u32(n);

@@ -236,7 +236,7 @@ async fn accept_loop(
                 return;
             }
             tokio::select! {
-                r = connection(stream, shared) => {
+                r = connection(stream, shared, peer.port()) => {
                     if let Err(e) = r {
                         tracing::debug!(%peer, error = %e, "NFS connection closed");
                     }
@@ -256,7 +256,9 @@ async fn peer_allowed(shared: &Shared, peer: SocketAddr, local: SocketAddr) -> b
         .unwrap_or(false)
 }
 
-async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+/// Serves one connection; `client_port` is the peer's port, part of the duplicate
+/// request cache's key.
+async fn connection(stream: TcpStream, shared: Arc<Shared>, client_port: u16) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
@@ -282,12 +284,13 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             let xid = record
                 .get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let answer = tokio::task::spawn_blocking(move || handle_record(&shared, &record))
-                .await
-                .unwrap_or_else(|_| match xid {
-                    Some(x) => Answer::Reply(rpc::accept_error(x, AcceptError::SystemErr)),
-                    None => Answer::Drop,
-                });
+            let answer =
+                tokio::task::spawn_blocking(move || handle_record(&shared, &record, client_port))
+                    .await
+                    .unwrap_or_else(|_| match xid {
+                        Some(x) => Answer::Reply(rpc::accept_error(x, AcceptError::SystemErr)),
+                        None => Answer::Drop,
+                    });
             match answer {
                 Answer::Reply(reply) => {
                     let mut w = wr.lock().await;
@@ -306,8 +309,8 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     }
 }
 
-/// Answers one record.
-pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Answer {
+/// Answers one record from the client at 127.0.0.1:`client_port`.
+pub(crate) fn handle_record(shared: &Shared, record: &[u8], client_port: u16) -> Answer {
     let call = match rpc::parse_call(record) {
         Ok(Header::Call(c)) => c,
         Ok(Header::RpcMismatch(xid)) => return Answer::Reply(rpc::rpc_mismatch(xid)),
@@ -340,7 +343,13 @@ pub(crate) fn handle_record(shared: &Shared, record: &[u8]) -> Answer {
     }
     let key = match call.prog {
         PROG_NFS => Key::nfs3(
-            xid, call.vers, call.proc_, caller.uid, caller.gid, call.args,
+            client_port,
+            xid,
+            call.vers,
+            call.proc_,
+            caller.uid,
+            caller.gid,
+            call.args,
         ),
         _ => None,
     };

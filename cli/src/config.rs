@@ -16,6 +16,7 @@
 //! Every [`ConfigError`] is the user's to fix in the file and maps to exit code 2.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -299,6 +300,9 @@ pub struct RawConfig {
     /// WinFsp options; the other backends ignore them.
     #[serde(default)]
     pub winfsp: RawWinfsp,
+    /// The Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 impl RawConfig {
@@ -358,6 +362,11 @@ impl RawConfig {
                      (which then leaves the writeback cache off) or \"off\"",
                 ));
             }
+        }
+        if let Some(listen) = &self.metrics.listen
+            && let Err(problem) = parse_listen(listen.get_ref())
+        {
+            return Err(src.error_at(listen.span(), problem));
         }
         let paths = [
             ("`mountpoint`", Some(&self.mountpoint)),
@@ -611,6 +620,45 @@ impl Default for RawWinfsp {
             file_info_timeout: None,
         }
     }
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics`: a loopback address and port
+    /// such as `"127.0.0.1:9101"` or `"[::1]:9101"` (port 0 picks a free one, which
+    /// `vmount status --verbose` shows). Default: no endpoint.
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+}
+
+impl RawMetrics {
+    /// The address to listen on (checked when the config was parsed).
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen
+            .as_ref()
+            .and_then(|l| parse_listen(l.get_ref()).ok())
+    }
+}
+
+/// A `listen` value: a loopback socket address. The endpoint has no authentication, so
+/// it is never offered to the network.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        format!(
+            "`listen` in [metrics] must be an address and port such as \"127.0.0.1:9101\", \
+             not {text:?}"
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "`listen` in [metrics] must be a loopback address (127.0.0.1 or [::1]), not {}: \
+             the endpoint has no authentication",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
 }
 
 fn default_true() -> bool {
@@ -1235,6 +1283,21 @@ mod tests {
         assert_eq!(e, "1:14: `mountpoint` is empty");
         let e = err("mountpoint = \"/m\"\n[filesystem]\ntype = \"loopback\"\nsource = \"\"\n");
         assert_eq!(e, "4:10: `source` in [filesystem] is empty");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_only() {
+        assert!(parse(MIN).unwrap().metrics.address().is_none());
+        for ok in ["127.0.0.1:9101", "[::1]:0", "127.0.0.2:80"] {
+            let c = parse(&format!("{MIN}[metrics]\nlisten = \"{ok}\"\n")).unwrap();
+            assert_eq!(c.metrics.address(), Some(ok.parse().unwrap()));
+        }
+        let e = err(&format!("{MIN}[metrics]\nlisten = \"0.0.0.0:9101\"\n"));
+        assert!(e.starts_with("5:10: ") && e.contains("loopback"), "{e}");
+        let e = err(&format!("{MIN}[metrics]\nlisten = \"localhost:9101\"\n"));
+        assert!(e.contains("address and port"), "{e}");
+        let e = err(&format!("{MIN}[metrics]\nport = 1\n"));
+        assert!(e.contains("unknown key `port` in [metrics]"), "{e}");
     }
 
     #[test]

@@ -13,10 +13,7 @@
 //! - **Foreground daemon.** `vmount CONFIG` stays in the foreground until SIGINT, SIGTERM
 //!   or SIGHUP, then unmounts; supervisors and tests manage it like any process.
 
-mod config;
-mod plan;
-mod platform;
-mod run;
+use vmount::{config, plan, platform, run};
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -78,6 +75,87 @@ enum Command {
         #[arg(value_name = "MOUNTPOINT")]
         mountpoint: PathBuf,
     },
+    /// Mount in the background; returns once the mount is usable (or with the reason it
+    /// failed). The daemon logs to a file in the state directory (`status --verbose`).
+    Start(MountArgs),
+    /// Unmount a mount made by `start` (or a foreground one) and stop its daemon.
+    Stop {
+        /// The mountpoint, or the mount's name.
+        #[arg(value_name = "MOUNTPOINT|NAME")]
+        target: String,
+    },
+    /// List the running mounts with their operation counters; with -v/--verbose also
+    /// each mount's files, metrics address and per-operation counts, errors and
+    /// p50/p90/p99 latencies.
+    Status,
+    /// Write a commented config with every key and its default.
+    ///
+    /// To stdout, or to the --output file.
+    Init {
+        /// The filesystem the config mounts.
+        #[arg(value_enum, default_value = "memfs")]
+        filesystem: InitFs,
+        /// Write the config to this file instead of stdout.
+        #[arg(long, short, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Replace the --output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// For example: `vmount completions bash > /etc/bash_completion.d/vmount`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    ///
+    /// For example: `vmount man | man -l -`.
+    Man {
+        /// Write vmount.1 and a page per subcommand (vmount-check.1, ...) into this
+        /// directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Start a mount at login: a systemd user unit, a launchd agent or a scheduled task.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+/// The filesystems `vmount init` writes a config for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InitFs {
+    /// In memory.
+    Memfs,
+    /// A mirror of a host directory.
+    Loopback,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Install a service that runs `vmount CONFIG` at login, and print how to enable it.
+    Install {
+        /// The config file; its path is made absolute.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+        /// The service's name (default: the config file's name without `.toml`).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Print the service definition instead of installing it.
+        #[arg(long)]
+        print: bool,
+        /// Replace an installed service of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a service installed by `vmount service install`.
+    Uninstall {
+        /// The service's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +181,48 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::Unmount { mountpoint }) => run::unmount(&mountpoint),
+        Some(Command::Start(args)) => {
+            vmount::daemon::start(args.config.as_deref(), args.backend, cli.verbose)
+        }
+        Some(Command::Stop { target }) => vmount::daemon::stop(&target),
+        Some(Command::Status) => vmount::daemon::status(cli.verbose > 0),
+        Some(Command::Init {
+            filesystem,
+            output,
+            force,
+        }) => {
+            let kind = match filesystem {
+                InitFs::Memfs => config::FsType::Memfs,
+                InitFs::Loopback => config::FsType::Loopback,
+            };
+            vmount::init::run(kind, output.as_deref(), force)
+        }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory as _;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "vmount", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man { dir }) => {
+            use anyhow::Context as _;
+            use clap::CommandFactory as _;
+            match dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+                    .with_context(|| format!("cannot write the pages into {}", dir.display())),
+                None => clap_mangen::Man::new(Cli::command())
+                    .render(&mut std::io::stdout())
+                    .context("cannot write to stdout"),
+            }
+        }
+        Some(Command::Service(ServiceCommand::Install {
+            config,
+            name,
+            print,
+            force,
+        })) => vmount::service::install(&config, name.as_deref(), print, force),
+        Some(Command::Service(ServiceCommand::Uninstall { name })) => {
+            vmount::service::uninstall(&name)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct MountPlan {
     pub nfs: NfsPlan,
     /// WinFsp settings (used when `backend` is WinFsp).
     pub winfsp: WinfspPlan,
+    /// Where the Prometheus endpoint listens (a loopback address), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The `[winfsp]` settings, validated.
@@ -184,6 +187,7 @@ impl MountPlan {
         };
         let resolved = platform::resolve_for(requested.0, raw.nfs.mount)?;
         let fs_type = filesystem.kind();
+        let metrics = raw.metrics.address();
         Ok(MountPlan {
             config: src.path().map(Path::to_path_buf),
             name: raw
@@ -232,6 +236,7 @@ impl MountPlan {
                     .file_info_timeout
                     .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
             },
+            metrics,
         })
     }
 }
@@ -323,6 +328,15 @@ impl fmt::Display for MountPlan {
             row(f, "  if it fails", format!("then {}", list.join(", then ")))?;
         }
         row(f, "read_only", yes_no(self.read_only))?;
+        match self.metrics {
+            Some(addr) if addr.port() == 0 => row(
+                f,
+                "metrics",
+                format!("http://{}:<any free port>/metrics", addr.ip()),
+            )?,
+            Some(addr) => row(f, "metrics", format!("http://{addr}/metrics"))?,
+            None => row(f, "metrics", "off")?,
+        }
         match &self.filesystem {
             FsPlan::Memfs {
                 size_limit,

@@ -29,11 +29,38 @@ pub fn mount_and_wait(plan: &MountPlan) -> anyhow::Result<()> {
         let _ = writeln!(std::io::stderr(), "vmount: {note}");
     }
     raise_fd_limit();
+    // Bound before mounting, so that a busy port fails with nothing mounted.
+    let metrics = crate::metrics::bind(plan.metrics)?;
     let fs = build_fs(plan)?;
     // Before mounting: a signal during mount setup must unmount, not kill us with the
     // mount left behind.
     let stop = signals::watch()?;
-    let (backend, active) = platform::mount_with_fallback(
+    let (backend, active) = mount_vfs(plan, fs, |note| {
+        tracing::warn!("{note}");
+        let _ = writeln!(std::io::stderr(), "vmount: {note}");
+    })?;
+    active.announce(plan, backend);
+    // Listed by `vmount status` (and the metrics served) until dropped after the unmount.
+    let _registered = crate::daemon::serving(plan, backend, &stop, metrics);
+    match wait_for_end(&*active, &stop, &plan.mountpoint) {
+        End::Signal => active.unmount(),
+        End::Vanished => {
+            drop(active);
+            Ok(())
+        }
+    }
+}
+
+/// Mounts `fs` as `plan` says (backend, options, and with `auto` the fallback to the next
+/// usable backend, each hand-over reported through `notes`). Returns the backend that
+/// mounted and the guard of the mount, which unmounts when dropped. Shared by the CLI and
+/// the embedding API ([`crate::mount`]), so both choose backends the same way.
+pub(crate) fn mount_vfs(
+    plan: &MountPlan,
+    fs: Arc<dyn Vfs>,
+    notes: impl FnMut(String),
+) -> anyhow::Result<(Backend, Box<dyn Active>)> {
+    platform::mount_with_fallback(
         plan.backend,
         &plan.alternatives,
         |backend| match backend {
@@ -41,30 +68,40 @@ pub fn mount_and_wait(plan: &MountPlan) -> anyhow::Result<()> {
             Backend::Nfs => nfs::mount(plan, Arc::clone(&fs)),
             Backend::Winfsp => winfsp::mount(plan, Arc::clone(&fs)),
         },
-        |note| {
-            tracing::warn!("{note}");
-            let _ = writeln!(std::io::stderr(), "vmount: {note}");
-        },
-    )?;
-    drop(fs);
-    active.announce(plan, backend);
-    let mp = &plan.mountpoint;
+        notes,
+    )
+}
+
+/// Why [`wait_for_end`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// `stop` was set (a signal): the caller unmounts.
+    Signal,
+    /// The mount was removed from outside (`umount`, `fusermount3 -u`).
+    Vanished,
+}
+
+/// Blocks, polling every [`POLL`], until `stop` is set or the mount is gone.
+pub(crate) fn wait_for_end(
+    active: &dyn Active,
+    stop: &std::sync::atomic::AtomicBool,
+    mp: &Path,
+) -> End {
     loop {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::info!("signal received; unmounting {}", mp.display());
-            return active.unmount();
+            return End::Signal;
         }
         if !active.is_alive() {
             tracing::warn!("{} was unmounted from outside; exiting", mp.display());
-            drop(active);
-            return Ok(());
+            return End::Vanished;
         }
         std::thread::sleep(POLL);
     }
 }
 
 /// A mount made by one backend, as the wait loop sees it. Dropping it unmounts.
-trait Active {
+pub(crate) trait Active {
     /// Whether the mount is still in place.
     fn is_alive(&self) -> bool;
     /// Unmounts, reporting failure.
@@ -84,7 +121,7 @@ fn failure(error: impl std::fmt::Display, backend_failed: bool) -> MountFailure 
 }
 
 /// The stop flag of the foreground daemon.
-mod signals {
+pub(crate) mod signals {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
@@ -94,7 +131,7 @@ mod signals {
     /// returned flag; a second one exits at once (code 1), so that an unmount stuck on a
     /// busy mount can still be abandoned with another Ctrl-C. On Windows, Ctrl-C and
     /// Ctrl-Break arrive as SIGINT and SIGBREAK through the C runtime.
-    pub(super) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
+    pub(crate) fn watch() -> anyhow::Result<Arc<AtomicBool>> {
         #[cfg(unix)]
         let signals = {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -506,6 +543,11 @@ mod winfsp {
                 .unwrap_or(u32::MAX),
             ..WinfspOptions::default()
         };
+        // Counted for `vmount status` (see `vmount_core::stats`).
+        let fs = Arc::new(vmount_core::stats::Recorded::new(
+            fs,
+            vmount_core::stats::global(),
+        ));
         match vmount_backend_winfsp::mount(fs, &opts) {
             Ok(m) => Ok(Box::new(m)),
             Err(e) => {

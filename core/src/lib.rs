@@ -1,5 +1,10 @@
 //! vmount-core: the backend-neutral filesystem contract and the filesystems behind it.
 //!
+//! To write a filesystem of your own, implement [`Vfs`]: its docs are the complete
+//! contract (threads, inode numbers and lookup counts, handles, readdir cookies, rename
+//! flags, which error means what, permissions and [`Capabilities`]). The `vmount` crate
+//! mounts it with one call (`vmount::mount`) and re-exports this crate as `vmount::core`.
+//!
 //! # Design decisions
 //! - **One trait, [`Vfs`], inode-based and synchronous.** FUSE and NFSv3 address files by
 //!   id, so ids are the natural currency; WinFsp's paths resolve to ids with
@@ -21,6 +26,9 @@
 //! # Filesystems
 //! - [`memfs::MemFs`]: in memory, POSIX semantics, chunked sparse storage, size limit.
 //! - `loopback::Loopback` (unix and Windows): a live, confined mirror of a host directory.
+//!
+//! [`stats`] holds the live per-operation counters that `vmount status` and the metrics
+//! endpoint show.
 #![deny(missing_docs)]
 
 mod error;
@@ -32,6 +40,7 @@ pub mod loopback;
 pub mod loopback;
 pub mod memfs;
 pub mod mounts;
+pub mod stats;
 mod types;
 mod vfs;
 #[cfg(any(windows, test))]

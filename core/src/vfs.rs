@@ -1,4 +1,6 @@
 //! The [`Vfs`] trait: one filesystem contract served by every backend.
+//!
+//! The trait's own docs hold the whole contract, written for implementers.
 
 use std::ffi::OsStr;
 
@@ -47,6 +49,122 @@ use crate::types::*;
 ///
 /// Optional operations default to [`VfsError::Unimplemented`] (ENOSYS: "this filesystem
 /// lacks the operation", which FUSE remembers), not `NotSupported` ("not this case").
+///
+/// # Implementing it
+/// What follows is the whole contract in detail: enough to implement a filesystem that FUSE, NFSv3 and
+/// WinFsp all serve correctly, without reading the adapters. Two complete examples live
+/// in the `vmount` package: `examples/hello_vfs.rs` (read-only, one file) and
+/// `examples/notes_vfs.rs` (writable, one flat directory); `vmount::mount(fs, &plan)`
+/// mounts either.
+///
+/// ## What to implement
+/// The required methods are the ones every mount needs: [`Vfs::capabilities`],
+/// `lookup`, `getattr`, `setattr`, `mkdir`, `unlink`, `rmdir`, `rename`, `open`,
+/// `create`, `read`, `write`, `release`, `opendir`, `readdir`, `releasedir`, `statfs`
+/// and `access`. A read-only filesystem answers the modifying ones with
+/// [`VfsError::ReadOnly`] and sets [`Capabilities::read_only`]. Everything else
+/// (symlinks, hard links, special files, xattrs, `fallocate`, `copy_file_range`,
+/// `lseek` for holes, FUSE passthrough) has a default that reports
+/// [`VfsError::Unimplemented`] (or does nothing, for `forget`, `flush`, `fsync`,
+/// `fsyncdir`), and the backends degrade gracefully: FUSE stops asking after the first
+/// ENOSYS, the kernel emulates `copy_file_range` and SEEK_DATA, NFS reports the feature
+/// as unsupported.
+///
+/// ## Threads
+/// Every method takes `&self` and may run on many threads at once (FUSE has a worker
+/// per CPU, NFS one blocking task per request, WinFsp its own pool), including two
+/// writes to the same file or a `readdir` racing an `unlink` in the same directory. Use
+/// interior mutability (`Mutex`, `RwLock`, atomics) and keep each operation atomic
+/// with respect to the others: a reader must never see half a rename or half a
+/// `setattr`. A method that panics costs one request (the backends reply EIO through
+/// [`crate::PanicGuard`]), but a poisoned lock stays poisoned, so do not panic while
+/// holding one; never panic on anything a client sends (names, offsets, sizes, flags):
+/// use checked arithmetic on offsets (`offset + len` may overflow `u64`).
+///
+/// ## Inodes and lookup counts
+/// Every object has an [`Ino`], stable for the life of the mount and never reused for a
+/// different object (NFS file handles are built from it). `0` is invalid; the root is
+/// [`Ino::ROOT`] (1). An inode the filesystem no longer knows is [`VfsError::Stale`].
+///
+/// FUSE tells the filesystem how many references the kernel holds: each successful
+/// `lookup`, `create`, `mkdir`, `mknod`, `symlink` and `link`, and each `readdir` entry
+/// accepted by a sink that [`DirSink::wants_attr`], adds one; `forget(ino, n)` drops
+/// `n`. A filesystem that keeps per-inode state (an open host descriptor, a cache) may
+/// free it when the count reaches zero *and* the object is gone; one whose inodes are
+/// plain numbers can ignore `forget`. NFS never forgets and WinFsp resolves paths with
+/// [`crate::walk_path`], so an inode must stay usable by number while it exists, whatever
+/// its count.
+///
+/// ## Handles
+/// `open`, `create` and `opendir` return a handle ([`Fh`], any `u64` you choose) that
+/// comes back in `read`, `write`, `flush`, `fsync`, `release` (and `readdir`,
+/// `releasedir`). Keep the open mode with it: writing through a handle not opened with
+/// [`OpenFlags::WRITE`] is [`VfsError::BadHandle`], and `APPEND` handles write at the end
+/// whatever `offset` says. A handle keeps its file alive: after `unlink` (or a rename
+/// replacing it) an open file stays readable and writable through the handle until
+/// `release`, though it has no name and `nlink` 0. `flush` runs on every `close(2)` and
+/// `release` once, when the last descriptor is gone. NFSv3 has no opens: it passes `None`
+/// for every `Option<Fh>`, and the call then acts on the inode with the caller's
+/// permissions. [`Opened`] also carries caching hints (`keep_cache`, `direct_io`,
+/// `no_flush`): use `direct_io` when content changes behind the kernel's back.
+///
+/// ## Listing directories
+/// `readdir(ino, fh, after, sink)` pushes entries that follow cookie `after` (0 = from
+/// the start) into `sink` until [`DirSink::add`] returns `true` (full: that entry was not
+/// taken, and the next call resumes after the previous entry's cookie) or the directory
+/// ends. Each entry carries its own cookie: non-zero, below 2^63, and still meaning "this
+/// place in the listing" in a later call, even a call on another handle or over NFS,
+/// after other entries were added or removed. Never list `.` or `..` (the adapters add
+/// them). An entry that exists for the whole listing must appear exactly once; one
+/// created or removed meanwhile may or may not. A simple way to get all this is to list
+/// in a stable order of a stable key (an inode number, a creation sequence number) and
+/// use that key as the cookie. Fill [`DirEntry::attr`] when the sink
+/// [`wants_attr`](DirSink::wants_attr) (READDIRPLUS), and count a lookup for it.
+///
+/// ## Rename
+/// `rename` is atomic: no reader may ever see the target name missing when it existed
+/// before, nor both names pointing at the moved object. Without flags it replaces the
+/// target (a file by a file, a directory by an empty directory; otherwise `IsDir`,
+/// `NotDir` or `NotEmpty`). [`RenameFlags::NOREPLACE`] fails with `Exists` when the
+/// target exists; [`RenameFlags::EXCHANGE`] swaps two existing objects (`NotFound` when
+/// the target is missing); both together are `InvalidArgument`, as is moving a directory
+/// into its own subtree. Renaming a name onto another name of the same inode does nothing
+/// and succeeds. A filesystem that cannot support a flag returns `InvalidArgument` for it.
+///
+/// ## Errors
+/// Return the [`VfsError`] a POSIX kernel would, since the adapters map each variant to
+/// its errno, NFS status and NTSTATUS: `NotFound` for a missing name, `Stale` for an
+/// inode that is gone, `Exists`, `NotDir`, `IsDir`, `NotEmpty`, `PermissionDenied`
+/// (EACCES: mode bits say no) versus `NotPermitted` (EPERM: only the owner or root may,
+/// as for chmod, chown, or deleting in a sticky directory), `ReadOnly`, `NoSpace` (full
+/// or over a quota; a `write` that stored nothing), `FileTooLarge`, `NameTooLong`
+/// (longer than [`Capabilities::max_name_len`]), `InvalidArgument` (a name with `/`,
+/// `.`, `..`, or a bad flag combination; [`crate::check_name`] checks names),
+/// `BadHandle`, `NoAttribute` (xattrs). [`VfsError::Unimplemented`] means "this
+/// filesystem never does this operation", which FUSE remembers for the whole mount;
+/// [`VfsError::NotSupported`] means "not this case" (one fallocate mode, a flat
+/// directory refusing `mkdir`). Host failures go in [`VfsError::Io`] with their OS code.
+///
+/// ## Permissions and capabilities
+/// [`Capabilities`] tells the backends what to expect. When
+/// [`Capabilities::enforces_permissions`] is true the filesystem checks every call
+/// against the caller in [`Ctx`] (uid, gid, supplementary groups) as a POSIX kernel would
+/// (search on each directory, write on the parent for namespace changes, the sticky bit,
+/// owner-only chmod and utimes, root-only chown), and `access` answers from the same
+/// rules. When it is false the FUSE backend mounts with `default_permissions`, so the
+/// kernel checks mode bits from your attributes before calling; WinFsp checks the
+/// security descriptor it derives from the mode bits; NFS clients decide from what
+/// `access` answers, and NFS requests are served as sent, so a filesystem that several
+/// users reach over NFS should enforce permissions itself. New objects get the `mode`
+/// passed in (the umask is already applied unless [`Ctx::umask`] is non-zero) and the
+/// caller's uid and gid (or the parent's gid when it is setgid).
+///
+/// ## Attributes
+/// [`Attr`] is `stat(2)`: keep `size`, `nlink` (directories: 2 + subdirectories),
+/// `mtime`/`ctime` (every content change updates both; attribute changes update `ctime`)
+/// and `blocks` accurate, since the kernels cache them for the configured timeouts and
+/// tools such as `cp`, `tar` and `git` rely on them. `setattr` applies its whole
+/// [`SetAttr`] atomically; `size` truncates or extends with zeros.
 pub trait Vfs: Send + Sync + 'static {
     /// What this filesystem supports.
     fn capabilities(&self) -> Capabilities;

@@ -17,6 +17,18 @@ pub const VMOUNT: &str = env!("CARGO_BIN_EXE_vmount");
 /// How long a mount may take to come up, or a daemon to exit after a signal.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A state directory (`vmount status`'s registry) private to this test process, so that
+/// daemons started by the tests never appear in, or leave entries in, the machine's own
+/// (`/run/vmount` as root).
+pub fn state_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmount-test-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the test state directory");
+        dir
+    })
+}
+
 /// Runs `vmount ARGS` to completion, with a timeout so that a command that wrongly
 /// mounts (and so never returns) fails the test instead of hanging it.
 pub fn vmount(args: &[&str]) -> Output {
@@ -27,6 +39,7 @@ pub fn vmount(args: &[&str]) -> Output {
 pub fn vmount_in(args: &[&str], cwd: Option<&Path>) -> Output {
     let mut cmd = Command::new(VMOUNT);
     cmd.args(args)
+        .env("VMOUNT_STATE_DIR", state_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -340,6 +353,7 @@ impl Daemon {
     pub fn spawn(args: &[&str], mountpoint: &Path) -> Daemon {
         let mut child = Command::new(VMOUNT)
             .args(args)
+            .env("VMOUNT_STATE_DIR", state_dir())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
