@@ -255,3 +255,96 @@ fn other_users_connection_is_closed() {
     let stdout = run_as_nobody(&allowed);
     assert!(stdout.contains("RESULT:answered"), "{stdout}");
 }
+
+/// `max_connections` bounds the connections served at once: one more is closed on
+/// accept without an answer, and a slot freed by a client that leaves is reused.
+#[test]
+fn connections_beyond_the_limit_are_closed() {
+    let srv = serve(
+        Arc::new(MemFs::new(MemFsOptions::default())),
+        &ServeOptions {
+            max_connections: 4,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = Client::connect(srv.port());
+            assert_eq!(c.call(NFS, 3, 0, &Args::new()), Reply::Ok(vec![]));
+            c
+        })
+        .collect();
+    let mut extra = TcpStream::connect(("127.0.0.1", srv.port())).unwrap();
+    let mut c = Client::connect(srv.port());
+    let rec = c.call_record(NFS, 3, 0, &[]);
+    extra.write_all(&rec).unwrap_or(());
+    assert!(
+        closed_without_answer(&mut extra),
+        "a fifth connection must be closed"
+    );
+    drop(c);
+    held.pop();
+    // The freed slot serves a newcomer (the server notices the close shortly after).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(&rec).unwrap_or(());
+        let mut buf = [0u8; 4];
+        if s.read_exact(&mut buf).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Names a client may send but no filesystem accepts get a status, never a panic, and
+/// nothing is created: empty, `.`/`..` as new names, `/` or NUL inside, 256 bytes.
+#[test]
+fn bad_names_get_an_error_and_create_nothing() {
+    let srv = start();
+    let mut c = Client::connect(srv.port());
+    let root = c.mnt("/vmount");
+    let long = "x".repeat(256);
+    // NFS3ERR_ values: INVAL 22, NAMETOOLONG 63.
+    let cases: [(&[u8], u32); 6] = [
+        (b"", 22),
+        (b".", 22),
+        (b"..", 22),
+        (b"a/b", 22),
+        (b"a\0b", 22),
+        (long.as_bytes(), 63),
+    ];
+    for (name, want) in cases {
+        for proc_ in [8u32, 9] {
+            // CREATE (UNCHECKED, no attributes) and MKDIR (no attributes).
+            let args = match proc_ {
+                8 => Args::new()
+                    .opaque(&root)
+                    .opaque(name)
+                    .u32(0)
+                    .sattr_mode(None),
+                _ => Args::new().opaque(&root).opaque(name).sattr_mode(None),
+            };
+            let b = c.nfs(proc_, args);
+            assert_eq!(Client::status(&b), want, "proc {proc_} with name {name:?}");
+        }
+    }
+    // Nothing was created: the root lists no entries (READDIR, cookie 0).
+    let b = c.nfs(16, Args::new().opaque(&root).u64(0).u64(0).u32(4096));
+    let mut r = server_common::R(&b);
+    assert_eq!(r.u32(), 0, "READDIR status");
+    let _dir_attr = r.post_op();
+    let _verf = r.u64();
+    let mut names = Vec::new();
+    while r.bool() {
+        let _fileid = r.u64();
+        names.push(String::from_utf8_lossy(&r.opaque()).into_owned());
+        let _cookie = r.u64();
+    }
+    names.retain(|n| n != "." && n != "..");
+    assert!(names.is_empty(), "created: {names:?}");
+    still_serves(&srv);
+}
