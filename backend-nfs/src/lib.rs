@@ -81,6 +81,9 @@ pub struct NfsOptions {
     pub allow_other: bool,
     /// Serve read-only.
     pub read_only: bool,
+    /// Refuse to create `._*` (Apple Double) names and answer their lookups with
+    /// NFS3ERR_NOENT, so that macOS Finder does not scatter them over the filesystem.
+    pub no_apple_double: bool,
 }
 
 impl NfsError {

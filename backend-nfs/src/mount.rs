@@ -117,6 +117,7 @@ pub fn mount(fs: Arc<dyn Vfs>, mountpoint: &Path, opts: &NfsOptions) -> Result<N
             export_name: EXPORT_NAME.to_owned(),
             allowed_uids: os::allowed_uids(opts.allow_other),
             read_only: opts.read_only,
+            no_apple_double: opts.no_apple_double,
             ..ServeOptions::default()
         },
     )?;

@@ -166,6 +166,11 @@ const STAT_OPS: [vmount_core::stats::Op; 22] = {
     ]
 };
 
+/// Whether `name` is a macOS Apple Double file (`._` followed by anything).
+fn is_apple_double(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"._")
+}
+
 /// A name as the filesystem takes it.
 fn os_str(bytes: &[u8]) -> Status<&OsStr> {
     if bytes.len() > vmount_core::NAME_MAX {
@@ -268,6 +273,15 @@ impl<'a> Proc<'a, '_> {
 
     fn put_status(&mut self, s: nfsstat3) {
         self.out.put(&s);
+    }
+
+    /// A name a new object may take: `._*` is refused when the Apple Double filter is on.
+    fn new_name<'n>(&self, name: Status<&'n OsStr>) -> Status<&'n OsStr> {
+        let name = name?;
+        if self.s.no_apple_double && is_apple_double(name) {
+            return Err(nfsstat3::NFS3ERR_ACCES);
+        }
+        Ok(name)
     }
 
     fn writable(&self) -> Status<()> {
@@ -397,6 +411,9 @@ impl<'a> Proc<'a, '_> {
         };
         let r = name.and_then(|name| {
             let bytes = name.as_encoded_bytes();
+            if self.s.no_apple_double && is_apple_double(name) {
+                return Err(nfsstat3::NFS3ERR_NOENT);
+            }
             if bytes == b"." {
                 return self.s.fs.getattr(self.ctx, dir, None).map_err(vfs_h);
             }
@@ -668,7 +685,7 @@ impl<'a> Proc<'a, '_> {
         let ctx = self.ctx;
         let r = (|| {
             self.writable()?;
-            let name = name?;
+            let name = self.new_name(name)?;
             match how {
                 How::Unchecked(set) | How::Guarded(set) => {
                     let mode = set.mode.unwrap_or(0o644);
@@ -749,7 +766,7 @@ impl<'a> Proc<'a, '_> {
         let before = self.attr(dir);
         let r = (|| {
             self.writable()?;
-            let name = name?;
+            let name = self.new_name(name)?;
             let a = self
                 .s
                 .fs
@@ -775,7 +792,7 @@ impl<'a> Proc<'a, '_> {
         // Symlink permission bits mean nothing; like knfsd, the sattr3 is not applied.
         let r = (|| {
             self.writable()?;
-            let name = name?;
+            let name = self.new_name(name)?;
             let target = bytes_to_os(target)?;
             self.s.fs.symlink(self.ctx, dir, name, target).map_err(vfs)
         })();
@@ -822,7 +839,7 @@ impl<'a> Proc<'a, '_> {
         let r = (|| {
             self.writable()?;
             let kind = kind.ok_or(nfsstat3::NFS3ERR_BADTYPE)?;
-            let name = name?;
+            let name = self.new_name(name)?;
             let mode = set.mode.unwrap_or(0o644);
             let a = self
                 .s
@@ -886,7 +903,7 @@ impl<'a> Proc<'a, '_> {
         let to_before = self.attr(to_dir);
         let r = (|| {
             self.writable()?;
-            let (from_name, to_name) = (from_name?, to_name?);
+            let (from_name, to_name) = (from_name?, self.new_name(to_name)?);
             self.s
                 .fs
                 .rename(
@@ -927,7 +944,7 @@ impl<'a> Proc<'a, '_> {
         let before = self.attr(dir);
         let r = (|| {
             self.writable()?;
-            let name = name?;
+            let name = self.new_name(name)?;
             self.s
                 .fs
                 .link(self.ctx, file, dir, name)

@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Refuse every modification with NFS3ERR_ROFS.
     pub read_only: bool,
+    /// Refuse new `._*` names with NFS3ERR_ACCES and answer their lookups with
+    /// NFS3ERR_NOENT (macOS Finder's Apple Double files).
+    pub no_apple_double: bool,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +64,7 @@ impl Default for ServeOptions {
             allowed_uids: Vec::new(),
             max_connections: 64,
             read_only: false,
+            no_apple_double: false,
         }
     }
 }
@@ -73,6 +77,8 @@ pub(crate) struct Shared {
     pub port: u16,
     pub export_path: String,
     pub read_only: bool,
+    /// See [`ServeOptions::no_apple_double`].
+    pub no_apple_double: bool,
     /// The fsid reported in every fattr3.
     pub fsid: u64,
     /// MOUNT's DUMP list: (client host, path), bounded.
@@ -185,6 +191,7 @@ pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsErro
         port: local.port(),
         export_path: export_path.clone(),
         read_only: opts.read_only,
+        no_apple_double: opts.no_apple_double,
         mounts: Mutex::new(Vec::new()),
         drc: Drc::default(),
     });

@@ -682,3 +682,64 @@ fn libnfs_tools_interoperate() {
     let listing = run(&["nfs-ls", &url("/sub")]);
     assert!(listing.contains("copy.bin"), "{listing}");
 }
+
+/// With the Apple Double filter (`[nfs] noappledouble`, the default on macOS), `._*` names
+/// cannot be created (CREATE, MKDIR, SYMLINK, RENAME, LINK: ACCES) and existing ones are
+/// not found (NOENT), while other names work; without it they are ordinary names.
+#[test]
+fn apple_double_filter() {
+    let fs = memfs();
+    // One `._` file made behind the server's back, as a loopback source might hold.
+    fs.create(
+        &Ctx::root(),
+        Ino::ROOT,
+        OsStr::new("._old"),
+        0o644,
+        vmount_core::OpenFlags::WRITE,
+    )
+    .map(|(a, o)| fs.release(&Ctx::root(), a.ino, o.fh))
+    .unwrap()
+    .unwrap();
+    let srv = serve(
+        fs.clone(),
+        &ServeOptions {
+            no_apple_double: true,
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let (mut c, root) = connect(&srv);
+    assert_eq!(c.lookup(&root, "._old").unwrap_err(), ERR_NOENT);
+    assert_eq!(c.create(&root, "._new", 0o644).unwrap_err(), ERR_ACCES);
+    assert_eq!(c.mkdir(&root, "._dir", 0o755).unwrap_err(), ERR_ACCES);
+    let (fh, _) = c.create(&root, "plain", 0o644).unwrap();
+    let symlink = c.nfs(
+        10,
+        Args::new()
+            .opaque(&root)
+            .opaque(b"._link")
+            .sattr_mode(None)
+            .opaque(b"plain"),
+    );
+    assert_eq!(Client::status(&symlink), ERR_ACCES);
+    let rename = c.nfs(
+        14,
+        Args::new()
+            .opaque(&root)
+            .opaque(b"plain")
+            .opaque(&root)
+            .opaque(b"._plain"),
+    );
+    assert_eq!(Client::status(&rename), ERR_ACCES);
+    let link = c.nfs(15, Args::new().opaque(&fh).opaque(&root).opaque(b"._hard"));
+    assert_eq!(Client::status(&link), ERR_ACCES);
+    assert!(c.lookup(&root, "plain").is_ok());
+    drop(c);
+    drop(srv);
+
+    // Off (the default elsewhere): `._` is a name like any other.
+    let srv = start(fs, &[]);
+    let (mut c, root) = connect(&srv);
+    assert!(c.lookup(&root, "._old").is_ok());
+    assert!(c.create(&root, "._new", 0o644).is_ok());
+}

@@ -579,6 +579,10 @@ pub struct RawNfs {
     /// false: the server refuses their requests).
     #[serde(default)]
     pub allow_other: bool,
+    /// Refuse to create `._*` (Apple Double) files and hide them from lookups, so Finder
+    /// does not scatter them over the filesystem. Default: true on macOS, false elsewhere.
+    #[serde(default)]
+    pub noappledouble: Option<bool>,
 }
 
 impl Default for RawNfs {
@@ -587,6 +591,7 @@ impl Default for RawNfs {
             port: Port::default(),
             mount: true,
             allow_other: false,
+            noappledouble: None,
         }
     }
 }

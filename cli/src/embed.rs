@@ -320,6 +320,7 @@ impl MountPlanBuilder {
                 port: self.nfs_port,
                 mount: self.nfs_mount,
                 allow_other: self.allow_other,
+                noappledouble: cfg!(target_os = "macos"),
             },
             winfsp: WinfspPlan {
                 volume_name: None,

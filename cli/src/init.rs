@@ -96,6 +96,10 @@ mount = true
 # Let local users other than root and the one running vmount use the mount (default false).
 allow_other = false
 
+# Refuse to create `._*` (Apple Double) files and hide them from lookups, so Finder does not
+# scatter them over the filesystem (default true on macOS, false elsewhere).
+# noappledouble = false
+
 [winfsp]
 # Used by the winfsp backend only (Windows).
 
@@ -305,8 +309,8 @@ mod tests {
             assert_eq!(fuse.noapplexattr, def.noapplexattr);
             let (nfs, def) = (c.nfs, RawNfs::default());
             assert_eq!(
-                (nfs.port, nfs.mount, nfs.allow_other),
-                (def.port, def.mount, def.allow_other)
+                (nfs.port, nfs.mount, nfs.allow_other, nfs.noappledouble),
+                (def.port, def.mount, def.allow_other, def.noappledouble)
             );
             let (w, def) = (c.winfsp, RawWinfsp::default());
             assert_eq!(w.volume_name, def.volume_name);

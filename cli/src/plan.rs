@@ -140,6 +140,8 @@ pub struct NfsPlan {
     pub mount: bool,
     /// Other local users may use the mount.
     pub allow_other: bool,
+    /// Refuse and hide `._*` Apple Double names.
+    pub noappledouble: bool,
 }
 
 impl MountPlan {
@@ -226,6 +228,7 @@ impl MountPlan {
                 port: raw.nfs.port.0,
                 mount: raw.nfs.mount,
                 allow_other: raw.nfs.allow_other,
+                noappledouble: raw.nfs.noappledouble.unwrap_or(cfg!(target_os = "macos")),
             },
             winfsp: WinfspPlan {
                 volume_name: raw.winfsp.volume_name,
@@ -429,6 +432,7 @@ impl fmt::Display for MountPlan {
             },
         )?;
         row(f, "  allow_other", yes_no(self.nfs.allow_other))?;
+        row(f, "  noappledouble", yes_no(self.nfs.noappledouble))?;
         writeln!(f, "winfsp:{}", used(Backend::Winfsp))?;
         let label = self.winfsp.volume_name.as_deref().unwrap_or(&self.name);
         row(f, "  volume_name", label)?;

@@ -476,6 +476,7 @@ mod nfs {
             mount: plan.nfs.mount,
             allow_other: plan.nfs.allow_other,
             read_only: plan.read_only,
+            no_apple_double: plan.nfs.noappledouble,
         };
         match vmount_backend_nfs::mount(fs, &plan.mountpoint, &opts) {
             Ok(m) => Ok(Box::new(m)),

@@ -312,6 +312,7 @@ fn memfs_example_lists_every_key() {
         "noapplexattr",
         "port",
         "mount",
+        "noappledouble",
         "case_insensitive",
         "hide_dotfiles",
         "file_info_timeout",
