@@ -257,3 +257,60 @@ fn nfs_trace_log_has_no_contents() {
         log.lines().count()
     );
 }
+
+/// A non-root user may not mount with `allow_other` unless /etc/fuse.conf has
+/// `user_allow_other`: vmount then exits 1 with fusermount3's reason and the fix, and
+/// leaves no mount. Run in a private mount namespace where /etc/fuse.conf is empty and
+/// /dev/fuse is usable by everyone, so the machine's own files are never touched.
+#[test]
+fn allow_other_needs_user_allow_other_for_non_root() {
+    let test = "allow_other_needs_user_allow_other_for_non_root";
+    if !common::root_or_skip(test)
+        || !common::fuse_or_skip(test)
+        || !common::tools_or_skip(test, &["unshare", "setpriv", "mount", "fusermount3"])
+    {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = d.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::os::unix::fs::chown(&mnt, Some(65534), Some(65534)).unwrap();
+    let config = d.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mountpoint = {:?}\n[filesystem]\ntype = \"memfs\"\n[fuse]\nallow_other = true\n",
+            mnt.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("fuse.conf"), "# no user_allow_other\n").unwrap();
+    // The test binary's directory may not be searchable by nobody: use a copy.
+    let exe = d.join("vmount");
+    std::fs::copy(common::VMOUNT, &exe).unwrap();
+    let script = format!(
+        "mknod {d}/fuse c 10 229 && chmod 666 {d}/fuse && \
+         mount --bind {d}/fuse.conf /etc/fuse.conf && mount --bind {d}/fuse /dev/fuse && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups {exe} {config}",
+        d = d.display(),
+        exe = exe.display(),
+        config = config.display()
+    );
+    let out = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("user_allow_other") && stderr.contains("/etc/fuse.conf"),
+        "the reason and the fix: {stderr}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&mnt.display().to_string()),
+        "nothing may stay mounted"
+    );
+}
