@@ -33,6 +33,8 @@
 
 mod error;
 mod guard;
+#[cfg(any(unix, windows))]
+mod handle_table;
 #[cfg(unix)]
 pub mod loopback;
 #[cfg(windows)]

@@ -88,14 +88,13 @@ use parking_lot::{Mutex, RwLock};
 use self::creds::CredGuard;
 use self::dir::DirStream;
 use self::sys::Stat;
+use crate::handle_table::{HandleOwner, HandleTable};
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
     NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsError, VfsResult, Whence,
     XattrFlags, check_name,
 };
 
-/// Handle table shards.
-const HANDLE_SHARDS: usize = 16;
 /// Descriptors kept for stateless I/O.
 const FD_CACHE_SIZE: usize = 64;
 /// Most entry descriptors held at once (see "Descriptors" in the module docs); the
@@ -277,8 +276,11 @@ struct Handle {
     data: HandleData,
 }
 
-/// One shard of the handle table.
-type HandleShard = Mutex<HashMap<u64, Arc<Handle>>>;
+impl HandleOwner for Handle {
+    fn owner(&self) -> Ino {
+        self.inode.ino
+    }
+}
 
 /// One stateless-I/O descriptor.
 struct CacheSlot {
@@ -312,8 +314,7 @@ pub struct Loopback {
     opts: LoopbackOptions,
     table: RwLock<Table>,
     next_ino: AtomicU64,
-    handles: Box<[HandleShard]>,
-    next_fh: AtomicU64,
+    handles: HandleTable<Handle>,
     cache: Mutex<Vec<CacheSlot>>,
     cache_clock: AtomicU64,
     entry_fds: Arc<EntryFds>,
@@ -473,10 +474,7 @@ impl Loopback {
             opts,
             table: RwLock::new(table),
             next_ino: AtomicU64::new(2),
-            handles: (0..HANDLE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            next_fh: AtomicU64::new(1),
+            handles: HandleTable::new(),
             cache: Mutex::new(Vec::with_capacity(FD_CACHE_SIZE)),
             cache_clock: AtomicU64::new(0),
             entry_fds,
@@ -783,40 +781,17 @@ impl Loopback {
     // -----------------------------------------------------------------------------------
     // Handles and descriptors.
 
-    fn shard(&self, fh: u64) -> &HandleShard {
-        &self.handles[(fh as usize) % HANDLE_SHARDS]
-    }
-
     fn add_handle(&self, inode: Arc<Inode>, flags: OpenFlags, data: HandleData) -> Fh {
         inode.opens.fetch_add(1, Ordering::AcqRel);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let h = Arc::new(Handle { inode, flags, data });
-        self.shard(fh).lock().insert(fh, h);
-        Fh(fh)
+        self.handles.insert(Handle { inode, flags, data })
     }
 
     fn handle(&self, ino: Ino, fh: Fh) -> VfsResult<Arc<Handle>> {
-        let h = self
-            .shard(fh.0)
-            .lock()
-            .get(&fh.0)
-            .cloned()
-            .ok_or(VfsError::BadHandle)?;
-        if h.inode.ino != ino {
-            return Err(VfsError::BadHandle);
-        }
-        Ok(h)
+        self.handles.get(ino, fh)
     }
 
     fn remove_handle(&self, ino: Ino, fh: Fh) -> VfsResult<()> {
-        let h = {
-            let mut shard = self.shard(fh.0).lock();
-            match shard.get(&fh.0) {
-                Some(h) if h.inode.ino == ino => shard.remove(&fh.0),
-                _ => None,
-            }
-        }
-        .ok_or(VfsError::BadHandle)?;
+        let h = self.handles.remove(ino, fh)?;
         let inode = h.inode.clone();
         drop(h); // closes the host descriptor before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {

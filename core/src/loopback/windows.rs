@@ -144,6 +144,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::IO::{DeviceIoControl, IO_STATUS_BLOCK};
 use windows_sys::Win32::System::Ioctl::{FSCTL_GET_REPARSE_POINT, FSCTL_SET_REPARSE_POINT};
 
+use crate::handle_table::{HandleOwner, HandleTable};
 use crate::winpure::{
     self, ATTR_READONLY, MAX_REPARSE, RelPath, WinStat, attr_from_stat, attributes_for_mode,
     check_new_name, check_win_name, dir_info, error_from_io, forget_path, has_prefix, join,
@@ -165,8 +166,6 @@ const _: () = {
     assert!(offset_of!(FILE_ID_BOTH_DIR_INFO, FileName) == dir_info::NAME);
 };
 
-/// Handle table shards.
-const HANDLE_SHARDS: usize = 16;
 /// Host handles kept for stateless I/O.
 const IO_CACHE_SIZE: usize = 64;
 /// Stateless directory snapshots kept, and for how long.
@@ -242,7 +241,11 @@ struct Handle {
     data: HandleData,
 }
 
-type HandleShard = Mutex<HashMap<u64, Arc<Handle>>>;
+impl HandleOwner for Handle {
+    fn owner(&self) -> Ino {
+        self.inode.ino
+    }
+}
 
 /// One stateless-I/O host handle.
 struct CacheSlot {
@@ -283,8 +286,7 @@ pub struct Loopback {
     /// Path walks (read) against renames (write); see the module docs.
     ns: RwLock<()>,
     next_ino: AtomicU64,
-    handles: Box<[HandleShard]>,
-    next_fh: AtomicU64,
+    handles: HandleTable<Handle>,
     cache: Mutex<Vec<CacheSlot>>,
     cache_clock: AtomicU64,
     dir_snaps: Mutex<Vec<(u64, Instant, Snapshot)>>,
@@ -774,10 +776,7 @@ impl Loopback {
             table: RwLock::new(table),
             ns: RwLock::new(()),
             next_ino: AtomicU64::new(2),
-            handles: (0..HANDLE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            next_fh: AtomicU64::new(1),
+            handles: HandleTable::new(),
             cache: Mutex::new(Vec::with_capacity(IO_CACHE_SIZE)),
             cache_clock: AtomicU64::new(0),
             dir_snaps: Mutex::new(Vec::new()),
@@ -1003,40 +1002,17 @@ impl Loopback {
     // -----------------------------------------------------------------------------------
     // Handles.
 
-    fn shard(&self, fh: u64) -> &HandleShard {
-        &self.handles[(fh as usize) % HANDLE_SHARDS]
-    }
-
     fn add_handle(&self, inode: Arc<Inode>, flags: OpenFlags, data: HandleData) -> Fh {
         inode.opens.fetch_add(1, Ordering::AcqRel);
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let h = Arc::new(Handle { inode, flags, data });
-        self.shard(fh).lock().insert(fh, h);
-        Fh(fh)
+        self.handles.insert(Handle { inode, flags, data })
     }
 
     fn handle(&self, ino: Ino, fh: Fh) -> VfsResult<Arc<Handle>> {
-        let h = self
-            .shard(fh.0)
-            .lock()
-            .get(&fh.0)
-            .cloned()
-            .ok_or(VfsError::BadHandle)?;
-        if h.inode.ino != ino {
-            return Err(VfsError::BadHandle);
-        }
-        Ok(h)
+        self.handles.get(ino, fh)
     }
 
     fn remove_handle(&self, ino: Ino, fh: Fh) -> VfsResult<()> {
-        let h = {
-            let mut shard = self.shard(fh.0).lock();
-            match shard.get(&fh.0) {
-                Some(h) if h.inode.ino == ino => shard.remove(&fh.0),
-                _ => None,
-            }
-        }
-        .ok_or(VfsError::BadHandle)?;
+        let h = self.handles.remove(ino, fh)?;
         let inode = h.inode.clone();
         drop(h); // closes the host handle before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
