@@ -1565,8 +1565,8 @@ fn chunk(i: u64, len: usize) -> Vec<u8> {
 
 /// A word-wise checksum (the file is a whole number of words).
 fn checksum(mut h: u64, data: &[u8]) -> u64 {
-    for w in data.chunks_exact(8) {
-        let w = u64::from_le_bytes(w.try_into().unwrap());
+    for w in data.as_chunks::<8>().0 {
+        let w = u64::from_le_bytes(*w);
         h = (h ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(23);
     }
     h
