@@ -87,7 +87,12 @@ pub(crate) fn wait_for_end(
     stop: &std::sync::atomic::AtomicBool,
     mp: &Path,
 ) -> End {
+    let mut polls: u32 = 0;
     loop {
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(TRIM_EVERY_POLLS) {
+            release_free_memory();
+        }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             tracing::info!("signal received; unmounting {}", mp.display());
             return End::Signal;
@@ -97,6 +102,22 @@ pub(crate) fn wait_for_end(
             return End::Vanished;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// How often (in [`POLL`]s) the wait loop hands freed heap memory back to the system.
+const TRIM_EVERY_POLLS: u32 = 10;
+
+/// Returns the allocator's free memory to the system (glibc's `malloc_trim`). A daemon
+/// that frees a lot (memfs after deletes; the blocking pool's per-thread arenas under NFS
+/// load) otherwise keeps it mapped: glibc returns heap memory only from the top of each
+/// arena, so after a burst the RSS stays high although nothing is in use, which looks like
+/// a leak to anyone watching. Cheap at this rate (once a second): it walks the free lists.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns unused pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
