@@ -85,6 +85,8 @@ fn shared() -> Shared {
         port: 2049,
         export_path: format!("/{}", crate::EXPORT_NAME),
         read_only: false,
+        // On: the fuzzer then also reaches the Apple Double refusals.
+        no_apple_double: true,
         mounts: Mutex::new(Vec::new()),
         drc: Drc::default(),
     }
