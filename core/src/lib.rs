@@ -35,6 +35,8 @@ mod error;
 mod guard;
 #[cfg(any(unix, windows))]
 mod handle_table;
+#[cfg(any(unix, windows))]
+mod io_cache;
 #[cfg(unix)]
 pub mod loopback;
 #[cfg(windows)]

@@ -89,6 +89,7 @@ use self::creds::CredGuard;
 use self::dir::DirStream;
 use self::sys::Stat;
 use crate::handle_table::{HandleOwner, HandleTable};
+use crate::io_cache::IoCache;
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
     NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsError, VfsResult, Whence,
@@ -96,7 +97,6 @@ use crate::{
 };
 
 /// Descriptors kept for stateless I/O.
-const FD_CACHE_SIZE: usize = 64;
 /// Most entry descriptors held at once (see "Descriptors" in the module docs); the
 /// limit is also at most a quarter of the process's descriptor limit.
 const ENTRY_FD_CACHE_MAX: usize = 8192;
@@ -282,14 +282,6 @@ impl HandleOwner for Handle {
     }
 }
 
-/// One stateless-I/O descriptor.
-struct CacheSlot {
-    ino: u64,
-    fd: Arc<OwnedFd>,
-    writable: bool,
-    used: u64,
-}
-
 /// A descriptor to do I/O on: a handle's or a cached one.
 enum IoFd {
     Handle(Arc<Handle>),
@@ -315,8 +307,7 @@ pub struct Loopback {
     table: RwLock<Table>,
     next_ino: AtomicU64,
     handles: HandleTable<Handle>,
-    cache: Mutex<Vec<CacheSlot>>,
-    cache_clock: AtomicU64,
+    cache: IoCache<OwnedFd>,
     entry_fds: Arc<EntryFds>,
     /// The daemon is root: switch to callers' credentials (Linux) / chown new objects
     /// and check mode bits (macOS).
@@ -475,8 +466,7 @@ impl Loopback {
             table: RwLock::new(table),
             next_ino: AtomicU64::new(2),
             handles: HandleTable::new(),
-            cache: Mutex::new(Vec::with_capacity(FD_CACHE_SIZE)),
-            cache_clock: AtomicU64::new(0),
+            cache: IoCache::new(),
             entry_fds,
             daemon_root: sys::geteuid() == 0,
             daemon_groups: sys::getgroups(),
@@ -585,7 +575,7 @@ impl Loopback {
             }
         };
         if removed {
-            self.cache.lock().retain(|s| s.ino != inode.ino.0);
+            self.cache.remove(inode.ino.0);
         }
     }
 
@@ -831,16 +821,8 @@ impl Loopback {
         if write {
             self.writable()?;
         }
-        let tick = self.cache_clock.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut slots = self.cache.lock();
-            if let Some(s) = slots
-                .iter_mut()
-                .find(|s| s.ino == ino.0 && (s.writable || !write))
-            {
-                s.used = tick;
-                return Ok(IoFd::Cached(s.fd.clone()));
-            }
+        if let Some(fd) = self.cache.get(ino.0, write) {
+            return Ok(IoFd::Cached(fd));
         }
         // Opened as the daemon: stateless protocols check permissions in the adapter.
         let (fd, writable) = if self.opts.read_only {
@@ -867,26 +849,10 @@ impl Loopback {
             }
         };
         let fd = Arc::new(fd);
-        let mut slots = self.cache.lock();
         // Still registered? (A concurrent drop must not leave a descriptor behind.)
-        if self.table.read().by_ino.contains_key(&ino.0) {
-            if slots.len() >= FD_CACHE_SIZE
-                && let Some(oldest) = slots
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, s)| s.used)
-                    .map(|(i, _)| i)
-            {
-                slots.swap_remove(oldest);
-            }
-            slots.retain(|s| s.ino != ino.0 || s.writable);
-            slots.push(CacheSlot {
-                ino: ino.0,
-                fd: fd.clone(),
-                writable,
-                used: tick,
-            });
-        }
+        self.cache.insert(ino.0, writable, fd.clone(), || {
+            self.table.read().by_ino.contains_key(&ino.0)
+        });
         Ok(IoFd::Cached(fd))
     }
 

@@ -145,6 +145,7 @@ use windows_sys::Win32::System::IO::{DeviceIoControl, IO_STATUS_BLOCK};
 use windows_sys::Win32::System::Ioctl::{FSCTL_GET_REPARSE_POINT, FSCTL_SET_REPARSE_POINT};
 
 use crate::handle_table::{HandleOwner, HandleTable};
+use crate::io_cache::IoCache;
 use crate::winpure::{
     self, ATTR_READONLY, MAX_REPARSE, RelPath, WinStat, attr_from_stat, attributes_for_mode,
     check_new_name, check_win_name, dir_info, error_from_io, forget_path, has_prefix, join,
@@ -167,7 +168,6 @@ const _: () = {
 };
 
 /// Host handles kept for stateless I/O.
-const IO_CACHE_SIZE: usize = 64;
 /// Stateless directory snapshots kept, and for how long.
 const DIR_SNAPSHOTS: usize = 16;
 const DIR_SNAPSHOT_AGE: Duration = Duration::from_secs(1);
@@ -247,19 +247,16 @@ impl HandleOwner for Handle {
     }
 }
 
-/// One stateless-I/O host handle.
-struct CacheSlot {
-    ino: u64,
+/// A stateless-I/O host file, with the host object it is for.
+struct CachedFile {
     key: Key,
-    file: Arc<File>,
-    writable: bool,
-    used: u64,
+    file: File,
 }
 
 /// A host file to do I/O on: a handle's or a cached one.
 enum IoFile {
     Handle(Arc<Handle>),
-    Cached(Arc<File>),
+    Cached(Arc<CachedFile>),
 }
 
 impl IoFile {
@@ -269,7 +266,7 @@ impl IoFile {
                 HandleData::File(f) => Ok(f),
                 HandleData::Dir { .. } => Err(VfsError::IsDir),
             },
-            IoFile::Cached(f) => Ok(f),
+            IoFile::Cached(f) => Ok(&f.file),
         }
     }
 }
@@ -287,8 +284,7 @@ pub struct Loopback {
     ns: RwLock<()>,
     next_ino: AtomicU64,
     handles: HandleTable<Handle>,
-    cache: Mutex<Vec<CacheSlot>>,
-    cache_clock: AtomicU64,
+    cache: IoCache<CachedFile>,
     dir_snaps: Mutex<Vec<(u64, Instant, Snapshot)>>,
 }
 
@@ -777,8 +773,7 @@ impl Loopback {
             ns: RwLock::new(()),
             next_ino: AtomicU64::new(2),
             handles: HandleTable::new(),
-            cache: Mutex::new(Vec::with_capacity(IO_CACHE_SIZE)),
-            cache_clock: AtomicU64::new(0),
+            cache: IoCache::new(),
             dir_snaps: Mutex::new(Vec::new()),
         })
     }
@@ -859,7 +854,7 @@ impl Loopback {
             }
         };
         if removed {
-            self.cache.lock().retain(|s| s.ino != inode.ino.0);
+            self.cache.remove(inode.ino.0);
         }
     }
 
@@ -878,7 +873,7 @@ impl Loopback {
     /// Closes the stateless-I/O handles of host object `key` (they would keep a
     /// delete-on-close file's name around, or block a rename).
     fn uncache_key(&self, key: Key) {
-        self.cache.lock().retain(|s| s.key != key);
+        self.cache.retain(|_, c| c.key != key);
     }
 
     // -----------------------------------------------------------------------------------
@@ -1048,16 +1043,8 @@ impl Loopback {
         if write {
             self.writable()?;
         }
-        let tick = self.cache_clock.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut slots = self.cache.lock();
-            if let Some(s) = slots
-                .iter_mut()
-                .find(|s| s.ino == ino.0 && (s.writable || !write))
-            {
-                s.used = tick;
-                return Ok(IoFile::Cached(s.file.clone()));
-            }
+        if let Some(f) = self.cache.get(ino.0, write) {
+            return Ok(IoFile::Cached(f));
         }
         let (h, writable) = {
             let _ns = self.ns.read();
@@ -1080,28 +1067,14 @@ impl Loopback {
                 }
             }
         };
-        let file = Arc::new(File::from(h));
-        let mut slots = self.cache.lock();
+        let file = Arc::new(CachedFile {
+            key: inode.key,
+            file: File::from(h),
+        });
         // Still registered? (A concurrent drop must not leave a handle behind.)
-        if self.table.read().by_ino.contains_key(&ino.0) {
-            if slots.len() >= IO_CACHE_SIZE
-                && let Some(oldest) = slots
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, s)| s.used)
-                    .map(|(i, _)| i)
-            {
-                slots.swap_remove(oldest);
-            }
-            slots.retain(|s| s.ino != ino.0 || s.writable);
-            slots.push(CacheSlot {
-                ino: ino.0,
-                key: inode.key,
-                file: file.clone(),
-                writable,
-                used: tick,
-            });
-        }
+        self.cache.insert(ino.0, writable, file.clone(), || {
+            self.table.read().by_ino.contains_key(&ino.0)
+        });
         Ok(IoFile::Cached(file))
     }
 
@@ -1590,7 +1563,7 @@ impl Vfs for Loopback {
         }
         if src_dir {
             // Open handles inside a directory block its rename on Windows.
-            self.cache.lock().clear();
+            self.cache.retain(|_, _| false);
         }
         if !case_only {
             check_new_name(new_name)?;
