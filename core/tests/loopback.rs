@@ -574,6 +574,35 @@ fn entries_beyond_the_descriptor_cache_reopen_by_handle() {
         "{} descriptors open after reads",
         open_fds()
     );
+    // An evicted entry pins nothing: once its file is deleted, the host may give the
+    // inode number to a new file, which must get a number of its own (not the dead
+    // entry's, which would be `Stale` or, worse, name the wrong file).
+    use std::os::unix::fs::MetadataExt;
+    let old_ino = std::fs::metadata(dir.path().join("f2")).unwrap().ino();
+    std::fs::remove_file(dir.path().join("f2")).unwrap();
+    let reuser = (0..200).find(|i| {
+        let p = dir.path().join(format!("new{i}"));
+        std::fs::write(&p, format!("new {i}")).unwrap();
+        std::fs::metadata(&p).unwrap().ino() == old_ino
+    });
+    match reuser {
+        Some(i) => {
+            let a = fs.lookup(&root, Ino::ROOT, os(&format!("new{i}"))).unwrap();
+            assert_ne!(
+                a.ino, inos[2],
+                "a recycled host inode got the dead entry's number"
+            );
+            let mut buf = [0u8; 64];
+            let n = fs.read(&root, a.ino, None, 0, &mut buf).unwrap();
+            assert_eq!(&buf[..n], format!("new {i}").as_bytes());
+            assert!(matches!(
+                fs.getattr(&root, inos[2], None),
+                Err(VfsError::Stale)
+            ));
+        }
+        // Not every host filesystem recycles a freed number at once (ext4 and tmpfs do).
+        None => eprintln!("note: the host did not recycle inode {old_ino}; case not exercised"),
+    }
     // The first file's descriptor was evicted long ago.
     std::fs::remove_file(dir.path().join("f0")).unwrap();
     assert!(matches!(

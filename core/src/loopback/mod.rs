@@ -30,9 +30,12 @@
 //!   source's), objects whose filesystem has no handles (`EOPNOTSUPP`), and every entry
 //!   when handles cannot be reopened at all (no `CAP_DAC_READ_SEARCH`: a non-root
 //!   daemon, probed at start on the source's own handle). An evicted entry no longer
-//!   pins its host inode, but its number stays bound to the `(st_dev, st_ino)` it was
-//!   registered with, and the handle's generation number makes a recycled inode number
-//!   `Stale`. macOS has no handles: every entry keeps its descriptor.
+//!   pins its host inode: its number stays bound to the object its handle names (and is
+//!   `Stale` once that is gone), while a new object given the recycled `(st_dev,
+//!   st_ino)` is told apart by its handle (the generation differs) and gets a number of
+//!   its own. Lookups open a name before matching it against the table, so the object
+//!   cannot change between the two. macOS has no handles: every entry keeps its
+//!   descriptor.
 //! - **Confinement.** Every host call is relative to a held directory descriptor plus one
 //!   name checked with [`check_name`], using the `*at` calls with `AT_SYMLINK_NOFOLLOW` /
 //!   `O_NOFOLLOW`, and `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
@@ -246,6 +249,11 @@ impl Inode {
         }
         self.fds.admit(self);
         Ok(fd)
+    }
+
+    /// Whether the entry holds its descriptor (and so pins its host object).
+    fn holds_fd(&self) -> bool {
+        self.fd.lock().is_some()
     }
 
     /// Whether the host object is gone (no links left, or its handle is stale).
@@ -500,8 +508,23 @@ impl Loopback {
 
     /// Registers the object held by `fd` (stat `st`), counting one lookup. An object
     /// already in the table keeps its entry and number; `fd` is then closed.
+    ///
+    /// `fd` pins the object, so a table entry with the same `(st_dev, st_ino)` that also
+    /// holds its descriptor is the very same object (two live objects cannot share a
+    /// key). An entry whose descriptor was evicted pins nothing: its object may be gone
+    /// and the number recycled by the host, so it is matched by file handle (which
+    /// carries the generation) and unmapped when it names another object.
     fn register(&self, fd: OwnedFd, st: &Stat) -> VfsResult<Arc<Inode>> {
         let key = sys::key(st);
+        {
+            let t = self.table.read();
+            if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i))
+                && inode.holds_fd()
+            {
+                inode.lookups.fetch_add(1, Ordering::Relaxed);
+                return Ok(inode.clone());
+            }
+        }
         let kind = sys::kind(st).ok_or(VfsError::Io(std::io::Error::from_raw_os_error(
             libc::EINVAL,
         )))?;
@@ -515,9 +538,14 @@ impl Loopback {
                 None
             };
         let mut t = self.table.write();
-        if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i)) {
-            inode.lookups.fetch_add(1, Ordering::Relaxed);
-            return Ok(inode.clone());
+        if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i)).cloned() {
+            if inode.holds_fd() || (inode.handle.is_some() && inode.handle == handle) {
+                inode.lookups.fetch_add(1, Ordering::Relaxed);
+                return Ok(inode);
+            }
+            // A dead object's entry: its number stays valid (and `Stale`) until
+            // forgotten, but the key now belongs to the object `fd` holds.
+            t.by_key.remove(&key);
         }
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
         let inode = Inode::new(ino, key, kind, Arc::new(fd), handle, self.entry_fds.clone());
@@ -528,21 +556,13 @@ impl Loopback {
 
     /// Finds (registering if needed) `name` in `parent`, counting one lookup; returns the
     /// entry and the stat taken.
+    ///
+    /// The entry is opened before it is matched against the table, never stat'ed by
+    /// name: between a stat by name and the match, another client could unlink the
+    /// object and create a new one that the host gives the same inode number, and the
+    /// name would be handed the other file's entry (the concurrent model test in
+    /// `core/tests/model.rs` found writes landing in the wrong file that way).
     fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
-        let st = sys::fstatat(parent.fd()?.as_fd(), name)?;
-        let known = {
-            let t = self.table.read();
-            t.by_key
-                .get(&sys::key(&st))
-                .and_then(|i| t.by_ino.get(i))
-                .map(|inode| {
-                    inode.lookups.fetch_add(1, Ordering::Relaxed);
-                    inode.clone()
-                })
-        };
-        if let Some(inode) = known {
-            return Ok((inode, st));
-        }
         let fd = sys::open_entry(parent.fd()?.as_fd(), name)?;
         let st = sys::fstat(fd.as_fd())?;
         let inode = self.register(fd, &st)?;
