@@ -527,8 +527,10 @@ fn other_user_refused_by_default(kind: Kind) {
 
 /// What Linux's `file_remove_privs` promises, through the mount: a write by root keeps
 /// setuid/setgid, a write by another user drops both (setgid because group-exec is set),
-/// and any write drops `security.capability`. memfs does this itself (the adapter asks
-/// the kernel for FUSE_HANDLE_KILLPRIV_V2); for loopback the kernel keeps doing it.
+/// and any write drops `security.capability`. Both filesystems take this job from the
+/// kernel (FUSE_HANDLE_KILLPRIV_V2): memfs does it itself; loopback writes as the caller
+/// and lets the host do it, so a non-root writer's handle on a setuid/setgid file must
+/// not be passed through (passthrough writes carry the daemon's root credentials).
 fn writes_drop_setuid_and_file_capabilities(kind: Kind) {
     let test = "writes_drop_setuid_and_file_capabilities";
     if unsafe { libc::geteuid() } != 0 {

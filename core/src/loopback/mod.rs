@@ -282,6 +282,22 @@ struct Handle {
     inode: Arc<Inode>,
     flags: OpenFlags,
     data: HandleData,
+    /// Whether the kernel may do this handle's I/O itself (FUSE passthrough); see
+    /// [`passthrough_keeps_privileges`].
+    passthrough: bool,
+}
+
+/// Whether a write by `ctx` may have to drop setuid/setgid bits of a file with mode
+/// `mode` (Linux's rule: unless the writer is root; setgid also depends on group-exec
+/// and the writer's groups, which the host decides).
+///
+/// Passthrough writes reach the host with the daemon's credentials (root's, which keep
+/// the bits), and with `FUSE_HANDLE_KILLPRIV_V2` the FUSE kernel no longer clears them
+/// either, so such a handle does its writes through the daemon, as the caller, and the
+/// host clears the bits. File capabilities need nothing: the host drops
+/// `security.capability` on any write, whoever makes it.
+fn passthrough_keeps_privileges(ctx: &Ctx, flags: OpenFlags, mode: u32) -> bool {
+    writes(flags) && !ctx.is_root() && mode & 0o6000 != 0
 }
 
 impl HandleOwner for Handle {
@@ -791,9 +807,20 @@ impl Loopback {
     // -----------------------------------------------------------------------------------
     // Handles and descriptors.
 
-    fn add_handle(&self, inode: Arc<Inode>, flags: OpenFlags, data: HandleData) -> Fh {
+    fn add_handle(
+        &self,
+        inode: Arc<Inode>,
+        flags: OpenFlags,
+        data: HandleData,
+        passthrough: bool,
+    ) -> Fh {
         inode.opens.fetch_add(1, Ordering::AcqRel);
-        self.handles.insert(Handle { inode, flags, data })
+        self.handles.insert(Handle {
+            inode,
+            flags,
+            data,
+            passthrough,
+        })
     }
 
     fn handle(&self, ino: Ino, fh: Fh) -> VfsResult<Arc<Handle>> {
@@ -956,10 +983,10 @@ impl Vfs for Loopback {
             read_only: self.opts.read_only,
             sparse_files: true,
             enforces_permissions: self.daemon_root,
-            // The host kernel removes privileges on the host writes, but passthrough
-            // writes run with the daemon's (root's) credentials and keep setuid; the
-            // FUSE kernel's own check stays in charge.
-            kills_privileges: false,
+            // The host removes privileges on every write made as the caller, and handles
+            // whose passthrough writes would keep setuid/setgid are not passed through
+            // (see `passthrough_keeps_privileges`). macFUSE has no such flag.
+            kills_privileges: cfg!(target_os = "linux"),
             max_name_len: NAME_MAX as u32,
         }
     }
@@ -1252,7 +1279,15 @@ impl Vfs for Loopback {
             sys::reopen(inode.fd()?.as_fd(), inode.kind, host_flags(flags))?
         };
         let direct_io = flags.contains(OpenFlags::DIRECT);
-        let fh = self.add_handle(inode, flags, HandleData::File(fd));
+        let passthrough = inode.kind == FileType::RegularFile
+            && !(writes(flags)
+                && !ctx.is_root()
+                && passthrough_keeps_privileges(
+                    ctx,
+                    flags,
+                    sys::fstat(fd.as_fd())?.st_mode as u32,
+                ));
+        let fh = self.add_handle(inode, flags, HandleData::File(fd), passthrough);
         Ok(Opened {
             fh,
             direct_io,
@@ -1348,7 +1383,8 @@ impl Vfs for Loopback {
         }
         let attr = self.attr(&inode, &st);
         let direct_io = flags.contains(OpenFlags::DIRECT);
-        let fh = self.add_handle(inode, flags, HandleData::File(fd));
+        let passthrough = !passthrough_keeps_privileges(ctx, flags, st.st_mode as u32);
+        let fh = self.add_handle(inode, flags, HandleData::File(fd), passthrough);
         Ok((
             attr,
             Opened {
@@ -1435,7 +1471,12 @@ impl Vfs for Loopback {
             sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?
         };
         let stream = dir::open_stream(fd)?;
-        Ok(self.add_handle(inode, OpenFlags::READ, HandleData::Dir(Mutex::new(stream))))
+        Ok(self.add_handle(
+            inode,
+            OpenFlags::READ,
+            HandleData::Dir(Mutex::new(stream)),
+            false,
+        ))
     }
 
     fn readdir(
@@ -1661,9 +1702,7 @@ impl Vfs for Loopback {
     fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<OwnedFd> {
         let h = self.handle(ino, fh).ok()?;
         match &h.data {
-            HandleData::File(fd) if h.inode.kind == FileType::RegularFile => {
-                sys::dup(fd.as_fd()).ok()
-            }
+            HandleData::File(fd) if h.passthrough => sys::dup(fd.as_fd()).ok(),
             _ => None,
         }
     }
