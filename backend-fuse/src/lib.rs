@@ -85,6 +85,13 @@ pub struct FuseOptions {
     pub no_apple_double: bool,
     /// macOS: refuse `com.apple.*` extended attributes (`noapplexattr`). Ignored elsewhere.
     pub no_apple_xattr: bool,
+    /// Linux: the mount's readahead window in KiB (its bdi's `read_ahead_kb`), set after
+    /// mounting; 0 keeps the kernel's. The kernel starts every FUSE mount at 128 KiB and
+    /// the INIT reply can only lower that, so sequential reads would arrive as 128 KiB
+    /// READs although `max_pages` allows 1 MiB: at 1024, a cold 1 GiB read of memfs took
+    /// 0.34 s instead of 0.45 s here (random reads unchanged). Needs root (sysfs); for
+    /// anyone else the kernel's window stays, noted in the debug log.
+    pub readahead_kib: u32,
 }
 
 /// FUSE passthrough: the kernel reads and writes an open file's host file directly.
@@ -140,6 +147,7 @@ impl Default for FuseOptions {
             volume_name: None,
             no_apple_double: true,
             no_apple_xattr: false,
+            readahead_kib: 1024,
         }
     }
 }

@@ -259,7 +259,38 @@ pub fn mount(
         }
         return Err(e);
     }
+    #[cfg(target_os = "linux")]
+    if opts.readahead_kib != 0 {
+        set_readahead(&mount.mountpoint, opts.readahead_kib);
+    }
     Ok(mount)
+}
+
+/// Sets the readahead window of the mount at `mountpoint` (see
+/// [`FuseOptions::readahead_kib`]) through its bdi in sysfs, named by the mount's device
+/// number. Best effort: without root the kernel's window stays.
+#[cfg(target_os = "linux")]
+fn set_readahead(mountpoint: &Path, kib: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            tracing::debug!(
+                "readahead left as is: cannot stat {}: {e}",
+                mountpoint.display()
+            );
+            return;
+        }
+    };
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    match std::fs::write(&path, kib.to_string()) {
+        Ok(()) => tracing::debug!("readahead of {} set to {kib} KiB", mountpoint.display()),
+        Err(e) => tracing::debug!("readahead left as is: cannot write {path}: {e}"),
+    }
 }
 
 /// The passthrough mode the session negotiates, after the checks that need no kernel:

@@ -382,6 +382,38 @@ fn statfs_and_mount_table() {
     assert!(line.contains("default_permissions"), "{line}");
 }
 
+/// The readahead window: raised to `readahead_kib` (root writes sysfs), or left at the
+/// kernel's 128 KiB with 0.
+#[test]
+fn readahead_window_follows_the_option() {
+    let window = |fx: &Fixture| {
+        let dev = fs::metadata(fx.mount.mountpoint()).unwrap().dev();
+        let p = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        fs::read_to_string(&p).unwrap().trim().to_owned()
+    };
+    let root = unsafe { libc::geteuid() } == 0;
+    let fx = Fixture::with(&FuseOptions {
+        threads: 1,
+        ..Default::default()
+    });
+    if root {
+        assert_eq!(window(&fx), "1024");
+    } else {
+        eprintln!("not root: sysfs is not writable, the kernel's window stays");
+        assert_eq!(window(&fx), "128");
+    }
+    let fx = Fixture::with(&FuseOptions {
+        threads: 1,
+        readahead_kib: 0,
+        ..Default::default()
+    });
+    assert_eq!(window(&fx), "128");
+}
+
 #[test]
 fn read_only_mount_refuses_writes() {
     let fx = Fixture::with(&FuseOptions {

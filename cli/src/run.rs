@@ -393,6 +393,7 @@ mod fuse {
             volume_name: plan.fuse.volume_name.clone(),
             no_apple_double: plan.fuse.noappledouble,
             no_apple_xattr: plan.fuse.noapplexattr,
+            ..FuseOptions::default()
         };
         match vmount_backend_fuse::mount(fs, mp, &opts) {
             Ok(m) => Ok(Box::new(m)),
