@@ -5,8 +5,8 @@
 //! 1. **The socket's owner**, on accept, before a byte is read ([`peer_allowed`]). The
 //!    peer's socket is the one whose local endpoint is the peer's address and port and
 //!    whose remote endpoint is our listening address. Per OS:
-//!    - **Linux**: its line in `/proc/net/tcp` or `/proc/net/tcp6` gives the uid that
-//!      created it. Root (the kernel client and `mount.nfs`), the daemon's own user and
+//!    - **Linux**: an exact `NETLINK_SOCK_DIAG` lookup ([`crate::peer_linux`]; its line
+//!      in `/proc/net/tcp(6)` where that fails) gives the uid that created it. Root (the kernel client and `mount.nfs`), the daemon's own user and
 //!      the allowed users pass; any other user, and a socket that cannot be found, is
 //!      closed.
 //!    - **Windows**: `GetExtendedTcpTable` (`TCP_TABLE_OWNER_PID_CONNECTIONS`) gives the
@@ -229,10 +229,15 @@ fn check_peer(_policy: &Policy, _peer: SocketAddr, _local: SocketAddr) -> bool {
     true
 }
 
-/// The uid owning the socket at `peer` that is connected to `local`, from the kernel's
+/// The uid owning the socket at `peer` that is connected to `local`: asked of the kernel
+/// by exact address ([`crate::peer_linux`]), or where that cannot be asked, found in its
 /// TCP tables. `None` when not found.
 #[cfg(target_os = "linux")]
 pub fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    match crate::peer_linux::socket_uid(peer, local) {
+        Ok(uid) => return uid,
+        Err(e) => tracing::debug!("sock_diag lookup failed ({e}); scanning /proc/net/tcp"),
+    }
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;

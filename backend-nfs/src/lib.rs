@@ -53,6 +53,8 @@ pub mod fuzz;
 mod handles;
 mod mountd;
 mod nfs3;
+#[cfg(target_os = "linux")]
+mod peer_linux;
 mod peer_macos;
 mod peer_windows;
 mod rpc;
