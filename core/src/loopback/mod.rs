@@ -563,7 +563,9 @@ impl Loopback {
             // forgotten, but the key now belongs to the object `fd` holds.
             t.by_key.remove(&key);
         }
-        let ino = Ino(self.next_ino.fetch_add(1, Ordering::Relaxed));
+        // Release: a lookup that sees this number allocated also sees `fd` opened (see
+        // `lookup_name`).
+        let ino = Ino(self.next_ino.fetch_add(1, Ordering::AcqRel));
         let inode = Inode::new(ino, key, kind, Arc::new(fd), handle, self.entry_fds.clone());
         t.by_key.insert(key, ino.0);
         t.by_ino.insert(ino.0, inode.clone());
@@ -573,12 +575,28 @@ impl Loopback {
     /// Finds (registering if needed) `name` in `parent`, counting one lookup; returns the
     /// entry and the stat taken.
     ///
-    /// The entry is opened before it is matched against the table, never stat'ed by
-    /// name: between a stat by name and the match, another client could unlink the
-    /// object and create a new one that the host gives the same inode number, and the
-    /// name would be handed the other file's entry (the concurrent model test in
-    /// `core/tests/model.rs` found writes landing in the wrong file that way).
+    /// A stat by name alone cannot be matched against the table by `(st_dev, st_ino)`:
+    /// between the stat and the match, another client could unlink the object and create
+    /// a new one that the host gives the same inode number, and the name would be handed
+    /// the other file's entry (the concurrent model test in `core/tests/model.rs` found
+    /// writes landing in the wrong file that way). The stat is trusted only for an entry
+    /// registered *before* it was taken (its number is below the next number read first)
+    /// that holds its descriptor now: that object was pinned, or provably alive (reopened
+    /// by handle), all along, so the number was its own when the stat saw it. Otherwise
+    /// the name is opened, which pins the object, before it is matched.
     fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
+        let before = self.next_ino.load(Ordering::Acquire);
+        let st = sys::fstatat(parent.fd()?.as_fd(), name)?;
+        {
+            let t = self.table.read();
+            if let Some(inode) = t.by_key.get(&sys::key(&st)).and_then(|i| t.by_ino.get(i))
+                && inode.ino.0 < before
+                && inode.holds_fd()
+            {
+                inode.lookups.fetch_add(1, Ordering::Relaxed);
+                return Ok((inode.clone(), st));
+            }
+        }
         let fd = sys::open_entry(parent.fd()?.as_fd(), name)?;
         let st = sys::fstat(fd.as_fd())?;
         let inode = self.register(fd, &st)?;
