@@ -9,236 +9,54 @@
 //! the caller gets `VfsError::Io` (EIO). State behind `parking_lot` locks (which do not
 //! poison) stays usable.
 
-use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crate::{
-    AccessMask, Attr, Capabilities, Ctx, DirSink, FallocateFlags, Fh, FileType, Ino, OpenFlags,
-    Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsError, VfsResult, Whence, XattrFlags,
-};
+use crate::stats::Op;
+use crate::wrap::{Around, Wrapped};
+use crate::{Vfs, VfsError, VfsResult};
+
+/// Turns a panic into `VfsError::Io`: the hook of [`PanicGuard`].
+pub struct CatchPanics;
+
+impl CatchPanics {
+    fn run<T>(name: &str, f: impl FnOnce() -> T) -> Result<T, VfsError> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            eprintln!("vmount: the filesystem panicked in {name}: {msg}; answering EIO");
+            VfsError::Io(std::io::Error::other(format!(
+                "filesystem panicked in {name}"
+            )))
+        })
+    }
+}
+
+impl Around for CatchPanics {
+    fn call<T>(
+        &self,
+        op: Op,
+        _bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> VfsResult<T>,
+    ) -> VfsResult<T> {
+        CatchPanics::run(op.name(), f)?
+    }
+
+    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        CatchPanics::run(name, f).ok()
+    }
+}
 
 /// Serves `inner`, converting panics into `VfsError::Io` errors. See the module docs.
-pub struct PanicGuard {
-    inner: Arc<dyn Vfs>,
-}
+pub type PanicGuard = Wrapped<CatchPanics>;
 
-impl PanicGuard {
+impl Wrapped<CatchPanics> {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Vfs>) -> PanicGuard {
-        PanicGuard { inner }
-    }
-
-    fn call<T>(&self, op: &'static str, f: impl FnOnce(&dyn Vfs) -> VfsResult<T>) -> VfsResult<T> {
-        match catch_unwind(AssertUnwindSafe(|| f(&*self.inner))) {
-            Ok(r) => r,
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                eprintln!("vmount: the filesystem panicked in {op}: {msg}; answering EIO");
-                Err(VfsError::Io(std::io::Error::other(format!(
-                    "filesystem panicked in {op}"
-                ))))
-            }
-        }
-    }
-}
-
-impl Vfs for PanicGuard {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr> {
-        self.call("lookup", |fs| fs.lookup(ctx, parent, name))
-    }
-    fn forget(&self, ino: Ino, nlookup: u64) {
-        let _ = self.call("forget", |fs| {
-            fs.forget(ino, nlookup);
-            Ok(())
-        });
-    }
-    fn getattr(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> VfsResult<Attr> {
-        self.call("getattr", |fs| fs.getattr(ctx, ino, fh))
-    }
-    fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> VfsResult<Attr> {
-        self.call("setattr", |fs| fs.setattr(ctx, ino, set, fh))
-    }
-    fn readlink(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<u8>> {
-        self.call("readlink", |fs| fs.readlink(ctx, ino))
-    }
-    fn mknod(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        kind: FileType,
-        mode: u32,
-        rdev: u64,
-    ) -> VfsResult<Attr> {
-        self.call("mknod", |fs| fs.mknod(ctx, parent, name, kind, mode, rdev))
-    }
-    fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Attr> {
-        self.call("mkdir", |fs| fs.mkdir(ctx, parent, name, mode))
-    }
-    fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call("unlink", |fs| fs.unlink(ctx, parent, name))
-    }
-    fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call("rmdir", |fs| fs.rmdir(ctx, parent, name))
-    }
-    fn symlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Attr> {
-        self.call("symlink", |fs| fs.symlink(ctx, parent, name, target))
-    }
-    fn rename(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        new_parent: Ino,
-        new_name: &OsStr,
-        flags: RenameFlags,
-    ) -> VfsResult<()> {
-        self.call("rename", |fs| {
-            fs.rename(ctx, parent, name, new_parent, new_name, flags)
-        })
-    }
-    fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Attr> {
-        self.call("link", |fs| fs.link(ctx, ino, new_parent, new_name))
-    }
-    fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Opened> {
-        self.call("open", |fs| fs.open(ctx, ino, flags))
-    }
-    fn create(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        flags: OpenFlags,
-    ) -> VfsResult<(Attr, Opened)> {
-        self.call("create", |fs| fs.create(ctx, parent, name, mode, flags))
-    }
-    fn read(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> VfsResult<usize> {
-        self.call("read", |fs| fs.read(ctx, ino, fh, offset, buf))
-    }
-    fn write(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        data: &[u8],
-    ) -> VfsResult<u32> {
-        self.call("write", |fs| fs.write(ctx, ino, fh, offset, data))
-    }
-    fn flush(&self, ctx: &Ctx, ino: Ino, fh: Fh, lock_owner: u64) -> VfsResult<()> {
-        self.call("flush", |fs| fs.flush(ctx, ino, fh, lock_owner))
-    }
-    fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
-        self.call("release", |fs| fs.release(ctx, ino, fh))
-    }
-    fn fsync(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
-        self.call("fsync", |fs| fs.fsync(ctx, ino, fh, datasync))
-    }
-    fn opendir(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Fh> {
-        self.call("opendir", |fs| fs.opendir(ctx, ino, flags))
-    }
-    fn readdir(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        after: u64,
-        sink: &mut dyn DirSink,
-    ) -> VfsResult<()> {
-        self.call("readdir", |fs| fs.readdir(ctx, ino, fh, after, sink))
-    }
-    fn releasedir(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
-        self.call("releasedir", |fs| fs.releasedir(ctx, ino, fh))
-    }
-    fn fsyncdir(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
-        self.call("fsyncdir", |fs| fs.fsyncdir(ctx, ino, fh, datasync))
-    }
-    fn statfs(&self, ctx: &Ctx, ino: Ino) -> VfsResult<StatFs> {
-        self.call("statfs", |fs| fs.statfs(ctx, ino))
-    }
-    fn access(&self, ctx: &Ctx, ino: Ino, mask: AccessMask) -> VfsResult<()> {
-        self.call("access", |fs| fs.access(ctx, ino, mask))
-    }
-    fn setxattr(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        name: &OsStr,
-        value: &[u8],
-        flags: XattrFlags,
-    ) -> VfsResult<()> {
-        self.call("setxattr", |fs| fs.setxattr(ctx, ino, name, value, flags))
-    }
-    fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
-        self.call("getxattr", |fs| fs.getxattr(ctx, ino, name))
-    }
-    fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<OsString>> {
-        self.call("listxattr", |fs| fs.listxattr(ctx, ino))
-    }
-    fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call("removexattr", |fs| fs.removexattr(ctx, ino, name))
-    }
-    fn fallocate(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        len: u64,
-        mode: FallocateFlags,
-    ) -> VfsResult<()> {
-        self.call("fallocate", |fs| {
-            fs.fallocate(ctx, ino, fh, offset, len, mode)
-        })
-    }
-    fn copy_file_range(
-        &self,
-        ctx: &Ctx,
-        ino_in: Ino,
-        fh_in: Option<Fh>,
-        offset_in: u64,
-        ino_out: Ino,
-        fh_out: Option<Fh>,
-        offset_out: u64,
-        len: u64,
-    ) -> VfsResult<u64> {
-        self.call("copy_file_range", |fs| {
-            fs.copy_file_range(
-                ctx, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
-            )
-        })
-    }
-    fn lseek(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        whence: Whence,
-    ) -> VfsResult<u64> {
-        self.call("lseek", |fs| fs.lseek(ctx, ino, fh, offset, whence))
-    }
-    #[cfg(unix)]
-    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
-        self.call("passthrough_fd", |fs| Ok(fs.passthrough_fd(ino, fh)))
-            .ok()
-            .flatten()
+        Wrapped::with(inner, CatchPanics)
     }
 }
 
@@ -246,6 +64,11 @@ impl Vfs for PanicGuard {
 mod tests {
     use super::*;
     use crate::memfs::{MemFs, MemFsOptions};
+    use crate::{
+        AccessMask, Attr, Capabilities, Ctx, DirSink, Fh, Ino, OpenFlags, Opened, RenameFlags,
+        SetAttr, StatFs,
+    };
+    use std::ffi::OsStr;
 
     /// A filesystem whose reads panic, as a buggy one might.
     struct Buggy(MemFs);

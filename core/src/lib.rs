@@ -22,6 +22,10 @@
 //!
 //! - **A panic costs one operation, not the mount.** Backends serve every filesystem
 //!   through [`PanicGuard`], which turns a panic into an EIO reply.
+//! - **Layers around every call share one forwarding implementation**,
+//!   [`wrap::Wrapped`]: a layer ([`PanicGuard`], the counters of [`stats::Recorded`], or
+//!   your own) is a small [`wrap::Around`] hook, and a method added to [`Vfs`] is
+//!   forwarded in one place.
 //!
 //! # Filesystems
 //! - [`memfs::MemFs`]: in memory, POSIX semantics, chunked sparse storage, size limit.
@@ -50,11 +54,12 @@ mod vfs;
 #[cfg(any(windows, test))]
 #[path = "loopback/winpure.rs"]
 mod winpure;
+pub mod wrap;
 
 use std::ffi::OsStr;
 
 pub use error::{Unavailable, VfsError, VfsResult};
-pub use guard::PanicGuard;
+pub use guard::{CatchPanics, PanicGuard};
 pub use types::*;
 pub use vfs::Vfs;
 

@@ -21,15 +21,12 @@
 //!   read, GETATTR), so the NFS server records per procedure instead, and the counts
 //!   match what clients asked for.
 
-use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::{
-    AccessMask, Attr, Capabilities, Ctx, DirSink, FallocateFlags, Fh, FileType, Ino, OpenFlags,
-    Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsResult, Whence, XattrFlags,
-};
+use crate::wrap::{Around, Wrapped};
+use crate::{Vfs, VfsResult};
 
 /// Number of latency buckets per operation. Bucket `i` counts durations whose nanosecond
 /// value has `i` significant bits (`[2^(i-1), 2^i)`; bucket 0 is exactly 0 ns); the last
@@ -310,24 +307,17 @@ impl OpSnapshot {
     }
 }
 
-/// Serves `inner` and counts every call in `stats` (see the module docs for why FUSE and
-/// WinFsp are measured here and NFS per procedure).
-pub struct Recorded {
-    inner: Arc<dyn Vfs>,
+/// Counts every call into an [`OpStats`]: the hook of [`Recorded`].
+pub struct Count {
     stats: &'static OpStats,
 }
 
-impl Recorded {
-    /// Wraps `inner`, counting into `stats` (usually [`global`]).
-    pub fn new(inner: Arc<dyn Vfs>, stats: &'static OpStats) -> Recorded {
-        Recorded { inner, stats }
-    }
-
+impl Around for Count {
     fn call<T>(
         &self,
         op: Op,
-        bytes: impl FnOnce(&T) -> u64,
-        f: impl FnOnce(&dyn Vfs) -> VfsResult<T>,
+        bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> VfsResult<T>,
     ) -> VfsResult<T> {
         let mut timer = Timer {
             stats: self.stats,
@@ -335,7 +325,7 @@ impl Recorded {
             started: Instant::now(),
             done: false,
         };
-        let r = f(&*self.inner);
+        let r = f();
         timer.done = true;
         let (ok, n) = match &r {
             Ok(v) => (true, bytes(v)),
@@ -343,6 +333,21 @@ impl Recorded {
         };
         self.stats.record_since(op, timer.started, ok, n);
         r
+    }
+
+    fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        Some(f())
+    }
+}
+
+/// Serves `inner` and counts every call in `stats` (see the module docs for why FUSE and
+/// WinFsp are measured here and NFS per procedure).
+pub type Recorded = Wrapped<Count>;
+
+impl Wrapped<Count> {
+    /// Wraps `inner`, counting into `stats` (usually [`global`]).
+    pub fn new(inner: Arc<dyn Vfs>, stats: &'static OpStats) -> Recorded {
+        Wrapped::with(inner, Count { stats })
     }
 }
 
@@ -362,234 +367,13 @@ impl Drop for Timer {
     }
 }
 
-fn none<T>(_: &T) -> u64 {
-    0
-}
-
-impl Vfs for Recorded {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr> {
-        self.call(Op::Lookup, none, |fs| fs.lookup(ctx, parent, name))
-    }
-    fn forget(&self, ino: Ino, nlookup: u64) {
-        let _ = self.call(Op::Forget, none, |fs| {
-            fs.forget(ino, nlookup);
-            Ok(())
-        });
-    }
-    fn getattr(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> VfsResult<Attr> {
-        self.call(Op::Getattr, none, |fs| fs.getattr(ctx, ino, fh))
-    }
-    fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> VfsResult<Attr> {
-        self.call(Op::Setattr, none, |fs| fs.setattr(ctx, ino, set, fh))
-    }
-    fn readlink(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<u8>> {
-        self.call(Op::Readlink, none, |fs| fs.readlink(ctx, ino))
-    }
-    fn mknod(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        kind: FileType,
-        mode: u32,
-        rdev: u64,
-    ) -> VfsResult<Attr> {
-        self.call(Op::Mknod, none, |fs| {
-            fs.mknod(ctx, parent, name, kind, mode, rdev)
-        })
-    }
-    fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Attr> {
-        self.call(Op::Mkdir, none, |fs| fs.mkdir(ctx, parent, name, mode))
-    }
-    fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call(Op::Unlink, none, |fs| fs.unlink(ctx, parent, name))
-    }
-    fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call(Op::Rmdir, none, |fs| fs.rmdir(ctx, parent, name))
-    }
-    fn symlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Attr> {
-        self.call(Op::Symlink, none, |fs| {
-            fs.symlink(ctx, parent, name, target)
-        })
-    }
-    fn rename(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        new_parent: Ino,
-        new_name: &OsStr,
-        flags: RenameFlags,
-    ) -> VfsResult<()> {
-        self.call(Op::Rename, none, |fs| {
-            fs.rename(ctx, parent, name, new_parent, new_name, flags)
-        })
-    }
-    fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Attr> {
-        self.call(Op::Link, none, |fs| fs.link(ctx, ino, new_parent, new_name))
-    }
-    fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Opened> {
-        self.call(Op::Open, none, |fs| fs.open(ctx, ino, flags))
-    }
-    fn create(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        flags: OpenFlags,
-    ) -> VfsResult<(Attr, Opened)> {
-        self.call(Op::Create, none, |fs| {
-            fs.create(ctx, parent, name, mode, flags)
-        })
-    }
-    fn read(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> VfsResult<usize> {
-        self.call(
-            Op::Read,
-            |n| *n as u64,
-            |fs| fs.read(ctx, ino, fh, offset, buf),
-        )
-    }
-    fn write(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        data: &[u8],
-    ) -> VfsResult<u32> {
-        self.call(
-            Op::Write,
-            |n| u64::from(*n),
-            |fs| fs.write(ctx, ino, fh, offset, data),
-        )
-    }
-    fn flush(&self, ctx: &Ctx, ino: Ino, fh: Fh, lock_owner: u64) -> VfsResult<()> {
-        self.call(Op::Flush, none, |fs| fs.flush(ctx, ino, fh, lock_owner))
-    }
-    fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
-        self.call(Op::Release, none, |fs| fs.release(ctx, ino, fh))
-    }
-    fn fsync(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
-        self.call(Op::Fsync, none, |fs| fs.fsync(ctx, ino, fh, datasync))
-    }
-    fn opendir(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> VfsResult<Fh> {
-        self.call(Op::Opendir, none, |fs| fs.opendir(ctx, ino, flags))
-    }
-    fn readdir(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        after: u64,
-        sink: &mut dyn DirSink,
-    ) -> VfsResult<()> {
-        let op = if sink.wants_attr() {
-            Op::Readdirplus
-        } else {
-            Op::Readdir
-        };
-        self.call(op, none, |fs| fs.readdir(ctx, ino, fh, after, sink))
-    }
-    fn releasedir(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {
-        self.call(Op::Releasedir, none, |fs| fs.releasedir(ctx, ino, fh))
-    }
-    fn fsyncdir(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>, datasync: bool) -> VfsResult<()> {
-        self.call(Op::Fsyncdir, none, |fs| fs.fsyncdir(ctx, ino, fh, datasync))
-    }
-    fn statfs(&self, ctx: &Ctx, ino: Ino) -> VfsResult<StatFs> {
-        self.call(Op::Statfs, none, |fs| fs.statfs(ctx, ino))
-    }
-    fn access(&self, ctx: &Ctx, ino: Ino, mask: AccessMask) -> VfsResult<()> {
-        self.call(Op::Access, none, |fs| fs.access(ctx, ino, mask))
-    }
-    fn setxattr(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        name: &OsStr,
-        value: &[u8],
-        flags: XattrFlags,
-    ) -> VfsResult<()> {
-        self.call(Op::Setxattr, none, |fs| {
-            fs.setxattr(ctx, ino, name, value, flags)
-        })
-    }
-    fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
-        self.call(Op::Getxattr, none, |fs| fs.getxattr(ctx, ino, name))
-    }
-    fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<OsString>> {
-        self.call(Op::Listxattr, none, |fs| fs.listxattr(ctx, ino))
-    }
-    fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
-        self.call(Op::Removexattr, none, |fs| fs.removexattr(ctx, ino, name))
-    }
-    fn fallocate(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        len: u64,
-        mode: FallocateFlags,
-    ) -> VfsResult<()> {
-        self.call(Op::Fallocate, none, |fs| {
-            fs.fallocate(ctx, ino, fh, offset, len, mode)
-        })
-    }
-    fn copy_file_range(
-        &self,
-        ctx: &Ctx,
-        ino_in: Ino,
-        fh_in: Option<Fh>,
-        offset_in: u64,
-        ino_out: Ino,
-        fh_out: Option<Fh>,
-        offset_out: u64,
-        len: u64,
-    ) -> VfsResult<u64> {
-        self.call(
-            Op::CopyFileRange,
-            |n| *n,
-            |fs| {
-                fs.copy_file_range(
-                    ctx, ino_in, fh_in, offset_in, ino_out, fh_out, offset_out, len,
-                )
-            },
-        )
-    }
-    fn lseek(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        fh: Option<Fh>,
-        offset: u64,
-        whence: Whence,
-    ) -> VfsResult<u64> {
-        self.call(Op::Lseek, none, |fs| fs.lseek(ctx, ino, fh, offset, whence))
-    }
-    // Not an operation of its own: part of an open, which is already counted.
-    #[cfg(unix)]
-    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
-        self.inner.passthrough_fd(ino, fh)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memfs::{MemFs, MemFsOptions};
+    use crate::{Ctx, Ino};
     use crate::{OpenFlags, VfsError};
+    use std::ffi::OsStr;
 
     #[test]
     fn names_are_unique_and_round_trip() {
