@@ -340,17 +340,26 @@ impl RawConfig {
                         "`max_inodes` in [filesystem] is only for type = \"memfs\"",
                     ));
                 }
+                if let Some(d) = &fs.data {
+                    return Err(src.error_at(
+                        d.span(),
+                        "`data` in [filesystem] is only for type = \"memfs\"; loopback's data \
+                         is its source directory",
+                    ));
+                }
             }
         }
         if let Some(mode) = &self.fuse.passthrough
             && *mode.get_ref() == PassthroughMode::On
         {
-            if *fs.kind.get_ref() == FsType::Memfs {
+            if *fs.kind.get_ref() == FsType::Memfs
+                && fs.data.as_ref().map(|d| *d.get_ref()) == Some(DataStore::Heap)
+            {
                 return Err(src.error_at(
                     mode.span(),
-                    "`passthrough = \"on\"` in [fuse] needs a filesystem with host files \
-                     (type = \"loopback\"); memfs keeps its data in memory, so set passthrough \
-                     = \"auto\" or \"off\"",
+                    "`passthrough = \"on\"` in [fuse] needs file data in the kernel, and \
+                     memfs has `data = \"heap\"`; set data = \"auto\" or \"kernel\", or \
+                     passthrough = \"auto\" or \"off\"",
                 ));
             }
             if self.fuse.writeback_cache {
@@ -459,6 +468,33 @@ pub struct RawFilesystem {
     /// Creating more fails with ENOSPC. Default: no limit.
     #[serde(default)]
     pub max_inodes: Option<Spanned<PositiveInt>>,
+    /// memfs only: where regular files keep their bytes. Default `auto`.
+    #[serde(default)]
+    pub data: Option<Spanned<DataStore>>,
+}
+
+/// The memfs `data` key: where file contents live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataStore {
+    /// In the kernel when the daemon may make its private tmpfs (Linux, root), so FUSE
+    /// passthrough can serve reads and writes; else on the heap.
+    #[default]
+    Auto,
+    /// On the daemon's heap, always.
+    Heap,
+    /// In the kernel, or mounting fails.
+    Kernel,
+}
+
+impl fmt::Display for DataStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            DataStore::Auto => "auto",
+            DataStore::Heap => "heap",
+            DataStore::Kernel => "kernel",
+        })
+    }
 }
 
 /// The filesystem implementations.
@@ -1135,7 +1171,7 @@ mod tests {
         assert_eq!(
             e,
             "4:1: unknown key `sizelimit` in [filesystem], expected one of: type, source, \
-             size_limit, max_inodes"
+             size_limit, max_inodes, data"
         );
         let e = err(&format!("{MIN}[fuse]\nthread = 2\n"));
         assert!(e.starts_with("5:1: unknown key `thread` in [fuse], expected one of: threads,"));
@@ -1273,9 +1309,24 @@ mod tests {
             ))
             .is_ok()
         );
-        let e = err(&format!("{MIN}[fuse]\npassthrough = \"on\"\n"));
+        assert!(parse(&format!("{MIN}[fuse]\npassthrough = \"on\"\n")).is_ok());
+        let e = err(&format!(
+            "{MIN}data = \"heap\"\n[fuse]\npassthrough = \"on\"\n"
+        ));
         assert!(
-            e.starts_with("5:15: `passthrough = \"on\"` in [fuse] needs a filesystem with host"),
+            e.starts_with("6:15: `passthrough = \"on\"` in [fuse] needs file data in the kernel"),
+            "{e}"
+        );
+        let e = err(&format!("{MIN}data = \"disk\"\n"));
+        assert!(e.starts_with("4:8: "), "{e}");
+        assert!(
+            e.contains("auto") && e.contains("heap") && e.contains("kernel"),
+            "{e}"
+        );
+        let lo = "mountpoint = \"/mnt\"\n[filesystem]\ntype = \"loopback\"\nsource = \"/tmp\"\n";
+        let e = err(&format!("{lo}data = \"heap\"\n"));
+        assert!(
+            e.starts_with("5:8: `data` in [filesystem] is only for"),
             "{e}"
         );
         assert!(parse(&format!("{MIN}[fuse]\npassthrough = \"off\"\n")).is_ok());

@@ -299,6 +299,7 @@ impl MountPlanBuilder {
             filesystem: FsPlan::Memfs {
                 size_limit: None,
                 max_inodes: None,
+                data: crate::config::DataStore::Heap,
             },
             backend: resolved.backend,
             requested: (self.backend, "code"),

@@ -136,6 +136,11 @@ type = "memfs"
 
 # The most files, directories and links memfs holds, an integer > 0 (default: no limit).
 # max_inodes = 1000000
+
+# Where file contents live: "auto" (default) keeps them in the kernel, in a private tmpfs
+# no path leads to, when the daemon may make one (Linux, root), so FUSE passthrough serves
+# reads and writes at tmpfs speed; else on the daemon's heap. "heap" or "kernel" (required).
+# data = "auto"
 "#;
 
 /// The `[filesystem]` body for loopback.
@@ -146,9 +151,11 @@ type = "loopback"
 # the mountpoint. `~` and relative paths work as for mountpoint.
 source = "/srv/data"
 
-# memfs only (not allowed here): the most bytes of file data, and the most inodes.
+# memfs only (not allowed here): the most bytes of file data, the most inodes, and where
+# file contents live.
 # size_limit = "1GiB"
 # max_inodes = 1000000
+# data = "auto"
 "#;
 
 /// The config text for a filesystem type.

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::{
-    self, BackendChoice, FsType, PassthroughMode, RawConfig, Source, expand_tilde, format_size,
-    io_reason,
+    self, BackendChoice, DataStore, FsType, PassthroughMode, RawConfig, Source, expand_tilde,
+    format_size, io_reason,
 };
 use crate::platform::{self, Backend};
 
@@ -75,6 +75,8 @@ pub enum FsPlan {
         size_limit: Option<u64>,
         /// Most inodes.
         max_inodes: Option<u64>,
+        /// Where file contents live.
+        data: DataStore,
     },
     /// A mirror of `source`, an absolute, symlink-free path of an existing directory.
     Loopback {
@@ -120,13 +122,16 @@ pub struct FusePlan {
 }
 
 impl FusePlan {
-    /// The passthrough mode to mount with: a filesystem without host files (memfs) never
+    /// The passthrough mode to mount with: a memfs keeping its data on the heap never
     /// hands out a descriptor, so `auto` becomes `off` there rather than costing the
-    /// writeback cache for nothing (`on` with memfs is a config error).
+    /// writeback cache for nothing (`on` with it is a config error).
     pub fn effective_passthrough(&self, fs: &FsPlan) -> PassthroughMode {
         match fs {
-            FsPlan::Memfs { .. } => PassthroughMode::Off,
-            FsPlan::Loopback { .. } => self.passthrough,
+            FsPlan::Memfs {
+                data: DataStore::Heap,
+                ..
+            } => PassthroughMode::Off,
+            _ => self.passthrough,
         }
     }
 }
@@ -164,6 +169,11 @@ impl MountPlan {
             FsType::Memfs => FsPlan::Memfs {
                 size_limit: raw.filesystem.size_limit.map(|s| s.into_inner().0),
                 max_inodes: raw.filesystem.max_inodes.map(|n| n.into_inner().0),
+                data: raw
+                    .filesystem
+                    .data
+                    .map(|d| d.into_inner())
+                    .unwrap_or_default(),
             },
             FsType::Loopback => {
                 // `Source::parse` guarantees a source for loopback.
@@ -344,8 +354,10 @@ impl fmt::Display for MountPlan {
             FsPlan::Memfs {
                 size_limit,
                 max_inodes,
+                data,
             } => {
                 row(f, "filesystem", "memfs (in memory)")?;
+                row(f, "  data", data)?;
                 row(
                     f,
                     "  size_limit",
@@ -391,7 +403,16 @@ impl fmt::Display for MountPlan {
         row(f, "  default_permissions", dp)?;
         let passthrough = fuse.effective_passthrough(&self.filesystem);
         let note = match (&self.filesystem, passthrough) {
-            (FsPlan::Memfs { .. }, _) => " (not used: memfs has no host files)",
+            (
+                FsPlan::Memfs {
+                    data: DataStore::Heap,
+                    ..
+                },
+                _,
+            ) => " (not used: memfs keeps its data on the heap)",
+            (FsPlan::Memfs { .. }, PassthroughMode::Auto) => {
+                " (where memfs keeps its data in the kernel and the kernel has it: Linux 6.9+, root)"
+            }
             (_, PassthroughMode::Auto) if fuse.writeback_cache => {
                 " (where the kernel has it, instead of writeback_cache)"
             }
@@ -529,11 +550,11 @@ mod tests {
     }
 
     #[test]
-    fn memfs_never_asks_for_passthrough() {
+    fn heap_memfs_never_asks_for_passthrough() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("mp")).unwrap();
         let text = "mountpoint = \"mp\"\nbackend = \"fuse\"\n[filesystem]\ntype = \"memfs\"\n\
-                    [fuse]\nwriteback_cache = true\n";
+                    data = \"heap\"\n[fuse]\nwriteback_cache = true\n";
         let p = match plan(text, dir.path()) {
             Ok(p) => p,
             // Without FUSE, the backend is the only thing allowed to fail.
@@ -546,7 +567,9 @@ mod tests {
         );
         let shown = p.to_string();
         assert!(
-            shown.contains("passthrough:          auto (not used: memfs has no host files)"),
+            shown.contains(
+                "passthrough:          auto (not used: memfs keeps its data on the heap)"
+            ),
             "{shown}"
         );
     }

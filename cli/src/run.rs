@@ -15,6 +15,7 @@ use anyhow::anyhow;
 use vmount_core::Vfs;
 use vmount_core::memfs::{MemFs, MemFsOptions};
 
+use crate::config::DataStore;
 use crate::plan::{FsPlan, MountPlan};
 use crate::platform::{self, Backend, MountFailure};
 
@@ -228,16 +229,27 @@ fn build_fs(plan: &MountPlan) -> anyhow::Result<Arc<dyn Vfs>> {
         FsPlan::Memfs {
             size_limit,
             max_inodes,
+            data,
         } => {
             let (root_uid, root_gid) = owner();
-            Ok(Arc::new(MemFs::new(MemFsOptions {
+            let fs = MemFs::new(MemFsOptions {
                 size_limit: *size_limit,
                 max_inodes: *max_inodes,
                 read_only: plan.read_only,
                 root_uid,
                 root_gid,
                 root_mode: 0o755,
-            })))
+                kernel_data: *data != DataStore::Heap,
+            });
+            if *data == DataStore::Kernel && !fs.kernel_data() {
+                anyhow::bail!(
+                    "memfs cannot keep its data in the kernel: that needs Linux and root (to \
+                     make its private tmpfs); set `data = \"auto\"` or `data = \"heap\"` in \
+                     [filesystem]"
+                );
+            }
+            tracing::debug!(kernel_data = fs.kernel_data(), "memfs data store");
+            Ok(Arc::new(fs))
         }
         FsPlan::Loopback { source } => loopback(source, plan.read_only),
     }

@@ -444,11 +444,13 @@ fn passthrough_values() {
         "{msg}"
     );
     let msg = assert_config_error(
-        &format!("{MP}[filesystem]\ntype = \"memfs\"\n[fuse]\npassthrough = \"on\"\n"),
-        5,
+        &format!(
+            "{MP}[filesystem]\ntype = \"memfs\"\ndata = \"heap\"\n[fuse]\npassthrough = \"on\"\n"
+        ),
+        6,
         "`passthrough = \"on\"`",
     );
-    assert!(msg.contains("loopback"), "{msg}");
+    assert!(msg.contains("data = \"auto\""), "{msg}");
     let msg = assert_config_error(
         &format!(
             "{MP}[filesystem]\ntype = \"loopback\"\nsource = \"/tmp\"\n[fuse]\n\

@@ -6,8 +6,10 @@
 //!   The mount may fail only what native fails too (on some kernels native tmpfs fails the
 //!   `*::enametoolong_path` cases). Both summaries are printed (`--show-output`).
 //! - fsx (crates.io 0.3.2), data integrity under random reads, writes, mmap, truncate,
-//!   fallocate, hole punching, copy_file_range and sendfile: memfs with and without the
-//!   kernel writeback cache, loopback with FUSE passthrough off and on.
+//!   fallocate, hole punching, copy_file_range and sendfile: memfs with its data on the
+//!   heap (with and without the kernel writeback cache) and in the kernel (passthrough on),
+//!   loopback with FUSE passthrough off and on. pjdfstest mounts memfs with the defaults,
+//!   which as root on Linux means data in the kernel.
 //!
 //! Both are installed by `.ci/test`. Without them (or without root, which pjdfstest needs
 //! to switch users) the tests skip with the reason, except on Linux CI, where they fail.
@@ -281,8 +283,15 @@ copy_file_range = 2
 /// How an fsx run mounts its filesystem.
 #[derive(Debug, Clone, Copy)]
 enum FsxMount {
-    Memfs { writeback: bool },
-    Loopback { passthrough: bool },
+    /// memfs with its data on the heap, all I/O through the daemon.
+    Memfs {
+        writeback: bool,
+    },
+    /// memfs with its data in the kernel and passthrough on.
+    MemfsKernel,
+    Loopback {
+        passthrough: bool,
+    },
 }
 
 fn run_fsx(test: &str, how: FsxMount, ops: u32, seed: u32) {
@@ -293,8 +302,13 @@ fn run_fsx(test: &str, how: FsxMount, ops: u32, seed: u32) {
         FsxMount::Memfs { writeback } => Mounted::new(
             test,
             Kind::Memfs,
-            Extra::fuse(&format!("writeback_cache = {writeback}")),
+            Extra {
+                filesystem: "data = \"heap\"",
+                fuse: &format!("writeback_cache = {writeback}"),
+                ..Extra::default()
+            },
         ),
+        FsxMount::MemfsKernel => common::mount_memfs_kernel_passthrough(test, ""),
         FsxMount::Loopback { passthrough: false } => {
             Mounted::new(test, Kind::Loopback, Extra::fuse("passthrough = \"off\""))
         }
@@ -356,6 +370,16 @@ fn fsx_memfs_writeback_cache() {
         FsxMount::Memfs { writeback: true },
         100_000,
         11,
+    );
+}
+
+#[test]
+fn fsx_memfs_kernel_passthrough() {
+    run_fsx(
+        "fsx_memfs_kernel_passthrough",
+        FsxMount::MemfsKernel,
+        100_000,
+        19,
     );
 }
 

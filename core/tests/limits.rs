@@ -136,6 +136,19 @@ fn all() -> Vec<Fs> {
     let mut v = vec![Fs::memfs()];
     #[cfg(unix)]
     v.push(Fs::loopback());
+    // memfs with kernel-held contents, where this process may make its tmpfs (root).
+    let kernel = Arc::new(MemFs::new(MemFsOptions {
+        kernel_data: true,
+        ..MemFsOptions::default()
+    }));
+    if kernel.kernel_data() {
+        v.push(Fs {
+            vfs: kernel.clone(),
+            mem: Some(kernel),
+            _dir: None,
+            name: "memfs-kernel",
+        });
+    }
     v
 }
 

@@ -50,3 +50,55 @@ fn options() -> MemFsOptions {
 }
 
 conformance_tests!(memfs, || MemFixture::boxed(options()));
+
+/// memfs with kernel-held contents (Linux, root): the same suite. Elsewhere the fixture is
+/// the heap memfs again, and says so once.
+fn kernel_options() -> MemFsOptions {
+    MemFsOptions {
+        kernel_data: true,
+        ..options()
+    }
+}
+
+fn kernel_fixture() -> Box<dyn Fixture> {
+    let mem = Arc::new(MemFs::new(kernel_options()));
+    if !mem.kernel_data() {
+        #[cfg(unix)]
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        #[cfg(not(unix))]
+        let root = false;
+        let must = cfg!(target_os = "linux") && std::env::var_os("CI").is_some() && root;
+        assert!(
+            !must,
+            "CI runs as root on Linux: memfs must get its private tmpfs"
+        );
+        eprintln!("memfs_kernel: kernel-held contents need Linux and root; testing heap memfs");
+    }
+    let vfs: Arc<dyn Vfs> = mem.clone();
+    Box::new(KernelFixture { mem, vfs })
+}
+
+struct KernelFixture {
+    mem: Arc<MemFs>,
+    vfs: Arc<dyn Vfs>,
+}
+
+impl Fixture for KernelFixture {
+    fn vfs(&self) -> &Arc<dyn Vfs> {
+        &self.vfs
+    }
+
+    fn inode_count(&self) -> Option<u64> {
+        Some(self.mem.inode_count())
+    }
+
+    fn read_only_variant(&self) -> Option<Box<dyn Fixture>> {
+        Some(MemFixture::boxed(MemFsOptions {
+            read_only: true,
+            ..kernel_options()
+        }))
+    }
+}
+
+conformance_tests!(memfs_kernel, kernel_fixture);

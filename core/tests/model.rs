@@ -748,6 +748,18 @@ fn subjects() -> Vec<Subject> {
         fs: Arc::new(MemFs::new(MemFsOptions::default())),
         _dir: None,
     }];
+    // memfs with kernel-held contents, where this process may make its tmpfs (root).
+    let kernel = MemFs::new(MemFsOptions {
+        kernel_data: true,
+        ..MemFsOptions::default()
+    });
+    if kernel.kernel_data() {
+        v.push(Subject {
+            name: "memfs-kernel",
+            fs: Arc::new(kernel),
+            _dir: None,
+        });
+    }
     #[cfg(unix)]
     {
         use vmount_core::loopback::{Loopback, LoopbackOptions};

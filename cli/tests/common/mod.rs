@@ -693,6 +693,44 @@ pub fn mount_passthrough_on(test: &str, fuse: &str, source: Option<&Path>) -> Op
     }
 }
 
+/// A memfs mount with its data in the kernel and FUSE passthrough required, or `None`
+/// (saying why) where that cannot be had: not root (the private tmpfs and passthrough
+/// both need CAP_SYS_ADMIN) or a kernel without passthrough. On CI as root with a kernel
+/// that claims passthrough, failing to mount is a failure.
+#[allow(dead_code)]
+pub fn mount_memfs_kernel_passthrough(test: &str, fuse: &str) -> Option<Mounted> {
+    if !fuse_or_skip(test) {
+        return None;
+    }
+    if !is_root() {
+        assert!(
+            !on_ci() || !cfg!(target_os = "linux"),
+            "{test}: CI must run as root"
+        );
+        eprintln!("skipping {test}: memfs data in the kernel needs root");
+        return None;
+    }
+    let fuse = format!("passthrough = \"on\"\n{fuse}");
+    let extra = Extra {
+        filesystem: "data = \"kernel\"",
+        fuse: &fuse,
+        ..Extra::default()
+    };
+    match Mounted::try_new(Kind::Memfs, extra, None) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            assert!(
+                !(on_ci() && kernel_claims_passthrough()),
+                "{test}: kernel {:?} should support FUSE passthrough and memfs data in the \
+                 kernel, but mounting failed: {e}",
+                kernel_version()
+            );
+            eprintln!("skipping {test}: the kernel refused passthrough: {e}");
+            None
+        }
+    }
+}
+
 /// Whether this run is CI (`CI=true`), where a test that cannot run is a failure.
 pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::{Mutex, RwLock};
 
 use super::data::FileData;
+use super::host::HostFile;
 use crate::{AccessMask, Attr, Ctx, FileType, Ino, VfsError, VfsResult};
 
 /// The preferred I/O size reported in `blksize`.
@@ -38,6 +39,11 @@ pub(super) struct Inode {
     pub parent: AtomicU64,
     pub meta: Mutex<Meta>,
     pub content: Content,
+    /// Regular files whose bytes the kernel holds (see `host.rs`); `None` keeps them in
+    /// `Content::File`. When set, the host file is the authority on size, allocation and
+    /// (when newer) times, because passthrough writes change them behind memfs's back;
+    /// `Content::File`'s lock still serialises memfs's own data calls.
+    pub host: Option<HostFile>,
 }
 
 /// What an inode holds besides its attributes.
@@ -192,6 +198,25 @@ impl Meta {
 impl Inode {
     /// The attributes as `stat(2)` reports them.
     pub(super) fn attr(&self, m: &Meta) -> Attr {
+        let mut a = self.heap_attr(m);
+        if let Some(st) = self.host.as_ref().and_then(|h| h.stat().ok()) {
+            a.size = st.size;
+            a.blocks = st.blocks;
+            a.mtime = a.mtime.max(st.mtime);
+            a.ctime = a.ctime.max(st.ctime);
+        }
+        a
+    }
+
+    /// The size now: the host file's when there is one.
+    pub(super) fn size(&self, m: &Meta) -> u64 {
+        match self.host.as_ref().map(HostFile::stat) {
+            Some(Ok(st)) => st.size,
+            _ => m.size,
+        }
+    }
+
+    fn heap_attr(&self, m: &Meta) -> Attr {
         Attr {
             ino: Ino(self.ino),
             kind: self.kind,

@@ -7,6 +7,12 @@
 //!   held is the sum of the chunks' capacities, counted exactly in [`MemFs::used_bytes`].
 //!   A chunk being appended to may grow geometrically; flush, fsync and release cut it back
 //!   to the next 4 KiB multiple, so a 100-byte file pins 4 KiB, not 64 KiB.
+//! - **Kernel-held contents** (Linux, root; [`MemFsOptions::kernel_data`]). Regular
+//!   files may keep their bytes in unnamed files of a private tmpfs instead (see
+//!   `host.rs`), so FUSE can pass reads and writes through to the kernel. Names,
+//!   attributes, xattrs and permission checks stay here; the host file is the authority
+//!   on size and allocation. A file that cannot get a host file (descriptor budget spent)
+//!   keeps its bytes on the heap, so both kinds coexist.
 //! - **Size limit.** Every allocating call (write, fallocate, copy_file_range, setxattr,
 //!   symlink) first computes what it will allocate and reserves that against the limit
 //!   with one atomic update; if the reservation fails nothing has been changed (NoSpace,
@@ -35,6 +41,11 @@
 //!   (macOS has none) are treated like `user.` but allowed on every kind of file.
 
 mod data;
+#[cfg(target_os = "linux")]
+mod host;
+#[cfg(not(target_os = "linux"))]
+#[path = "host_none.rs"]
+mod host;
 mod inode;
 #[cfg(test)]
 mod tests;
@@ -48,7 +59,8 @@ use std::time::SystemTime;
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use self::data::{FileData, MAX_FILE_SIZE};
-use self::inode::{Content, DIR_SIZE, DirData, Inode, Meta, S_ISGID, S_ISVTX};
+use self::host::{HostFile, HostStore};
+use self::inode::{Content, DIR_SIZE, DirData, Inode, Meta, S_ISGID, S_ISUID, S_ISVTX};
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
     OpenFlags, Opened, RenameFlags, SetAttr, SetTime, StatFs, Vfs, VfsError, VfsResult, Whence,
@@ -87,6 +99,10 @@ pub struct MemFsOptions {
     pub root_gid: u32,
     /// Permission bits of the root directory.
     pub root_mode: u32,
+    /// Keep regular files' bytes in the kernel (a private tmpfs) when this process may
+    /// make one (Linux, CAP_SYS_ADMIN); else, and by default, on the heap. See
+    /// [`MemFs::kernel_data`] for whether it took.
+    pub kernel_data: bool,
 }
 
 impl Default for MemFsOptions {
@@ -98,6 +114,7 @@ impl Default for MemFsOptions {
             root_uid: 0,
             root_gid: 0,
             root_mode: 0o755,
+            kernel_data: false,
         }
     }
 }
@@ -107,6 +124,11 @@ impl Default for MemFsOptions {
 struct Handle {
     inode: Arc<Inode>,
     flags: OpenFlags,
+    /// The kernel may do this handle's I/O on the host file itself (FUSE passthrough).
+    /// False for a writer whose writes must drop privileges memfs keeps (setuid/setgid
+    /// for non-root writers, `security.capability` for all): passthrough writes never
+    /// reach memfs, so it could not drop them.
+    passthrough: bool,
 }
 
 /// The in-memory filesystem. See the [module docs](self) for its design.
@@ -122,6 +144,8 @@ pub struct MemFs {
     used: AtomicU64,
     count: AtomicU64,
     rename_lock: Mutex<()>,
+    /// The private tmpfs, when contents are kernel-held.
+    host: Option<Arc<HostStore>>,
 }
 
 /// What kind of node [`MemFs::make`] creates.
@@ -211,13 +235,20 @@ impl MemFs {
                 0,
             )),
             content: Content::Dir(RwLock::new(DirData::new())),
+            host: None,
         });
         table[(Ino::ROOT.0 as usize) % SHARDS]
             .write()
             .insert(Ino::ROOT.0, root);
+        let host = if opts.kernel_data {
+            HostStore::new(Some(capacity), opts.max_inodes).ok()
+        } else {
+            None
+        };
         MemFs {
             opts,
             capacity,
+            host,
             table,
             handles,
             next_ino: AtomicU64::new(2),
@@ -228,9 +259,20 @@ impl MemFs {
         }
     }
 
-    /// Bytes of memory currently held for file data, xattrs and symlink targets.
+    /// Bytes of memory currently held for file data, xattrs and symlink targets (the
+    /// kernel-held contents included).
     pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+        self.used.load(Ordering::Relaxed) + self.host_used()
+    }
+
+    /// Whether regular files' contents are kernel-held (see [`MemFsOptions::kernel_data`]).
+    pub fn kernel_data(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Bytes the kernel holds for file contents.
+    fn host_used(&self) -> u64 {
+        self.host.as_ref().map_or(0, |h| h.used())
     }
 
     /// Number of live inodes, the root included.
@@ -285,6 +327,7 @@ impl MemFs {
     fn available(&self) -> u64 {
         self.capacity
             .saturating_sub(self.used.load(Ordering::Relaxed))
+            .saturating_sub(self.host_used())
     }
 
     /// Reserves `bytes` against the limit, all or nothing.
@@ -384,11 +427,24 @@ impl MemFs {
     }
 
     /// Registers a handle for `inode` (whose open count the caller already raised).
-    fn add_handle(&self, inode: Arc<Inode>, flags: OpenFlags) -> Fh {
+    fn add_handle(&self, ctx: &Ctx, inode: Arc<Inode>, flags: OpenFlags) -> Fh {
+        let passthrough = inode.host.is_some() && {
+            let m = inode.meta.lock();
+            !(flags.intersects(OpenFlags::WRITE | OpenFlags::TRUNCATE)
+                && ((!ctx.is_root() && m.perm & (S_ISUID | S_ISGID) != 0)
+                    || m.xattrs
+                        .as_ref()
+                        .is_some_and(|x| x.contains_key(&b"security.capability"[..]))))
+        };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handle_shard(fh)
-            .lock()
-            .insert(fh, Handle { inode, flags });
+        self.handle_shard(fh).lock().insert(
+            fh,
+            Handle {
+                inode,
+                flags,
+                passthrough,
+            },
+        );
         Fh(fh)
     }
 
@@ -524,6 +580,10 @@ impl MemFs {
             }),
             meta: Mutex::new(meta),
             content,
+            host: match (kind, &self.host) {
+                (FileType::RegularFile, Some(store)) => store.file(),
+                _ => None,
+            },
         });
         self.shard(ino).write().insert(ino, Arc::clone(&node));
         {
@@ -582,6 +642,9 @@ impl MemFs {
             }
             m.check(node.kind, ctx, open_mask(flags))?;
             if let Some(fd) = data.as_mut() {
+                if let Some(h) = &node.host {
+                    h.set_len(0)?;
+                }
                 let before = fd.held();
                 fd.truncate(0);
                 self.settle(0, before, fd.held());
@@ -595,7 +658,7 @@ impl MemFs {
         drop(data);
         Ok(Opened {
             no_flush: true,
-            ..Opened::cached(self.add_handle(node, flags))
+            ..Opened::cached(self.add_handle(ctx, node, flags))
         })
     }
 
@@ -740,6 +803,12 @@ impl Vfs for MemFs {
 
         let now = SystemTime::now();
         if let (Some(size), Some(fd)) = (set.size, data.as_mut()) {
+            m.size = node.size(&m);
+            if let Some(h) = &node.host
+                && size != m.size
+            {
+                h.set_len(size)?;
+            }
             if size < m.size {
                 let before = fd.held();
                 fd.truncate(size);
@@ -784,6 +853,9 @@ impl Vfs for MemFs {
             Some(SetTime::At(t)) => m.mtime = t,
             Some(SetTime::Now) => m.mtime = now,
             None => {}
+        }
+        if let (Some(h), Some(_)) = (&node.host, set.mtime) {
+            h.set_mtime(m.mtime);
         }
         m.ctime = set.ctime.unwrap_or(now);
         Ok(node.attr(&m))
@@ -1122,7 +1194,7 @@ impl Vfs for MemFs {
         loop {
             match self.make(ctx, parent, name, mode, NewNode::File, true) {
                 Ok((node, attr)) => {
-                    let fh = self.add_handle(node, flags - OpenFlags::EXCLUSIVE);
+                    let fh = self.add_handle(ctx, node, flags - OpenFlags::EXCLUSIVE);
                     return Ok((
                         attr,
                         Opened {
@@ -1180,13 +1252,19 @@ impl Vfs for MemFs {
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            m.size
+            node.size(&m)
         };
         if offset >= size || buf.is_empty() {
             return Ok(0);
         }
         let n = (size - offset).min(buf.len() as u64) as usize;
-        fd.read(offset, &mut buf[..n]);
+        let n = match &node.host {
+            Some(h) => h.read(offset, &mut buf[..n])?,
+            None => {
+                fd.read(offset, &mut buf[..n]);
+                n
+            }
+        };
         drop(fd);
         if !self.opts.read_only && !flags.is_some_and(|f| f.contains(OpenFlags::NOATIME)) {
             node.meta.lock().touch_atime();
@@ -1215,7 +1293,7 @@ impl Vfs for MemFs {
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            m.size
+            node.size(&m)
         };
         if len == 0 {
             return Ok(0);
@@ -1229,6 +1307,15 @@ impl Vfs for MemFs {
             .checked_add(u64::from(len))
             .filter(|&e| e <= MAX_FILE_SIZE)
             .ok_or(VfsError::FileTooLarge)?;
+        if let Some(h) = &node.host {
+            // The tmpfs enforces the size limit itself.
+            let n = h.write(off, data)?;
+            let mut m = node.meta.lock();
+            m.size = size.max(off + n as u64);
+            m.touch_mc();
+            self.kill_privs(&mut m, ctx);
+            return Ok(n as u32);
+        }
         // Grow geometrically when the limit allows, else allocate exactly.
         let mut geometric = true;
         let mut cost = fd.write_cost(off, u64::from(len), true);
@@ -1252,6 +1339,18 @@ impl Vfs for MemFs {
         self.drop_handle(ino, fh)
     }
 
+    /// The host file of a kernel-held file, for handles that may pass through (see
+    /// `Handle::passthrough`).
+    #[cfg(unix)]
+    fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        let shard = self.handle_shard(fh.0).lock();
+        let h = shard.get(&fh.0).filter(|h| h.inode.ino == ino.0)?;
+        if !h.passthrough {
+            return None;
+        }
+        h.inode.host.as_ref()?.duplicate()
+    }
+
     fn fsync(&self, _ctx: &Ctx, ino: Ino, fh: Option<Fh>, _datasync: bool) -> VfsResult<()> {
         let (node, _) = self.resolve(ino, fh)?;
         self.trim(&node);
@@ -1269,7 +1368,7 @@ impl Vfs for MemFs {
             m.check(node.kind, ctx, AccessMask::READ)?;
             m.open += 1;
         }
-        Ok(self.add_handle(node, OpenFlags::READ))
+        Ok(self.add_handle(ctx, node, OpenFlags::READ))
     }
 
     fn readdir(
@@ -1480,8 +1579,18 @@ impl Vfs for MemFs {
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            m.size
+            node.size(&m)
         };
+        if let Some(h) = &node.host {
+            host_fallocate(h, punch, zero, keep, offset, len)?;
+            let mut m = node.meta.lock();
+            if !keep && end > size {
+                m.size = end;
+            }
+            m.touch_mc();
+            self.kill_privs(&mut m, ctx);
+            return Ok(());
+        }
         let before = fd.held();
         let mut reserved = 0;
         if punch || zero {
@@ -1540,14 +1649,14 @@ impl Vfs for MemFs {
         };
         let (size_in, size_out) = {
             let sm = src.meta.lock();
-            let size_in = sm.size;
+            let size_in = src.size(&sm);
             let dead = sm.dead;
             drop(sm);
             let dm = dst.meta.lock();
             if dead || dm.dead {
                 return Err(VfsError::Stale);
             }
-            (size_in, dm.size)
+            (size_in, dst.size(&dm))
         };
         if offset_in >= size_in {
             return Ok(0);
@@ -1559,6 +1668,26 @@ impl Vfs for MemFs {
             .ok_or(VfsError::FileTooLarge)?;
         if same && offset_in < end_out && offset_out < offset_in + n {
             return Err(VfsError::InvalidArgument);
+        }
+        match (&src.host, &dst.host) {
+            (Some(hs), Some(hd)) => {
+                let n = hs.copy_to(offset_in, hd, offset_out, n)?;
+                let mut m = dst.meta.lock();
+                m.size = size_out.max(offset_out + n);
+                m.touch_mc();
+                self.kill_privs(&mut m, ctx);
+                drop(m);
+                drop(dguard);
+                drop(sguard);
+                if !same {
+                    src.meta.lock().touch_atime();
+                }
+                return Ok(n);
+            }
+            // One file on the heap and one in the kernel (the descriptor budget ran out
+            // between them): as between filesystems, callers copy by reading and writing.
+            (Some(_), None) | (None, Some(_)) => return Err(VfsError::CrossDevice),
+            (None, None) => {}
         }
         let cost = data::copy_cost(sguard.as_deref(), &dguard, offset_in, offset_out, n);
         self.reserve(cost)?;
@@ -1596,9 +1725,13 @@ impl Vfs for MemFs {
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            m.size
+            node.size(&m)
         };
-        fd.seek(offset, size, whence)
+        match &node.host {
+            Some(_) if offset >= size => Err(VfsError::NoDataAtOffset),
+            Some(h) => h.seek(offset, whence),
+            None => fd.seek(offset, size, whence),
+        }
     }
 }
 
@@ -1612,5 +1745,35 @@ fn try_update(counter: &AtomicU64, f: impl Fn(u64) -> Option<u64>) -> VfsResult<
             Ok(_) => return Ok(()),
             Err(actual) => current = actual,
         }
+    }
+}
+
+/// A memfs fallocate on a kernel-held file: the same mode, checked already.
+fn host_fallocate(
+    h: &HostFile,
+    punch: bool,
+    zero: bool,
+    keep: bool,
+    offset: u64,
+    len: u64,
+) -> VfsResult<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut mode = 0;
+        if punch {
+            mode |= libc::FALLOC_FL_PUNCH_HOLE;
+        }
+        if zero {
+            mode |= libc::FALLOC_FL_ZERO_RANGE;
+        }
+        if keep {
+            mode |= libc::FALLOC_FL_KEEP_SIZE;
+        }
+        h.fallocate(mode, offset, len)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (punch, zero, keep, offset, len);
+        match *h {}
     }
 }

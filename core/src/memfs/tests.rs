@@ -1009,3 +1009,179 @@ fn writes_truncates_and_chowns_drop_file_capabilities() {
     );
     fs.release(&root(), ino, fh).unwrap();
 }
+
+#[cfg(target_os = "linux")]
+/// A memfs with kernel-held contents, or `None` (saying so) where this process cannot
+/// make the private tmpfs (not Linux, not root). On Linux CI as root it must work.
+fn kernel_fs(opts: MemFsOptions) -> Option<MemFs> {
+    let fs = MemFs::new(MemFsOptions {
+        kernel_data: true,
+        ..opts
+    });
+    if fs.kernel_data() {
+        return Some(fs);
+    }
+    #[cfg(unix)]
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    #[cfg(not(unix))]
+    let root = false;
+    assert!(
+        !(cfg!(target_os = "linux") && root && std::env::var_os("CI").is_some()),
+        "root on Linux CI must get memfs's private tmpfs"
+    );
+    eprintln!("skipping: kernel-held memfs contents need Linux and root");
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_falls_back_to_the_heap_when_descriptors_run_out() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let store = fs.host.clone().unwrap();
+    store.set_budget(1);
+    let (a, fa) = create(&fs, "a");
+    let (b, fb) = create(&fs, "b");
+    assert!(
+        fs.get(a).unwrap().host.is_some(),
+        "the first file gets a host file"
+    );
+    assert!(fs.get(b).unwrap().host.is_none(), "past the budget: heap");
+    for (ino, fh) in [(a, fa), (b, fb)] {
+        assert_eq!(fs.write(&root(), ino, Some(fh), 0, b"hello").unwrap(), 5);
+        assert_eq!(fs.write(&root(), ino, Some(fh), 10, b"x").unwrap(), 1);
+        let mut want = b"hello".to_vec();
+        want.extend_from_slice(&[0; 5]);
+        want.push(b'x');
+        assert_eq!(read_all(&fs, ino), want);
+        assert_eq!(fs.getattr(&root(), ino, None).unwrap().size, 11);
+    }
+    // Between a heap file and a host file, copies are left to the caller.
+    assert!(matches!(
+        fs.copy_file_range(&root(), a, Some(fa), 0, b, Some(fb), 0, 5),
+        Err(VfsError::CrossDevice)
+    ));
+    // Both ways of counting memory show up in used_bytes and statfs.
+    assert!(fs.used_bytes() >= 4096, "{}", fs.used_bytes());
+    let st = fs.statfs(&root(), Ino::ROOT).unwrap();
+    assert!(st.bfree < st.blocks);
+    // Freeing the host file gives its descriptor back.
+    fs.release(&root(), a, fa).unwrap();
+    fs.unlink(&root(), Ino::ROOT, os("a")).unwrap();
+    assert_eq!(store.budget(), 1);
+    let (c, _) = create(&fs, "c");
+    assert!(fs.get(c).unwrap().host.is_some());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_keeps_the_size_limit_and_passthrough_rules() {
+    let Some(fs) = kernel_fs(MemFsOptions {
+        size_limit: Some(1 << 20),
+        ..MemFsOptions::default()
+    }) else {
+        return;
+    };
+    let (a, fa) = create(&fs, "a");
+    let chunk = vec![7u8; 256 << 10];
+    let mut written = 0;
+    let err = loop {
+        match fs.write(&root(), a, Some(fa), written, &chunk) {
+            Ok(n) => written += u64::from(n),
+            Err(e) => break e,
+        }
+        assert!(
+            written <= 1 << 20,
+            "wrote {written} bytes past a 1 MiB limit"
+        );
+    };
+    assert!(matches!(err, VfsError::NoSpace), "{err:?}");
+    // Space comes back with the data.
+    fs.setattr(
+        &root(),
+        a,
+        &SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        },
+        Some(fa),
+    )
+    .unwrap();
+    fs.write(&root(), a, Some(fa), 0, &chunk).unwrap();
+
+    // Passthrough: root writers and every reader; not a non-root writer of a setuid file,
+    // nor any writer of a file with file capabilities (memfs must drop those itself).
+    assert!(fs.passthrough_fd(a, fa).is_some());
+    let user = Ctx::new(1000, 1000, 0);
+    fs.setattr(
+        &root(),
+        a,
+        &SetAttr {
+            mode: Some(0o4777),
+            ..SetAttr::default()
+        },
+        None,
+    )
+    .unwrap();
+    let w = fs.open(&user, a, OpenFlags::WRITE).unwrap().fh;
+    assert!(fs.passthrough_fd(a, w).is_none());
+    let r = fs.open(&user, a, OpenFlags::READ).unwrap().fh;
+    assert!(fs.passthrough_fd(a, r).is_some());
+    fs.setxattr(
+        &root(),
+        a,
+        os("security.capability"),
+        b"\x01\x00\x00\x02",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    let rw = fs.open(&root(), a, RW).unwrap().fh;
+    assert!(fs.passthrough_fd(a, rw).is_none());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_times_follow_writes_the_daemon_never_saw() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let (a, fa) = create(&fs, "a");
+    fs.write(&root(), a, Some(fa), 0, b"abc").unwrap();
+    let past = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    fs.setattr(
+        &root(),
+        a,
+        &SetAttr {
+            mtime: Some(SetTime::At(past)),
+            ..SetAttr::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(fs.getattr(&root(), a, None).unwrap().mtime, past);
+    // A write straight to the host file, as FUSE passthrough makes one.
+    let fd = fs.passthrough_fd(a, fa).unwrap();
+    let f = std::fs::File::from(fd);
+    std::os::unix::fs::FileExt::write_all_at(&f, b"0123456789", 100).unwrap();
+    let attr = fs.getattr(&root(), a, None).unwrap();
+    assert_eq!(attr.size, 110);
+    assert!(attr.mtime > past + Duration::from_secs(3600));
+    assert!(attr.blocks > 0);
+    let mut buf = [0u8; 10];
+    assert_eq!(fs.read(&root(), a, Some(fa), 100, &mut buf).unwrap(), 10);
+    assert_eq!(&buf, b"0123456789");
+    // An append through memfs lands after the passthrough bytes.
+    let ap = fs
+        .open(&root(), a, OpenFlags::WRITE | OpenFlags::APPEND)
+        .unwrap()
+        .fh;
+    fs.write(&root(), a, Some(ap), 0, b"!").unwrap();
+    assert_eq!(fs.getattr(&root(), a, None).unwrap().size, 111);
+    assert_eq!(
+        fs.lseek(&root(), a, Some(fa), 0, Whence::Data).unwrap(),
+        0,
+        "data at the start"
+    );
+}

@@ -1,0 +1,430 @@
+//! File contents kept by the kernel (Linux): every regular file is an unnamed file in a
+//! private tmpfs that only this process can reach.
+//!
+//! Why: through FUSE, a memfs read or write costs a round trip to the daemon and a copy
+//! into its heap, which on a small VM is 25-45 µs per call and page faults on fresh heap.
+//! A file whose bytes live in a kernel file can be handed to the FUSE kernel as a
+//! passthrough backing file; reads and writes then never leave the kernel, and cost what
+//! they cost on tmpfs. The daemon still owns every name and attribute; only the bytes
+//! move. Through NFS or WinFsp the same files are read and written with
+//! `pread`/`pwrite`, which also keeps bulk data out of the allocator (no heap growth or
+//! fragmentation after large files come and go).
+//!
+//! The tmpfs is made with the new mount API (`fsopen`, `fsconfig`, `fsmount`) and never
+//! attached anywhere: no path names it, it disappears with the last descriptor, and a
+//! daemon that dies takes every byte with it, as memfs always did. Its `size` is the
+//! memfs size limit, so the kernel enforces the limit on passthrough writes that memfs
+//! never sees. Files are `O_TMPFILE`: nothing to name, nothing to clean up.
+//!
+//! Costs, and the bounds on them: one descriptor per regular file (a budget of half the
+//! open-file limit; past it new files keep their bytes on the heap), and tmpfs's page
+//! granularity (a 10-byte file takes a 4 KiB page, as on tmpfs itself). Making the mount
+//! needs CAP_SYS_ADMIN, so only a root daemon uses it, which is also the only daemon
+//! that can use FUSE passthrough.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::types::Whence;
+use crate::{VfsError, VfsResult};
+
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
+
+/// The private tmpfs holding file contents.
+#[derive(Debug)]
+pub(crate) struct HostStore {
+    /// The root of the detached mount (an `O_PATH` descriptor from `fsmount`).
+    root: OwnedFd,
+    /// Descriptors still available to new files.
+    budget: AtomicU64,
+}
+
+/// What `fstat` says about a host file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostStat {
+    pub size: u64,
+    pub blocks: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+/// One file's contents: an unnamed tmpfs file, freed when this is dropped.
+#[derive(Debug)]
+pub(crate) struct HostFile {
+    fd: OwnedFd,
+    store: Arc<HostStore>,
+}
+
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 { Err(last_error()) } else { Ok(r) }
+}
+
+fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).expect("no NUL in a constant")
+}
+
+/// Maps a host error on file contents to the VFS error the caller should see.
+fn vfs_err(e: io::Error) -> VfsError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => VfsError::NoSpace,
+        Some(libc::EFBIG) => VfsError::FileTooLarge,
+        Some(libc::EINVAL) => VfsError::InvalidArgument,
+        Some(libc::ENXIO) => VfsError::NoDataAtOffset,
+        Some(libc::EOPNOTSUPP) => VfsError::NotSupported,
+        _ => VfsError::Io(e),
+    }
+}
+
+impl HostStore {
+    /// Makes the private tmpfs: at most `size` bytes of contents (`None`: tmpfs's
+    /// default, half the machine's memory) and `inodes` files (`None`: unlimited).
+    pub(crate) fn new(size: Option<u64>, inodes: Option<u64>) -> io::Result<Arc<HostStore>> {
+        let name = cstr("tmpfs");
+        // SAFETY: a valid C string and flags; the result is checked.
+        let fs = cvt(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
+        // SAFETY: `fs` is a descriptor we just got and own.
+        let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+        let set = |key: &str, value: &str| -> io::Result<()> {
+            let (k, v) = (cstr(key), cstr(value));
+            // SAFETY: valid descriptor and C strings.
+            cvt(unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    FSCONFIG_SET_STRING,
+                    k.as_ptr(),
+                    v.as_ptr(),
+                    0,
+                )
+            })
+            .map(drop)
+        };
+        set("mode", "0700")?;
+        if let Some(size) = size {
+            // tmpfs wants at least one page; memfs's own accounting still applies to the
+            // heap side, so a zero limit stays a zero limit there.
+            set("size", &size.max(4096).to_string())?;
+        }
+        if let Some(n) = inodes {
+            set("nr_inodes", &n.max(1).to_string())?;
+        }
+        // SAFETY: valid descriptor; no key or value for this command.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        })?;
+        // SAFETY: valid descriptor; the flags are plain bits.
+        let root = cvt(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            )
+        })?;
+        // SAFETY: `root` is a descriptor we just got and own.
+        let root = unsafe { OwnedFd::from_raw_fd(root as i32) };
+        Ok(Arc::new(HostStore {
+            root,
+            budget: AtomicU64::new(fd_budget()),
+        }))
+    }
+
+    /// A new empty file, or `None` when the descriptor budget is spent or the kernel
+    /// refuses (the caller then keeps the file's bytes on the heap).
+    pub(crate) fn file(self: &Arc<Self>) -> Option<HostFile> {
+        self.budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
+            .ok()?;
+        let dot = cstr(".");
+        // SAFETY: valid directory descriptor and C string; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                self.root.as_raw_fd(),
+                dot.as_ptr(),
+                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        if fd < 0 {
+            self.budget.fetch_add(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HostFile {
+            // SAFETY: a descriptor we just got and own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            store: Arc::clone(self),
+        })
+    }
+
+    /// Descriptors left for new files.
+    #[cfg(test)]
+    pub(crate) fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Acquire)
+    }
+
+    /// Sets the descriptors left for new files (to test running out).
+    #[cfg(test)]
+    pub(crate) fn set_budget(&self, n: u64) {
+        self.budget.store(n, Ordering::Release);
+    }
+
+    /// Bytes of contents the kernel holds.
+    pub(crate) fn used(&self) -> u64 {
+        // SAFETY: all-zero is a valid statfs; the pointer is valid.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and out pointer.
+        if unsafe { libc::fstatfs(self.root.as_raw_fd(), &mut st) } != 0 {
+            return 0;
+        }
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let (blocks, free, bsize) = (st.f_blocks as u64, st.f_bfree as u64, st.f_bsize as u64);
+        blocks.saturating_sub(free).saturating_mul(bsize)
+    }
+}
+
+/// Half the open-file limit (the other half stays for the backend and the loopback-style
+/// uses of the process), less a margin.
+fn fd_budget() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let cur = lim.rlim_cur as u64;
+    (cur / 2).saturating_sub(256)
+}
+
+fn time(sec: i64, nsec: i64) -> SystemTime {
+    let nsec = nsec.clamp(0, 999_999_999) as u32;
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::new(0, nsec)
+    }
+}
+
+impl HostFile {
+    /// Size, allocation and times, as the kernel sees them now (passthrough writes change
+    /// them without memfs knowing).
+    pub(crate) fn stat(&self) -> io::Result<HostStat> {
+        // SAFETY: all-zero is a valid stat; the pointer is valid.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and out pointer.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(last_error());
+        }
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        Ok(HostStat {
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            mtime: time(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        })
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`; short only at EOF.
+    pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> VfsResult<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = i64::try_from(off + done as u64).map_err(|_| VfsError::InvalidArgument)?;
+            // SAFETY: the pointer and length describe the unread tail of `buf`.
+            let n = unsafe {
+                libc::pread(
+                    self.fd.as_raw_fd(),
+                    buf[done..].as_mut_ptr().cast(),
+                    buf.len() - done,
+                    at,
+                )
+            };
+            match n {
+                0 => break,
+                n if n > 0 => done += n as usize,
+                _ => {
+                    let e = last_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(vfs_err(e));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes `data` at `off`; returns the count written, short only when the store
+    /// filled up (or failed) part way, as write(2) reports it.
+    pub(crate) fn write(&self, off: u64, data: &[u8]) -> VfsResult<usize> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = i64::try_from(off + done as u64).map_err(|_| VfsError::FileTooLarge)?;
+            // SAFETY: the pointer and length describe the unwritten tail of `data`.
+            let n = unsafe {
+                libc::pwrite(
+                    self.fd.as_raw_fd(),
+                    data[done..].as_ptr().cast(),
+                    data.len() - done,
+                    at,
+                )
+            };
+            if n > 0 {
+                done += n as usize;
+                continue;
+            }
+            let e = if n == 0 {
+                io::Error::from_raw_os_error(libc::ENOSPC)
+            } else {
+                last_error()
+            };
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return if done > 0 { Ok(done) } else { Err(vfs_err(e)) };
+        }
+        Ok(done)
+    }
+
+    /// Sets the size (cutting or extending with a hole).
+    pub(crate) fn set_len(&self, size: u64) -> VfsResult<()> {
+        let size = i64::try_from(size).map_err(|_| VfsError::FileTooLarge)?;
+        // SAFETY: valid descriptor.
+        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), size) } != 0 {
+            return Err(vfs_err(last_error()));
+        }
+        Ok(())
+    }
+
+    /// `fallocate(2)` with Linux's mode bits.
+    pub(crate) fn fallocate(&self, mode: libc::c_int, off: u64, len: u64) -> VfsResult<()> {
+        let off = i64::try_from(off).map_err(|_| VfsError::FileTooLarge)?;
+        let len = i64::try_from(len).map_err(|_| VfsError::FileTooLarge)?;
+        // SAFETY: valid descriptor.
+        if unsafe { libc::fallocate(self.fd.as_raw_fd(), mode, off, len) } != 0 {
+            return Err(vfs_err(last_error()));
+        }
+        Ok(())
+    }
+
+    /// SEEK_DATA / SEEK_HOLE from `off`.
+    pub(crate) fn seek(&self, off: u64, whence: Whence) -> VfsResult<u64> {
+        let off = i64::try_from(off).map_err(|_| VfsError::NoDataAtOffset)?;
+        let w = match whence {
+            Whence::Data => libc::SEEK_DATA,
+            Whence::Hole => libc::SEEK_HOLE,
+        };
+        // The descriptor's offset is shared, but nothing else uses it: reads and writes
+        // are positional.
+        // SAFETY: valid descriptor.
+        let r = unsafe { libc::lseek(self.fd.as_raw_fd(), off, w) };
+        if r < 0 {
+            return Err(vfs_err(last_error()));
+        }
+        Ok(r as u64)
+    }
+
+    /// Copies `n` bytes at `off_in` of `self` to `off_out` of `dst` inside the kernel;
+    /// returns the count copied (short at EOF).
+    pub(crate) fn copy_to(
+        &self,
+        off_in: u64,
+        dst: &HostFile,
+        off_out: u64,
+        n: u64,
+    ) -> VfsResult<u64> {
+        let mut done = 0u64;
+        while done < n {
+            let mut i = i64::try_from(off_in + done).map_err(|_| VfsError::FileTooLarge)?;
+            let mut o = i64::try_from(off_out + done).map_err(|_| VfsError::FileTooLarge)?;
+            let chunk = (n - done).min(1 << 30) as usize;
+            // SAFETY: valid descriptors and offset pointers.
+            let r = unsafe {
+                libc::copy_file_range(
+                    self.fd.as_raw_fd(),
+                    &mut i,
+                    dst.fd.as_raw_fd(),
+                    &mut o,
+                    chunk,
+                    0,
+                )
+            };
+            match r {
+                0 => break,
+                r if r > 0 => done += r as u64,
+                _ => {
+                    let e = last_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(vfs_err(e));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Sets the modification time (memfs mirrors explicit times here, so that the kernel
+    /// file's time is the newer one only after a write memfs did not see).
+    pub(crate) fn set_mtime(&self, mtime: SystemTime) {
+        let ts = match mtime.duration_since(UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as _,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut ns) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if ns < 0 {
+                    s -= 1;
+                    ns += 1_000_000_000;
+                }
+                libc::timespec {
+                    tv_sec: s as libc::time_t,
+                    tv_nsec: ns as _,
+                }
+            }
+        };
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            ts,
+        ];
+        // SAFETY: valid descriptor and a two-element array. A failure leaves the old time,
+        // which only matters if it is newer than memfs's (it then shows until the next
+        // write); nothing to report to the caller.
+        let _ = unsafe { libc::futimens(self.fd.as_raw_fd(), times.as_ptr()) };
+    }
+
+    /// A new descriptor of the same open file, for a FUSE passthrough registration.
+    pub(crate) fn duplicate(&self) -> Option<OwnedFd> {
+        self.fd.try_clone().ok()
+    }
+}
+
+impl Drop for HostFile {
+    fn drop(&mut self) {
+        self.store.budget.fetch_add(1, Ordering::AcqRel);
+    }
+}
