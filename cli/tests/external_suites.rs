@@ -308,7 +308,7 @@ fn run_fsx(test: &str, how: FsxMount, ops: u32, seed: u32) {
                 ..Extra::default()
             },
         ),
-        FsxMount::MemfsKernel => common::mount_memfs_kernel_passthrough(test, ""),
+        FsxMount::MemfsKernel => common::mount_memfs_kernel_passthrough(test, "", ""),
         FsxMount::Loopback { passthrough: false } => {
             Mounted::new(test, Kind::Loopback, Extra::fuse("passthrough = \"off\""))
         }

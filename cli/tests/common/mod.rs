@@ -697,8 +697,9 @@ pub fn mount_passthrough_on(test: &str, fuse: &str, source: Option<&Path>) -> Op
 /// (saying why) where that cannot be had: not root (the private tmpfs and passthrough
 /// both need CAP_SYS_ADMIN) or a kernel without passthrough. On CI as root with a kernel
 /// that claims passthrough, failing to mount is a failure.
+#[cfg(unix)]
 #[allow(dead_code)]
-pub fn mount_memfs_kernel_passthrough(test: &str, fuse: &str) -> Option<Mounted> {
+pub fn mount_memfs_kernel_passthrough(test: &str, filesystem: &str, fuse: &str) -> Option<Mounted> {
     if !fuse_or_skip(test) {
         return None;
     }
@@ -711,8 +712,9 @@ pub fn mount_memfs_kernel_passthrough(test: &str, fuse: &str) -> Option<Mounted>
         return None;
     }
     let fuse = format!("passthrough = \"on\"\n{fuse}");
+    let filesystem = format!("data = \"kernel\"\n{filesystem}");
     let extra = Extra {
-        filesystem: "data = \"kernel\"",
+        filesystem: &filesystem,
         fuse: &fuse,
         ..Extra::default()
     };

@@ -51,6 +51,7 @@ impl HostFile {
     pub(crate) fn set_len(&self, _size: u64) -> VfsResult<()> {
         match *self {}
     }
+    #[allow(dead_code)] // memfs calls it on Linux only
     pub(crate) fn fallocate(&self, _mode: i32, _off: u64, _len: u64) -> VfsResult<()> {
         match *self {}
     }

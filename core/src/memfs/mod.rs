@@ -128,6 +128,7 @@ struct Handle {
     /// False for a writer whose writes must drop privileges memfs keeps (setuid/setgid
     /// for non-root writers, `security.capability` for all): passthrough writes never
     /// reach memfs, so it could not drop them.
+    #[cfg_attr(not(unix), allow(dead_code))] // passthrough is a unix (FUSE) thing
     passthrough: bool,
 }
 
