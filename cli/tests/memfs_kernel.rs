@@ -37,10 +37,11 @@ fn op_counts(mountpoint: &Path) -> HashMap<String, u64> {
             in_table = true;
             continue;
         }
-        if in_table && words.len() >= 2 {
-            if let Ok(n) = words[1].parse() {
-                counts.insert(words[0].to_owned(), n);
-            }
+        if in_table
+            && words.len() >= 2
+            && let Ok(n) = words[1].parse()
+        {
+            counts.insert(words[0].to_owned(), n);
         }
     }
     counts
