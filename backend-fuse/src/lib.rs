@@ -74,8 +74,9 @@ pub struct FuseOptions {
     /// The subtype: the mount table then says `fuse.<subtype>`.
     pub subtype: String,
     /// Whether file data may bypass the daemon through FUSE passthrough. Set it to
-    /// [`Passthrough::Off`] for a filesystem without host files (memfs) when the writeback
-    /// cache is wanted: in `Auto` the kernel's passthrough would win over it for nothing.
+    /// [`Passthrough::Off`] for a filesystem without host files (memfs with its data on the
+    /// heap) when the writeback cache is wanted: in `Auto` the kernel's passthrough would
+    /// win over it for nothing.
     pub passthrough: Passthrough,
     /// macOS: the name Finder shows for the volume (`volname`); `None` = `fs_name`.
     /// Ignored elsewhere.
@@ -92,14 +93,21 @@ pub struct FuseOptions {
     /// 0.34 s instead of 0.45 s here (random reads unchanged). Needs root (sysfs); for
     /// anyone else the kernel's window stays, noted in the debug log.
     pub readahead_kib: u32,
+    /// The attribute and entry timeouts to use instead of `attr_timeout` and
+    /// `entry_timeout` when the filesystem reports changes made behind its back
+    /// ([`Vfs::watch_changes`](vmount_core::Vfs::watch_changes): loopback as root on
+    /// Linux), which the mount then passes on to the kernel as invalidations. `None`
+    /// keeps the configured timeouts either way (the CLI sets it only when the config
+    /// leaves the timeouts at their defaults).
+    pub watched_timeout: Option<Duration>,
 }
 
 /// FUSE passthrough: the kernel reads and writes an open file's host file directly.
 ///
 /// It needs Linux 6.9 or later built with `CONFIG_FUSE_PASSTHROUGH`, a daemon with
 /// `CAP_SYS_ADMIN` (root), and a filesystem that returns host descriptors from
-/// [`Vfs::passthrough_fd`](vmount_core::Vfs::passthrough_fd) (loopback does; memfs has no
-/// host files and never does). The kernel does not combine it with the writeback cache.
+/// [`Vfs::passthrough_fd`](vmount_core::Vfs::passthrough_fd) (loopback does, and memfs
+/// with its data in the kernel). The kernel does not combine it with the writeback cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Passthrough {
     /// Use passthrough when the kernel and privileges allow it, otherwise serve file data
@@ -148,6 +156,7 @@ impl Default for FuseOptions {
             no_apple_double: true,
             no_apple_xattr: false,
             readahead_kib: 1024,
+            watched_timeout: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
-use vmount_core::Vfs;
+use vmount_core::{ChangeSink, Vfs};
 
 use crate::adapter::{Adapter, StartupFailure};
 use crate::{FuseError, FuseOptions, MountState, Passthrough, Unavailable};
@@ -208,6 +208,27 @@ impl Drop for FuseMount {
     }
 }
 
+/// Passes changes a filesystem reports ([`Vfs::watch_changes`]) to the kernel as FUSE
+/// invalidations. Errors are ignored: ENOENT means the kernel had nothing cached for it.
+#[derive(Default)]
+struct Invalidate {
+    notifier: std::sync::OnceLock<fuser::Notifier>,
+}
+
+impl ChangeSink for Invalidate {
+    fn entry_changed(&self, parent: vmount_core::Ino, name: &std::ffi::OsStr) {
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_entry(fuser::INodeNo(parent.0), name);
+        }
+    }
+
+    fn inode_changed(&self, ino: vmount_core::Ino) {
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_inode(fuser::INodeNo(ino.0), 0, 0);
+        }
+    }
+}
+
 /// Mounts `fs` at `mountpoint` and returns once the mount is usable.
 ///
 /// Refuses a missing or non-directory mountpoint, and one that already holds a mount,
@@ -231,10 +252,27 @@ pub fn mount(
     let config = session_config(opts);
     // A panic in the filesystem must cost one request (EIO), not the whole session.
     let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
+    // Changes made behind the filesystem's back become kernel invalidations; the
+    // notifier exists once the session does, and nothing is cached before that.
+    let invalidate = Arc::new(Invalidate::default());
+    let watched = fs.watch_changes(Arc::clone(&invalidate) as Arc<dyn ChangeSink>);
+    let mut opts = opts.clone();
+    if let (true, Some(ttl)) = (watched, opts.watched_timeout) {
+        opts.attr_timeout = ttl;
+        opts.entry_timeout = ttl;
+    }
+    tracing::debug!(
+        watched,
+        attr_timeout = ?opts.attr_timeout,
+        "changes behind the filesystem's back {}",
+        if watched { "are invalidated as they happen" } else { "show when the caches expire" }
+    );
+    let opts = &opts;
     let startup = Arc::new(StartupFailure::default());
     let adapter = Adapter::new(fs, opts, passthrough, Arc::clone(&startup));
     let mut session =
         Session::new(adapter, &path, &config).map_err(|e| mount_error(&path, opts, e))?;
+    let _ = invalidate.notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
     // If spawning fails, the closure and with it the session are dropped, which unmounts.
     let thread = thread::Builder::new()

@@ -815,12 +815,21 @@ pub struct Seconds(pub Duration);
 /// attributes on every change it sends, so a long lifetime never serves stale data and
 /// saves a LOOKUP or GETATTR round trip on nearly every path operation (a `stat` of
 /// 10,000 files, an `rm` of each). A loopback source can change behind the kernel's back,
-/// so there the cache lives a second, like FUSE's own default.
+/// so there the cache lives a second, like FUSE's own default, unless loopback reports
+/// those changes as they happen ([`watched_timeout`]).
 pub fn default_timeout(fs: FsType) -> Duration {
     match fs {
         FsType::Memfs => Duration::from_secs(60 * 60),
         FsType::Loopback => Duration::from_secs(1),
     }
+}
+
+/// The cache lifetime used instead of [`default_timeout`] when the filesystem reports
+/// changes made behind the kernel's back (loopback as root on Linux, through fanotify):
+/// the kernel is told to drop exactly what changed, so it may keep the rest as long as
+/// memfs's. Only when the config sets neither timeout.
+pub fn watched_timeout() -> Duration {
+    Duration::from_secs(60 * 60)
 }
 
 visit_numbers!(

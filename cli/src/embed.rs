@@ -309,6 +309,7 @@ impl MountPlanBuilder {
                 threads: self.threads,
                 attr_timeout: self.cache_timeout,
                 entry_timeout: self.cache_timeout,
+                watched_timeout: None,
                 writeback_cache: self.writeback_cache,
                 allow_other: self.allow_other,
                 default_permissions: self.default_permissions,

@@ -52,11 +52,12 @@ name = "@TYPE@"
 threads = 0
 
 # How long the kernel may cache attributes and name lookups: seconds as an integer or
-# float, or a string with a unit such as "1s", "500ms", "2m" (at most a day). Default 3600
-# for memfs (it changes only through its mount, so nothing stale is ever served) and 1 for
-# loopback (its source can change behind the kernel's back).
-attr_timeout = @TIMEOUT@
-entry_timeout = @TIMEOUT@
+# float, or a string with a unit such as "1s", "500ms", "2m" (at most a day). Unset, 3600
+# for memfs (it changes only through its mount, so nothing stale is ever served); for
+# loopback 3600 where vmount is told of changes made directly in the source and tells the
+# kernel at once (Linux, as root: fanotify), else 1 (such changes show within a second).
+# attr_timeout = @TIMEOUT@
+# entry_timeout = @TIMEOUT@
 
 # Let the kernel buffer writes and send them later, in larger pieces (default false).
 writeback_cache = false
@@ -302,8 +303,8 @@ mod tests {
             let (fuse, def) = (c.fuse, RawFuse::default());
             let timeout = Some(config::default_timeout(kind));
             assert_eq!(fuse.threads, def.threads);
-            assert_eq!(fuse.attr_timeout.map(|s| s.0), timeout);
-            assert_eq!(fuse.entry_timeout.map(|s| s.0), timeout);
+            // Unset, so that loopback may cache longer where it watches its source.
+            assert!(fuse.attr_timeout.is_none() && fuse.entry_timeout.is_none());
             assert_eq!(fuse.writeback_cache, def.writeback_cache);
             assert_eq!(fuse.allow_other, def.allow_other);
             assert_eq!(fuse.default_permissions, def.default_permissions);

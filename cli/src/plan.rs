@@ -104,6 +104,9 @@ pub struct FusePlan {
     pub attr_timeout: Duration,
     /// Kernel name-lookup cache lifetime.
     pub entry_timeout: Duration,
+    /// The lifetime of both when the filesystem reports outside changes; `None` when the
+    /// config sets either timeout.
+    pub watched_timeout: Option<Duration>,
     /// Kernel write-back caching.
     pub writeback_cache: bool,
     /// Other users may use the mount.
@@ -222,6 +225,9 @@ impl MountPlan {
                     .fuse
                     .entry_timeout
                     .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
+                watched_timeout: (raw.fuse.attr_timeout.is_none()
+                    && raw.fuse.entry_timeout.is_none())
+                .then(config::watched_timeout),
                 writeback_cache: raw.fuse.writeback_cache,
                 allow_other: raw.fuse.allow_other,
                 default_permissions: raw.fuse.default_permissions,
@@ -389,8 +395,23 @@ impl fmt::Display for MountPlan {
         } else {
             row(f, "  threads", fuse.threads)?;
         }
-        row(f, "  attr_timeout", secs(fuse.attr_timeout))?;
-        row(f, "  entry_timeout", secs(fuse.entry_timeout))?;
+        let watched = match (&self.filesystem, fuse.watched_timeout) {
+            (FsPlan::Loopback { .. }, Some(t)) => format!(
+                " ({} where changes in the source are reported: Linux, as root)",
+                secs(t)
+            ),
+            _ => String::new(),
+        };
+        row(
+            f,
+            "  attr_timeout",
+            format!("{}{watched}", secs(fuse.attr_timeout)),
+        )?;
+        row(
+            f,
+            "  entry_timeout",
+            format!("{}{watched}", secs(fuse.entry_timeout)),
+        )?;
         row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
         row(f, "  allow_other", yes_no(fuse.allow_other))?;
         let dp = match (fuse.default_permissions, &self.filesystem) {

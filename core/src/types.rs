@@ -501,3 +501,14 @@ pub struct Capabilities {
     /// Longest name in bytes.
     pub max_name_len: u32,
 }
+
+/// Where [`Vfs::watch_changes`](crate::Vfs::watch_changes) reports changes made behind the
+/// filesystem's back. Called from the filesystem's own thread, never from inside a `Vfs`
+/// call, so an implementation may block briefly (FUSE's notifications write to the
+/// kernel).
+pub trait ChangeSink: Send + Sync {
+    /// The name `name` in directory `parent` was created, removed, renamed or changed.
+    fn entry_changed(&self, parent: Ino, name: &std::ffi::OsStr);
+    /// The attributes or contents of `ino` changed.
+    fn inode_changed(&self, ino: Ino);
+}

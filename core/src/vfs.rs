@@ -169,6 +169,17 @@ pub trait Vfs: Send + Sync + 'static {
     /// What this filesystem supports.
     fn capabilities(&self) -> Capabilities;
 
+    /// Starts telling `sink` about changes made to this filesystem other than through its
+    /// own calls (loopback: by other processes on the host), so that a backend whose
+    /// kernel caches names and attributes can drop what went stale instead of caching
+    /// briefly. Returns whether it will: `false` (the default, and memfs, which changes
+    /// only through its calls) leaves the backend to cache only as long as it may serve
+    /// stale data. Called at most once, before the filesystem is mounted.
+    fn watch_changes(&self, sink: std::sync::Arc<dyn ChangeSink>) -> bool {
+        let _ = sink;
+        false
+    }
+
     /// Looks up `name` in directory `parent` and returns its attributes; counts one
     /// lookup reference on success.
     fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr>;

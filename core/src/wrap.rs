@@ -58,6 +58,10 @@ impl<A: Around> Vfs for Wrapped<A> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+    // Not an operation: set up once at mount.
+    fn watch_changes(&self, sink: Arc<dyn crate::ChangeSink>) -> bool {
+        self.inner.watch_changes(sink)
+    }
     fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr> {
         self.call(Op::Lookup, none, |fs| fs.lookup(ctx, parent, name))
     }

@@ -617,3 +617,105 @@ fn entries_beyond_the_descriptor_cache_reopen_by_handle() {
     let a = fs.lookup(&root, Ino::ROOT, os("f1")).unwrap();
     assert_eq!(a.ino, inos[1]);
 }
+
+/// Records what `watch_changes` reports.
+#[derive(Default)]
+struct Recorded(parking_lot::Mutex<Vec<String>>);
+
+impl ChangeSink for Recorded {
+    fn entry_changed(&self, parent: Ino, name: &OsStr) {
+        self.0
+            .lock()
+            .push(format!("entry {} {}", parent.0, name.to_string_lossy()));
+    }
+    fn inode_changed(&self, ino: Ino) {
+        self.0.lock().push(format!("inode {}", ino.0));
+    }
+}
+
+impl Recorded {
+    fn wait_for(&self, want: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if self.0.lock().iter().any(|e| e == want) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+fn sh(dir: &Path, script: &str) {
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{script}");
+}
+
+/// As root, changes other processes make in the source are reported for the entries the
+/// filesystem has handed out: names in known directories, and attribute or content
+/// changes of known files. Changes this process makes (everything done through the
+/// mount) are not.
+#[test]
+fn changes_by_other_processes_are_reported() {
+    let (dir, fs) = setup(false);
+    let sink = Arc::new(Recorded::default());
+    if !is_root() {
+        assert!(!fs.watch_changes(sink), "the watcher needs root");
+        eprintln!("skipping changes_by_other_processes_are_reported: needs root");
+        return;
+    }
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/known"), b"1").unwrap();
+    assert!(fs.watch_changes(sink.clone()), "root on Linux watches");
+    assert!(!fs.watch_changes(sink.clone()), "only once");
+    let c = Ctx::root();
+    let sub = fs.lookup(&c, Ino::ROOT, os("sub")).unwrap().ino;
+    let known = fs.lookup(&c, sub, os("known")).unwrap().ino;
+
+    // This process's own changes are not reported...
+    std::fs::write(dir.path().join("mine"), b"x").unwrap();
+    std::fs::write(dir.path().join("sub/known"), b"22").unwrap();
+    // ...another process's are: a name in the root, one in a registered subdirectory,
+    // and a known file's contents and mode.
+    sh(
+        dir.path(),
+        "echo x > theirs && touch sub/new && echo more >> sub/known",
+    );
+    assert!(sink.wait_for("entry 1 theirs"), "{:?}", sink.0.lock());
+    assert!(
+        sink.wait_for(&format!("entry {} new", sub.0)),
+        "{:?}",
+        sink.0.lock()
+    );
+    assert!(
+        sink.wait_for(&format!("inode {}", known.0)),
+        "{:?}",
+        sink.0.lock()
+    );
+    sh(
+        dir.path(),
+        "mv theirs sub/moved && chmod 600 sub/known && rm sub/new",
+    );
+    assert!(
+        sink.wait_for(&format!("entry {} moved", sub.0)),
+        "{:?}",
+        sink.0.lock()
+    );
+    assert!(sink.wait_for(&format!("entry {} new", sub.0)));
+    let got = sink.0.lock().clone();
+    assert!(
+        !got.iter().any(|e| e.ends_with(" mine")),
+        "this process's changes were reported: {got:?}"
+    );
+    // A directory the filesystem never handed out is not watched.
+    std::fs::create_dir(dir.path().join("unseen")).unwrap();
+    sh(dir.path(), "touch unseen/x");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let got = sink.0.lock().clone();
+    assert!(!got.iter().any(|e| e.ends_with(" x")), "{got:?}");
+}

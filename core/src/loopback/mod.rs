@@ -77,6 +77,8 @@
 mod creds;
 mod dir;
 mod sys;
+#[cfg(target_os = "linux")]
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, OsStr, OsString};
@@ -328,7 +330,11 @@ impl IoFd {
 /// The loopback filesystem. See the [module docs](self) for its design.
 pub struct Loopback {
     opts: LoopbackOptions,
-    table: RwLock<Table>,
+    /// Shared with the change watcher's thread, which holds it weakly.
+    table: Arc<RwLock<Table>>,
+    /// Reports changes made to the source by others, once `watch_changes` started it.
+    #[cfg(target_os = "linux")]
+    watch: std::sync::OnceLock<Arc<watch::Watcher>>,
     next_ino: AtomicU64,
     handles: HandleTable<Handle>,
     cache: IoCache<OwnedFd>,
@@ -487,7 +493,9 @@ impl Loopback {
         table.by_ino.insert(Ino::ROOT.0, root);
         Ok(Loopback {
             opts,
-            table: RwLock::new(table),
+            table: Arc::new(RwLock::new(table)),
+            #[cfg(target_os = "linux")]
+            watch: std::sync::OnceLock::new(),
             next_ino: AtomicU64::new(2),
             handles: HandleTable::new(),
             cache: IoCache::new(),
@@ -566,6 +574,13 @@ impl Loopback {
         // Release: a lookup that sees this number allocated also sees `fd` opened (see
         // `lookup_name`).
         let ino = Ino(self.next_ino.fetch_add(1, Ordering::AcqRel));
+        #[cfg(target_os = "linux")]
+        if kind == FileType::Directory
+            && let Some(w) = self.watch.get()
+        {
+            // With unlimited marks this fails only for a directory already gone.
+            let _ = w.mark(fd.as_fd());
+        }
         let inode = Inode::new(ino, key, kind, Arc::new(fd), handle, self.entry_fds.clone());
         t.by_key.insert(key, ino.0);
         t.by_ino.insert(ino.0, inode.clone());
@@ -630,6 +645,13 @@ impl Loopback {
         };
         if removed {
             self.cache.remove(inode.ino.0);
+            #[cfg(target_os = "linux")]
+            if inode.kind == FileType::Directory
+                && let Some(w) = self.watch.get()
+                && let Ok(fd) = inode.fd()
+            {
+                w.unmark(fd.as_fd());
+            }
         }
     }
 
@@ -1017,6 +1039,44 @@ impl Vfs for Loopback {
         let _g = self.creds(ctx)?;
         let (inode, st) = self.lookup_name(&dir, &cname)?;
         Ok(self.attr(&inode, &st))
+    }
+
+    /// Changes made in the source by other processes, through fanotify (see `watch.rs`):
+    /// Linux, with file handles that reopen (a root daemon).
+    #[cfg(target_os = "linux")]
+    fn watch_changes(&self, sink: Arc<dyn crate::ChangeSink>) -> bool {
+        if self.entry_fds.mount.is_none() || self.watch.get().is_some() {
+            return false;
+        }
+        let Ok(w) = watch::Watcher::new() else {
+            return false;
+        };
+        let w = Arc::new(w);
+        // Directories registered so far (the root, normally alone) are marked now,
+        // later ones as they are registered.
+        let dirs: Vec<Arc<Inode>> = self
+            .table
+            .read()
+            .by_ino
+            .values()
+            .filter(|i| i.kind == FileType::Directory)
+            .cloned()
+            .collect();
+        for d in dirs {
+            let Ok(fd) = d.fd() else { continue };
+            if w.mark(fd.as_fd()).is_err() && d.ino == Ino::ROOT {
+                return false;
+            }
+        }
+        if self.watch.set(Arc::clone(&w)).is_err() {
+            return false;
+        }
+        let table = Arc::downgrade(&self.table);
+        let fds = Arc::clone(&self.entry_fds);
+        std::thread::Builder::new()
+            .name("vmount-watch".to_owned())
+            .spawn(move || w.run(table, fds, sink))
+            .is_ok()
     }
 
     fn forget(&self, ino: Ino, nlookup: u64) {

@@ -336,8 +336,11 @@ impl MemFs {
         if bytes == 0 {
             return Ok(());
         }
+        // Kernel-held contents count against the same limit (read once: the tmpfs
+        // enforces its own side, so this only keeps heap bytes from adding to a full one).
+        let capacity = self.capacity.saturating_sub(self.host_used());
         try_update(&self.used, |u| {
-            u.checked_add(bytes).filter(|&n| n <= self.capacity)
+            u.checked_add(bytes).filter(|&n| n <= capacity)
         })
     }
 
@@ -1760,17 +1763,20 @@ fn host_fallocate(
 ) -> VfsResult<()> {
     #[cfg(target_os = "linux")]
     {
-        let mut mode = 0;
+        let keep_size = if keep { libc::FALLOC_FL_KEEP_SIZE } else { 0 };
+        if punch || zero {
+            h.fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )?;
+        }
         if punch {
-            mode |= libc::FALLOC_FL_PUNCH_HOLE;
+            return Ok(());
         }
-        if zero {
-            mode |= libc::FALLOC_FL_ZERO_RANGE;
-        }
-        if keep {
-            mode |= libc::FALLOC_FL_KEEP_SIZE;
-        }
-        h.fallocate(mode, offset, len)
+        // tmpfs has no FALLOC_FL_ZERO_RANGE: a zeroed range is a punched one allocated
+        // again, which is what heap memfs does too.
+        h.fallocate(keep_size, offset, len)
     }
     #[cfg(not(target_os = "linux"))]
     {
