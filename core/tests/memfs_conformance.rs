@@ -13,13 +13,14 @@ use vmount_core::memfs::{MemFs, MemFsOptions};
 struct MemFixture {
     mem: Arc<MemFs>,
     vfs: Arc<dyn Vfs>,
+    opts: MemFsOptions,
 }
 
 impl MemFixture {
     fn boxed(opts: MemFsOptions) -> Box<dyn Fixture> {
-        let mem = Arc::new(MemFs::new(opts));
+        let mem = Arc::new(MemFs::new(opts.clone()));
         let vfs: Arc<dyn Vfs> = mem.clone();
-        Box::new(MemFixture { mem, vfs })
+        Box::new(MemFixture { mem, vfs, opts })
     }
 }
 
@@ -35,7 +36,7 @@ impl Fixture for MemFixture {
     fn read_only_variant(&self) -> Option<Box<dyn Fixture>> {
         Some(MemFixture::boxed(MemFsOptions {
             read_only: true,
-            ..options()
+            ..self.opts.clone()
         }))
     }
 }
@@ -52,17 +53,13 @@ fn options() -> MemFsOptions {
 conformance_tests!(memfs, || MemFixture::boxed(options()));
 
 /// memfs with kernel-held contents (Linux, root): the same suite. Elsewhere the fixture is
-/// the heap memfs again, and says so once.
-fn kernel_options() -> MemFsOptions {
-    MemFsOptions {
+/// the heap memfs again, and says so.
+fn kernel_fixture() -> Box<dyn Fixture> {
+    let opts = MemFsOptions {
         kernel_data: true,
         ..options()
-    }
-}
-
-fn kernel_fixture() -> Box<dyn Fixture> {
-    let mem = Arc::new(MemFs::new(kernel_options()));
-    if !mem.kernel_data() {
+    };
+    if !MemFs::new(opts.clone()).kernel_data() {
         #[cfg(unix)]
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -75,30 +72,7 @@ fn kernel_fixture() -> Box<dyn Fixture> {
         );
         eprintln!("memfs_kernel: kernel-held contents need Linux and root; testing heap memfs");
     }
-    let vfs: Arc<dyn Vfs> = mem.clone();
-    Box::new(KernelFixture { mem, vfs })
-}
-
-struct KernelFixture {
-    mem: Arc<MemFs>,
-    vfs: Arc<dyn Vfs>,
-}
-
-impl Fixture for KernelFixture {
-    fn vfs(&self) -> &Arc<dyn Vfs> {
-        &self.vfs
-    }
-
-    fn inode_count(&self) -> Option<u64> {
-        Some(self.mem.inode_count())
-    }
-
-    fn read_only_variant(&self) -> Option<Box<dyn Fixture>> {
-        Some(MemFixture::boxed(MemFsOptions {
-            read_only: true,
-            ..kernel_options()
-        }))
-    }
+    MemFixture::boxed(opts)
 }
 
 conformance_tests!(memfs_kernel, kernel_fixture);

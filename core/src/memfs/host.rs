@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) use super::HostStat;
 use crate::types::Whence;
 use crate::{VfsError, VfsResult};
 
@@ -46,15 +47,6 @@ pub(crate) struct HostStore {
     root: OwnedFd,
     /// Descriptors still available to new files.
     budget: AtomicU64,
-}
-
-/// What `fstat` says about a host file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostStat {
-    pub size: u64,
-    pub blocks: u64,
-    pub mtime: SystemTime,
-    pub ctime: SystemTime,
 }
 
 /// One file's contents: an unnamed tmpfs file, freed when this is dropped.

@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub(crate) use super::HostStat;
 use crate::VfsResult;
 use crate::types::Whence;
 
@@ -17,14 +18,6 @@ pub(crate) enum HostStore {}
 /// Never made.
 #[derive(Debug)]
 pub(crate) enum HostFile {}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HostStat {
-    pub size: u64,
-    pub blocks: u64,
-    pub mtime: SystemTime,
-    pub ctime: SystemTime,
-}
 
 impl HostStore {
     pub(crate) fn new(_size: Option<u64>, _inodes: Option<u64>) -> io::Result<Arc<HostStore>> {

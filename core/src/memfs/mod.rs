@@ -67,6 +67,15 @@ use crate::{
     XattrFlags, check_name,
 };
 
+/// What `fstat` says about a kernel-held file (see `host.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostStat {
+    pub size: u64,
+    pub blocks: u64,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
 /// Number of inode table shards (a power of two).
 const SHARDS: usize = 64;
 /// Number of handle table shards.
