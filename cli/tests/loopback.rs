@@ -1,7 +1,8 @@
 //! Tier 3, loopback only: what a mirror of a host directory must get right beyond the
 //! shared cases in `mounted_tools.rs`.
 //! - Both directions: changes made directly in `source` show through the mount (at once
-//!   with zero cache timeouts, within the timeout with the default 1 s caches), and what is
+//!   with zero cache timeouts; as root within 1 s even with hour-long caches, which the
+//!   change watcher invalidates, and known names are then served by the kernel), and what is
 //!   written through the mount lands on the host with the same bytes, modes and mtimes;
 //!   hard links share the host inode, symlinks are host symlinks the daemon never follows.
 //! - Ownership: as root, files made through the mount by another user belong to that user.
@@ -1054,5 +1055,66 @@ db.close()";
         "python3 -c \"import sqlite3; print(sqlite3.connect('delete.db').execute('SELECT count(*) FROM t').fetchone()[0])\"",
     );
     assert_eq!(check.trim(), "600");
+    m.finish();
+}
+
+/// As root on Linux, loopback watches its source, so the default caches last an hour: a
+/// name looked up once is served by the kernel long after the unwatched one-second cache
+/// would have expired, with no LOOKUP or GETATTR reaching the daemon, and a change made
+/// directly in the source still shows at once.
+#[test]
+fn watched_loopback_serves_known_names_from_the_kernel() {
+    let test = "watched_loopback_serves_known_names_from_the_kernel";
+    if !common::is_root() {
+        assert!(!common::on_ci(), "{test}: CI runs as root");
+        eprintln!("skipping {test}: the change watcher needs root");
+        return;
+    }
+    let Some(m) = mount(test, "") else {
+        return;
+    };
+    let (mnt, src) = (m.path(), m.source());
+    for i in 0..50 {
+        std::fs::write(mnt.join(format!("f{i}")), b"x").unwrap();
+    }
+    for i in 0..50 {
+        std::fs::symlink_metadata(mnt.join(format!("f{i}"))).unwrap();
+    }
+    // Past the one-second lifetime the caches would have without the watcher.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The counters are published every so often: a marker op shows when they are fresh.
+    let settle = |marker: &str| {
+        std::fs::create_dir(mnt.join(marker)).unwrap();
+        let want = if marker == "m1" { 1 } else { 2 };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = common::op_counts(mnt);
+            if c.get("mkdir").copied().unwrap_or(0) >= want || Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = settle("m1");
+    for _ in 0..3 {
+        for i in 0..50 {
+            std::fs::symlink_metadata(mnt.join(format!("f{i}"))).unwrap();
+        }
+    }
+    let after = settle("m2");
+    let asked = |c: &std::collections::HashMap<String, u64>| {
+        c.get("lookup").copied().unwrap_or(0) + c.get("getattr").copied().unwrap_or(0)
+    };
+    // Creating the marker itself may cost a LOOKUP of its name.
+    assert!(
+        asked(&after) <= asked(&before) + 2,
+        "150 stats of known names reached the daemon: before {before:?}, after {after:?}"
+    );
+    // ...and a change made directly in the source is not hidden by the long cache.
+    std::fs::write(src.join("f7"), b"changed on the host").unwrap();
+    let seen = eventually(Duration::from_secs(1), || {
+        std::fs::metadata(mnt.join("f7")).is_ok_and(|md| md.len() == 19)
+    });
+    assert!(seen.is_some(), "a host change hidden by the cache");
     m.finish();
 }

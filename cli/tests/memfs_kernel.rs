@@ -5,47 +5,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{stdout, vmount};
-
-/// Per-operation counts of the mount at `mountpoint`, from `vmount status -v`.
-fn op_counts(mountpoint: &Path) -> HashMap<String, u64> {
-    let out = vmount(&["status", "--verbose"]);
-    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
-    let text = stdout(&out);
-    let head = format!(" at {} (pid", mountpoint.display());
-    let mut counts = HashMap::new();
-    let mut inside = false;
-    let mut in_table = false;
-    for line in text.lines() {
-        if !line.starts_with(' ') {
-            inside = line.contains(&head);
-            in_table = false;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"op") {
-            in_table = true;
-            continue;
-        }
-        if in_table
-            && words.len() >= 2
-            && let Ok(n) = words[1].parse()
-        {
-            counts.insert(words[0].to_owned(), n);
-        }
-    }
-    counts
-}
+use common::op_counts;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -733,6 +733,40 @@ pub fn mount_memfs_kernel_passthrough(test: &str, filesystem: &str, fuse: &str) 
     }
 }
 
+#[allow(dead_code)]
+/// Per-operation counts of the mount at `mountpoint`, from `vmount status -v`.
+pub fn op_counts(mountpoint: &Path) -> std::collections::HashMap<String, u64> {
+    let out = vmount(&["status", "--verbose"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let head = format!(" at {} (pid", mountpoint.display());
+    let mut counts = std::collections::HashMap::new();
+    let mut inside = false;
+    let mut in_table = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            inside = line.contains(&head);
+            in_table = false;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"op") {
+            in_table = true;
+            continue;
+        }
+        if in_table
+            && words.len() >= 2
+            && let Ok(n) = words[1].parse()
+        {
+            counts.insert(words[0].to_owned(), n);
+        }
+    }
+    counts
+}
+
 /// Whether this run is CI (`CI=true`), where a test that cannot run is a failure.
 pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
