@@ -242,14 +242,21 @@ impl HostFile {
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> VfsResult<usize> {
         let mut done = 0;
         while done < buf.len() {
-            let at = i64::try_from(off + done as u64).map_err(|_| VfsError::InvalidArgument)?;
-            // SAFETY: the pointer and length describe the unread tail of `buf`.
+            // Nothing lies past the largest file size, and the kernel refuses a read
+            // whose end would pass it (EINVAL): that part is past EOF.
+            let at = off.saturating_add(done as u64);
+            let room = (i64::MAX as u64).saturating_sub(at);
+            let want = (buf.len() - done).min(usize::try_from(room).unwrap_or(usize::MAX));
+            if want == 0 {
+                break;
+            }
+            // SAFETY: the pointer and length lie within the unread tail of `buf`.
             let n = unsafe {
                 libc::pread(
                     self.fd.as_raw_fd(),
                     buf[done..].as_mut_ptr().cast(),
-                    buf.len() - done,
-                    at,
+                    want,
+                    at as i64,
                 )
             };
             match n {

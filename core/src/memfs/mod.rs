@@ -1265,7 +1265,12 @@ impl Vfs for MemFs {
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            node.size(&m)
+            // A host file's read stops at its own EOF: no fstat on the read path.
+            if node.host.is_some() {
+                u64::MAX
+            } else {
+                m.size
+            }
         };
         if offset >= size || buf.is_empty() {
             return Ok(0);
@@ -1301,21 +1306,20 @@ impl Vfs for MemFs {
         let file = node.file()?;
         let len = u32::try_from(data.len()).map_err(|_| VfsError::InvalidArgument)?;
         let mut fd = file.write();
+        let append = flags.is_some_and(|f| f.contains(OpenFlags::APPEND));
         let size = {
             let m = node.meta.lock();
             if m.dead {
                 return Err(VfsError::Stale);
             }
-            node.size(&m)
+            // Only an append needs a host file's size now (an fstat); otherwise the
+            // host file keeps its own.
+            if append { node.size(&m) } else { m.size }
         };
         if len == 0 {
             return Ok(0);
         }
-        let off = if flags.is_some_and(|f| f.contains(OpenFlags::APPEND)) {
-            size
-        } else {
-            offset
-        };
+        let off = if append { size } else { offset };
         let end = off
             .checked_add(u64::from(len))
             .filter(|&e| e <= MAX_FILE_SIZE)
@@ -1324,7 +1328,7 @@ impl Vfs for MemFs {
             // The tmpfs enforces the size limit itself.
             let n = h.write(off, data)?;
             let mut m = node.meta.lock();
-            m.size = size.max(off + n as u64);
+            m.size = m.size.max(off + n as u64);
             m.touch_mc();
             self.kill_privs(&mut m, ctx);
             return Ok(n as u32);
