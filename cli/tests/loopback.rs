@@ -1077,6 +1077,10 @@ fn watched_loopback_serves_known_names_from_the_kernel() {
     for i in 0..50 {
         std::fs::write(mnt.join(format!("f{i}")), b"x").unwrap();
     }
+    // The writes went to the host files by passthrough, as this process, so the watcher
+    // reports them and the kernel drops those files' attributes (correctly: it cannot
+    // tell them from a writer on the host). Let that settle before priming the cache.
+    std::thread::sleep(Duration::from_millis(500));
     for i in 0..50 {
         std::fs::symlink_metadata(mnt.join(format!("f{i}"))).unwrap();
     }
@@ -1105,9 +1109,10 @@ fn watched_loopback_serves_known_names_from_the_kernel() {
     let asked = |c: &std::collections::HashMap<String, u64>| {
         c.get("lookup").copied().unwrap_or(0) + c.get("getattr").copied().unwrap_or(0)
     };
-    // Creating the marker itself may cost a LOOKUP of its name.
+    // The marker itself costs a LOOKUP of its name and, around the MKDIR, a GETATTR or
+    // two of the root; the 150 stats would cost at least 50 with one-second caches.
     assert!(
-        asked(&after) <= asked(&before) + 2,
+        asked(&after) <= asked(&before) + 5,
         "150 stats of known names reached the daemon: before {before:?}, after {after:?}"
     );
     // ...and a change made directly in the source is not hidden by the long cache.
