@@ -350,7 +350,7 @@ impl RawConfig {
             }
         }
         if let Some(mode) = &self.fuse.passthrough
-            && *mode.get_ref() == PassthroughMode::On
+            && *mode.get_ref() == Switch::On
         {
             if *fs.kind.get_ref() == FsType::Memfs
                 && fs.data.as_ref().map(|d| *d.get_ref()) == Some(DataStore::Heap)
@@ -548,7 +548,12 @@ pub struct RawFuse {
     /// FUSE passthrough of file data (Linux 6.9+, root): `"auto"` (the default), `"on"`
     /// (required) or `"off"`.
     #[serde(default)]
-    pub passthrough: Option<Spanned<PassthroughMode>>,
+    pub passthrough: Option<Spanned<Switch>>,
+    /// Linux: FUSE-over-io_uring (6.14+, the `fuse` module's `enable_uring` on):
+    /// `"auto"` (the default: where the kernel has it on), `"on"` (required; root turns
+    /// the kernel's switch on) or `"off"`.
+    #[serde(default)]
+    pub io_uring: Switch,
     /// macOS (macFUSE): the volume name Finder shows; default the mount's `name`.
     #[serde(default)]
     pub volume_name: Option<String>,
@@ -560,12 +565,13 @@ pub struct RawFuse {
     pub noapplexattr: bool,
 }
 
-/// The `passthrough` key: whether the kernel may read and write a loopback file's host
-/// file directly instead of asking the daemon.
+/// An `"auto"`/`"on"`/`"off"` key of `[fuse]`: `passthrough` (whether the kernel may read
+/// and write a file's host file directly instead of asking the daemon; auto wins over
+/// `writeback_cache`) and `io_uring` (whether requests travel over FUSE-over-io_uring).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PassthroughMode {
-    /// Where the kernel and privileges allow it; wins over `writeback_cache`.
+pub enum Switch {
+    /// Where the kernel and privileges allow it.
     #[default]
     Auto,
     /// Required: mounting fails without it.
@@ -574,7 +580,7 @@ pub enum PassthroughMode {
     Off,
 }
 
-impl fmt::Display for PassthroughMode {
+impl fmt::Display for Switch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
             Self::Auto => "auto",
@@ -594,6 +600,7 @@ impl Default for RawFuse {
             allow_other: false,
             default_permissions: None,
             passthrough: None,
+            io_uring: Switch::Auto,
             volume_name: None,
             noappledouble: true,
             noapplexattr: false,
@@ -1074,17 +1081,14 @@ mod tests {
         assert_eq!(c.fuse.entry_timeout.unwrap().0, Duration::from_millis(250));
         assert!(c.fuse.writeback_cache && c.fuse.allow_other);
         assert_eq!(c.fuse.default_permissions, Some(false));
-        assert_eq!(
-            c.fuse.passthrough.unwrap().into_inner(),
-            PassthroughMode::Off
-        );
+        assert_eq!(c.fuse.passthrough.unwrap().into_inner(), Switch::Off);
         assert_eq!(c.nfs.port, Port(2049));
         assert!(c.nfs.allow_other);
         let lo = "mountpoint = \"/m\"\n[filesystem]\ntype = \"loopback\"\nsource = \"/s\"\n";
         for (text, want) in [
-            ("on", PassthroughMode::On),
-            ("auto", PassthroughMode::Auto),
-            ("off", PassthroughMode::Off),
+            ("on", Switch::On),
+            ("auto", Switch::Auto),
+            ("off", Switch::Off),
         ] {
             let c = parse(&format!("{lo}[fuse]\npassthrough = \"{text}\"\n")).unwrap();
             assert_eq!(c.fuse.passthrough.unwrap().into_inner(), want);

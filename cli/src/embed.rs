@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use vmount_core::Vfs;
 
-use crate::config::{BackendChoice, PassthroughMode, Source};
+use crate::config::{BackendChoice, Source, Switch};
 use crate::plan::{FsPlan, FusePlan, MountPlan, NfsPlan, WinfspPlan};
 use crate::platform::{self, Backend};
 use crate::run::{self, Active, End};
@@ -313,7 +313,8 @@ impl MountPlanBuilder {
                 writeback_cache: self.writeback_cache,
                 allow_other: self.allow_other,
                 default_permissions: self.default_permissions,
-                passthrough: PassthroughMode::Off,
+                passthrough: Switch::Off,
+                io_uring: Switch::Auto,
                 volume_name: None,
                 noappledouble: true,
                 noapplexattr: false,

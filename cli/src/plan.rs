@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::config::{
-    self, BackendChoice, DataStore, FsType, PassthroughMode, RawConfig, Source, expand_tilde,
-    format_size, io_reason,
+    self, BackendChoice, DataStore, FsType, RawConfig, Source, Switch, expand_tilde, format_size,
+    io_reason,
 };
 use crate::platform::{self, Backend};
 
@@ -115,7 +115,9 @@ pub struct FusePlan {
     /// `run::kernel_checks_permissions`).
     pub default_permissions: Option<bool>,
     /// FUSE passthrough as configured (see [`FusePlan::effective_passthrough`]).
-    pub passthrough: PassthroughMode,
+    pub passthrough: Switch,
+    /// FUSE-over-io_uring (Linux).
+    pub io_uring: Switch,
     /// macOS: the volume name Finder shows (`None`: the mount's name).
     pub volume_name: Option<String>,
     /// macOS: refuse `._*` Apple Double files.
@@ -128,12 +130,12 @@ impl FusePlan {
     /// The passthrough mode to mount with: a memfs keeping its data on the heap never
     /// hands out a descriptor, so `auto` becomes `off` there rather than costing the
     /// writeback cache for nothing (`on` with it is a config error).
-    pub fn effective_passthrough(&self, fs: &FsPlan) -> PassthroughMode {
+    pub fn effective_passthrough(&self, fs: &FsPlan) -> Switch {
         match fs {
             FsPlan::Memfs {
                 data: DataStore::Heap,
                 ..
-            } => PassthroughMode::Off,
+            } => Switch::Off,
             _ => self.passthrough,
         }
     }
@@ -236,6 +238,7 @@ impl MountPlan {
                     .passthrough
                     .map(|p| p.into_inner())
                     .unwrap_or_default(),
+                io_uring: raw.fuse.io_uring,
                 volume_name: raw.fuse.volume_name,
                 noappledouble: raw.fuse.noappledouble,
                 noapplexattr: raw.fuse.noapplexattr,
@@ -431,16 +434,24 @@ impl fmt::Display for MountPlan {
                 },
                 _,
             ) => " (not used: memfs keeps its data on the heap)",
-            (FsPlan::Memfs { .. }, PassthroughMode::Auto) => {
+            (FsPlan::Memfs { .. }, Switch::Auto) => {
                 " (where memfs keeps its data in the kernel and the kernel has it: Linux 6.9+, root)"
             }
-            (_, PassthroughMode::Auto) if fuse.writeback_cache => {
+            (_, Switch::Auto) if fuse.writeback_cache => {
                 " (where the kernel has it, instead of writeback_cache)"
             }
-            (_, PassthroughMode::Auto) => " (where the kernel has it: Linux 6.9+, root)",
+            (_, Switch::Auto) => " (where the kernel has it: Linux 6.9+, root)",
             _ => "",
         };
         row(f, "  passthrough", format!("{}{note}", fuse.passthrough))?;
+        let uring = match fuse.io_uring {
+            Switch::Auto if cfg!(target_os = "linux") => {
+                " (where the kernel has it turned on: Linux 6.14+, fuse.enable_uring)"
+            }
+            Switch::Auto => " (not used: Linux only)",
+            _ => "",
+        };
+        row(f, "  io_uring", format!("{}{uring}", fuse.io_uring))?;
         let mac = if cfg!(target_os = "macos") {
             ""
         } else {
@@ -528,11 +539,8 @@ mod tests {
                     shown.contains("source:") && shown.contains("from config"),
                     "{shown}"
                 );
-                assert_eq!(p.fuse.passthrough, PassthroughMode::Auto);
-                assert_eq!(
-                    p.fuse.effective_passthrough(&p.filesystem),
-                    PassthroughMode::Auto
-                );
+                assert_eq!(p.fuse.passthrough, Switch::Auto);
+                assert_eq!(p.fuse.effective_passthrough(&p.filesystem), Switch::Auto);
                 assert!(
                     shown.contains("  passthrough:          auto (where the kernel has it"),
                     "{shown}"
@@ -581,11 +589,8 @@ mod tests {
             // Without FUSE, the backend is the only thing allowed to fail.
             Err(e) => return assert!(platform::status(Backend::Fuse).is_err(), "{e:#}"),
         };
-        assert_eq!(p.fuse.passthrough, PassthroughMode::Auto);
-        assert_eq!(
-            p.fuse.effective_passthrough(&p.filesystem),
-            PassthroughMode::Off
-        );
+        assert_eq!(p.fuse.passthrough, Switch::Auto);
+        assert_eq!(p.fuse.effective_passthrough(&p.filesystem), Switch::Off);
         let shown = p.to_string();
         assert!(
             shown.contains(

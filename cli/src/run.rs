@@ -350,11 +350,11 @@ mod fuse {
     use std::sync::Arc;
 
     use anyhow::{anyhow, bail};
-    use vmount_backend_fuse::{FuseMount, FuseOptions, MountState, Passthrough};
+    use vmount_backend_fuse::{FuseMount, FuseOptions, IoUring, MountState, Passthrough};
     use vmount_core::Vfs;
 
     use super::{Active, failure};
-    use crate::config::PassthroughMode;
+    use crate::config::Switch;
     use crate::plan::MountPlan;
     use crate::platform::MountFailure;
 
@@ -399,9 +399,14 @@ mod fuse {
             // `vmount unmount` recognise vmount's mounts.
             subtype: "vmount".to_owned(),
             passthrough: match plan.fuse.effective_passthrough(&plan.filesystem) {
-                PassthroughMode::Auto => Passthrough::Auto,
-                PassthroughMode::On => Passthrough::On,
-                PassthroughMode::Off => Passthrough::Off,
+                Switch::Auto => Passthrough::Auto,
+                Switch::On => Passthrough::On,
+                Switch::Off => Passthrough::Off,
+            },
+            io_uring: match plan.fuse.io_uring {
+                Switch::Auto => IoUring::Auto,
+                Switch::On => IoUring::On,
+                Switch::Off => IoUring::Off,
             },
             volume_name: plan.fuse.volume_name.clone(),
             no_apple_double: plan.fuse.noappledouble,

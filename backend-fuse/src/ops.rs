@@ -1,0 +1,1325 @@
+//! What every FUSE request does, independent of how it arrived.
+//!
+//! Requests reach vmount through two transports: fuser's `/dev/fuse` loop (every OS,
+//! and Linux without FUSE-over-io_uring) and, on Linux, vmount's own io_uring queues
+//! ([`crate::uring`]). Both call the methods of [`Ops`] with decoded arguments and turn
+//! the result into their own reply, so the semantics (validation, errno choice,
+//! passthrough bookkeeping, directory offsets) exist once.
+//!
+//! Each method converts its arguments with the functions of [`crate::convert`], makes
+//! one trait call and returns; nothing a client sends reaches an `unwrap`, and every
+//! arithmetic step on client offsets is checked, so no panic can unwind into a
+//! transport's loop (which would take the whole mount down).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
+
+use fuser::{Errno, FileAttr, FopenFlags, TimeOrNow};
+use parking_lot::Mutex;
+use vmount_core::{
+    Attr, Ctx, DirEntry, DirSink, Fh, FileType, Ino, OpenFlags, Opened, SetAttr, SetTime, Vfs,
+    VfsError,
+};
+
+use crate::convert::{self, DirPos};
+use crate::{FuseOptions, IoUring, Passthrough};
+
+/// Largest single write the kernel may send (FUSE's `max_write`).
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
+/// Largest readahead we ask for; the kernel caps it at what it offered.
+pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
+/// Pending background requests (readahead, writeback) the kernel may queue.
+pub(crate) const MAX_BACKGROUND: u16 = 64;
+/// Filesystem stacking depth announced with passthrough. 2 (the kernel's maximum) lets the
+/// backing files live on a stacked filesystem themselves (overlayfs, as in most
+/// containers), at the price that this mount cannot be a layer of another overlayfs.
+pub(crate) const MAX_STACK_DEPTH: u32 = 2;
+/// The open flags the kernel accepts together with FOPEN_PASSTHROUGH (KEEP_CACHE, for one,
+/// makes the open fail with EINVAL: there is no page cache of our own to keep).
+const PASSTHROUGH_FOPEN_MASK: FopenFlags =
+    FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_NOFLUSH);
+
+/// What a request gets back: a value or the errno to reply with.
+pub(crate) type OpResult<T> = Result<T, Errno>;
+
+/// The transport-neutral handlers of one mount's requests.
+pub(crate) struct Ops {
+    fs: Arc<dyn Vfs>,
+    pub(crate) attr_ttl: Duration,
+    pub(crate) entry_ttl: Duration,
+    pub(crate) want_writeback: bool,
+    /// Whether FUSE_WRITEBACK_CACHE was negotiated (set once in `init`).
+    writeback: AtomicBool,
+    pub(crate) want_passthrough: Passthrough,
+    /// Whether opens may register backing files: FUSE_PASSTHROUGH was negotiated in `init`,
+    /// and cleared for good if the kernel later refuses registration (EPERM).
+    passthrough: AtomicBool,
+    pub(crate) want_uring: IoUring,
+    /// Whether FUSE_OVER_IO_URING was negotiated in `init`.
+    uring: AtomicBool,
+    /// Backing files of passthrough opens.
+    backing: BackingTable<Backing>,
+    /// The connection's `/dev/fuse` descriptor (a duplicate of fuser's), set once the
+    /// handshake is done: backing files are registered on it and the io_uring queues
+    /// submit their commands on it.
+    device: OnceLock<Arc<OwnedFd>>,
+    /// Set in `init` when `passthrough = on` cannot be honoured, so that `mount` can say
+    /// why the session ended.
+    pub(crate) startup: Arc<StartupFailure>,
+    /// Operations already reported as unimplemented (logged once each).
+    unimplemented: Mutex<HashSet<&'static str>>,
+}
+
+/// Why `init` refused the session, for [`crate::mount`] to turn into a clear error.
+#[derive(Debug, Default)]
+pub(crate) struct StartupFailure {
+    pub(crate) passthrough_unsupported: AtomicBool,
+}
+
+/// What `init` asks the kernel for, given what was wanted and what the kernel offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Negotiation {
+    pub(crate) passthrough: bool,
+    pub(crate) writeback: bool,
+    /// Writeback was wanted but dropped in favour of passthrough.
+    pub(crate) writeback_dropped: bool,
+    /// Passthrough was wanted (auto) but the kernel lacks it.
+    pub(crate) passthrough_missing: bool,
+}
+
+/// Decides passthrough and writeback cache, which the kernel never enables together (it
+/// disables passthrough on a writeback-cache mount): passthrough wins. `Err` when
+/// `passthrough = on` cannot be honoured.
+pub(crate) fn negotiate(
+    mode: Passthrough,
+    want_writeback: bool,
+    kernel_passthrough: bool,
+    kernel_writeback: bool,
+) -> Result<Negotiation, ()> {
+    let passthrough = match mode {
+        Passthrough::Off => false,
+        Passthrough::Auto => kernel_passthrough,
+        Passthrough::On if kernel_passthrough => true,
+        Passthrough::On => return Err(()),
+    };
+    Ok(Negotiation {
+        passthrough,
+        writeback: want_writeback && kernel_writeback && !passthrough,
+        writeback_dropped: want_writeback && passthrough,
+        passthrough_missing: mode == Passthrough::Auto && !kernel_passthrough,
+    })
+}
+
+/// An open answered: the handle, its FOPEN flags, and the backing file's kernel id when
+/// the kernel is to serve its data itself (FUSE passthrough).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenOut {
+    pub(crate) fh: u64,
+    pub(crate) flags: FopenFlags,
+    pub(crate) backing_id: Option<u32>,
+}
+
+/// A getxattr/listxattr answer: `size` 0 asks for the length only.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum XattrOut {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// Where READDIR entries go: a reply buffer of the transport's.
+pub(crate) trait DirOut {
+    /// Adds an entry; `true` when the reply is full and the entry was not taken.
+    fn add(&mut self, ino: u64, offset: u64, kind: fuser::FileType, name: &OsStr) -> bool;
+}
+
+/// Where READDIRPLUS entries go.
+pub(crate) trait DirPlusOut {
+    /// Adds an entry with its attributes; `true` when full and not taken.
+    fn add(&mut self, offset: u64, name: &OsStr, ttl: Duration, attr: &FileAttr) -> bool;
+}
+
+impl Ops {
+    /// `passthrough` is the mode after `mount`'s privilege check (Auto becomes Off without
+    /// CAP_SYS_ADMIN); `startup` is shared with `mount`.
+    pub(crate) fn new(
+        fs: Arc<dyn Vfs>,
+        opts: &FuseOptions,
+        passthrough: Passthrough,
+        startup: Arc<StartupFailure>,
+    ) -> Ops {
+        Ops {
+            // Every request is one trait call, counted for `vmount status` and the
+            // metrics endpoint (see `vmount_core::stats`).
+            fs: Arc::new(vmount_core::stats::Recorded::new(
+                fs,
+                vmount_core::stats::global(),
+            )),
+            attr_ttl: opts.attr_timeout,
+            entry_ttl: opts.entry_timeout,
+            want_writeback: opts.writeback_cache,
+            writeback: AtomicBool::new(false),
+            want_passthrough: passthrough,
+            passthrough: AtomicBool::new(false),
+            want_uring: opts.io_uring,
+            uring: AtomicBool::new(false),
+            backing: BackingTable::default(),
+            device: OnceLock::new(),
+            startup,
+            unimplemented: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether the filesystem clears setuid/setgid and capabilities itself on writes.
+    pub(crate) fn kills_privileges(&self) -> bool {
+        self.fs.capabilities().kills_privileges
+    }
+
+    /// Records what `init` negotiated.
+    pub(crate) fn negotiated(&self, plan: &Negotiation, uring: bool) {
+        self.writeback.store(plan.writeback, Ordering::Relaxed);
+        self.passthrough.store(plan.passthrough, Ordering::Relaxed);
+        self.uring.store(uring, Ordering::Relaxed);
+    }
+
+    pub(crate) fn writeback(&self) -> bool {
+        self.writeback.load(Ordering::Relaxed)
+    }
+
+    /// Whether FUSE_OVER_IO_URING was negotiated: the io_uring queues are to be started.
+    pub(crate) fn uring_negotiated(&self) -> bool {
+        self.uring.load(Ordering::Relaxed)
+    }
+
+    /// Hands over the connection's descriptor once the handshake is done.
+    pub(crate) fn set_device(&self, fd: OwnedFd) {
+        let _ = self.device.set(Arc::new(fd));
+    }
+
+    pub(crate) fn device(&self) -> Option<&Arc<OwnedFd>> {
+        self.device.get()
+    }
+
+    /// The errno for `e`, logging it: `Unimplemented` once per operation as a warning
+    /// (the kernel remembers ENOSYS for most operations and stops asking), everything
+    /// else at debug level since errors like ENOENT are routine.
+    fn fail(&self, op: &'static str, e: VfsError) -> Errno {
+        if matches!(e, VfsError::Unimplemented) {
+            if self.unimplemented.lock().insert(op) {
+                tracing::warn!(
+                    op,
+                    "the filesystem does not implement {op}; replying ENOSYS"
+                );
+            }
+        } else {
+            tracing::debug!(op, error = %e, "operation failed");
+        }
+        convert::errno(&e)
+    }
+
+    /// The single TTL of replies that carry one for both an entry and its attributes.
+    pub(crate) fn single_ttl(&self) -> Duration {
+        convert::combined_ttl(self.attr_ttl, self.entry_ttl)
+    }
+
+    /// Open flags as the filesystem should see them. With the writeback cache the kernel
+    /// reads through write-only handles (to fill partial pages) and implements O_APPEND
+    /// itself from its cached size, so a write-only open asks for read access too and
+    /// APPEND is dropped (the same adjustment libfuse's passthrough examples make).
+    fn fs_open_flags(&self, raw: i32) -> OpenFlags {
+        let mut flags = convert::open_flags(raw);
+        if self.writeback() {
+            flags.remove(OpenFlags::APPEND);
+            if flags.contains(OpenFlags::WRITE) {
+                flags.insert(OpenFlags::READ);
+            }
+        }
+        flags
+    }
+
+    /// Runs `call` with the writeback-adjusted flags, retrying with the caller's own flags
+    /// when the added read access is what was refused (a file with mode 0200).
+    fn with_open_flags<T>(
+        &self,
+        raw: i32,
+        call: impl Fn(OpenFlags) -> Result<T, VfsError>,
+    ) -> Result<T, VfsError> {
+        let adjusted = self.fs_open_flags(raw);
+        match call(adjusted) {
+            Err(VfsError::PermissionDenied)
+                if adjusted.contains(OpenFlags::READ)
+                    && !convert::open_flags(raw).contains(OpenFlags::READ) =>
+            {
+                let mut plain = adjusted;
+                plain.remove(OpenFlags::READ);
+                call(plain)
+            }
+            other => other,
+        }
+    }
+
+    /// The backing file for a new open handle `fh` of `ino`, if passthrough is on and the
+    /// filesystem has a host descriptor for it. `None` serves the open through the daemon.
+    fn backing_for(&self, ino: Ino, fh: Fh) -> Option<u32> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let res = self.backing.attach(ino.0, fh.0, || {
+            self.fs.passthrough_fd(ino, fh).map(|fd| {
+                let Some(dev) = self.device.get() else {
+                    // Only before the handshake hands the descriptor over (tests).
+                    let e = io::Error::from_raw_os_error(libc::ENOTCONN);
+                    return Err((RegisterError::Other, e));
+                };
+                Backing::open(dev, &fd).map_err(|e| (fd_error(&e), e))
+            })
+        });
+        match res {
+            Ok(b) => b.map(|b| b.id),
+            Err((RegisterError::NotPermitted, e)) => {
+                // Only the first refusal is logged: after it no open asks again.
+                if self.passthrough.swap(false, Ordering::Relaxed) {
+                    let msg = "the kernel refused to register a FUSE passthrough backing file \
+                               (needs CAP_SYS_ADMIN); file data goes through the daemon";
+                    if self.want_passthrough == Passthrough::On {
+                        tracing::warn!(error = %e, "{msg}");
+                    } else {
+                        tracing::info!(error = %e, "{msg}");
+                    }
+                }
+                None
+            }
+            Err((RegisterError::Other, e)) => {
+                tracing::debug!(
+                    ino = ino.0,
+                    error = %e,
+                    "passthrough refused for this file; serving it through the daemon"
+                );
+                None
+            }
+        }
+    }
+
+    fn opened(&self, ino: Ino, o: &Opened) -> OpenOut {
+        match self.backing_for(ino, o.fh) {
+            Some(id) => OpenOut {
+                fh: o.fh.0,
+                flags: (fopen_flags(o) & PASSTHROUGH_FOPEN_MASK) | FopenFlags::FOPEN_PASSTHROUGH,
+                backing_id: Some(id),
+            },
+            None => OpenOut {
+                fh: o.fh.0,
+                flags: fopen_flags(o),
+                backing_id: None,
+            },
+        }
+    }
+
+    pub(crate) fn lookup(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> OpResult<FileAttr> {
+        self.fs
+            .lookup(ctx, Ino(parent), name)
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("lookup", e))
+    }
+
+    /// FORGET: the filesystem counted every reference the kernel drops here (READDIRPLUS
+    /// entries included), so the count goes through unchanged.
+    pub(crate) fn forget(&self, ino: u64, nlookup: u64) {
+        self.fs.forget(Ino(ino), nlookup);
+    }
+
+    pub(crate) fn getattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>) -> OpResult<FileAttr> {
+        self.fs
+            .getattr(ctx, Ino(ino), fh.map(Fh))
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("getattr", e))
+    }
+
+    pub(crate) fn setattr(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        set: &SetAttr,
+        fh: Option<u64>,
+    ) -> OpResult<FileAttr> {
+        self.fs
+            .setattr(ctx, Ino(ino), set, fh.map(Fh))
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("setattr", e))
+    }
+
+    pub(crate) fn readlink(&self, ctx: &Ctx, ino: u64) -> OpResult<Vec<u8>> {
+        self.fs
+            .readlink(ctx, Ino(ino))
+            .map_err(|e| self.fail("readlink", e))
+    }
+
+    pub(crate) fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> OpResult<FileAttr> {
+        let Some(kind) = FileType::from_mode(mode) else {
+            return Err(Errno::EINVAL);
+        };
+        if kind == FileType::Directory {
+            // mknod(2) cannot make directories.
+            return Err(Errno::EINVAL);
+        }
+        let perm = convert::masked_mode(mode, umask);
+        self.fs
+            .mknod(ctx, Ino(parent), name, kind, perm, u64::from(rdev))
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("mknod", e))
+    }
+
+    pub(crate) fn mkdir(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> OpResult<FileAttr> {
+        let perm = convert::masked_mode(mode, umask);
+        self.fs
+            .mkdir(ctx, Ino(parent), name, perm)
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("mkdir", e))
+    }
+
+    pub(crate) fn unlink(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> OpResult<()> {
+        self.fs
+            .unlink(ctx, Ino(parent), name)
+            .map_err(|e| self.fail("unlink", e))
+    }
+
+    pub(crate) fn rmdir(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> OpResult<()> {
+        self.fs
+            .rmdir(ctx, Ino(parent), name)
+            .map_err(|e| self.fail("rmdir", e))
+    }
+
+    pub(crate) fn symlink(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+    ) -> OpResult<FileAttr> {
+        self.fs
+            .symlink(ctx, Ino(parent), name, target)
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("symlink", e))
+    }
+
+    pub(crate) fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> OpResult<()> {
+        let flags = convert::rename_flags(flags)?;
+        self.fs
+            .rename(ctx, Ino(parent), name, Ino(new_parent), new_name, flags)
+            .map_err(|e| self.fail("rename", e))
+    }
+
+    pub(crate) fn link(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        new_parent: u64,
+        new_name: &OsStr,
+    ) -> OpResult<FileAttr> {
+        self.fs
+            .link(ctx, Ino(ino), Ino(new_parent), new_name)
+            .map(|a| convert::file_attr(&a))
+            .map_err(|e| self.fail("link", e))
+    }
+
+    pub(crate) fn open(&self, ctx: &Ctx, ino: u64, flags: i32) -> OpResult<OpenOut> {
+        let o = self
+            .with_open_flags(flags, |f| self.fs.open(ctx, Ino(ino), f))
+            .map_err(|e| self.fail("open", e))?;
+        Ok(self.opened(Ino(ino), &o))
+    }
+
+    /// Reads into `buf` (as long as the request's size); returns the bytes read.
+    pub(crate) fn read(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> OpResult<usize> {
+        let size = buf.len();
+        self.fs
+            .read(ctx, Ino(ino), Some(Fh(fh)), offset, buf)
+            .map(|n| n.min(size))
+            .map_err(|e| self.fail("read", e))
+    }
+
+    pub(crate) fn write(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> OpResult<u32> {
+        self.fs
+            .write(ctx, Ino(ino), Some(Fh(fh)), offset, data)
+            .map_err(|e| self.fail("write", e))
+    }
+
+    pub(crate) fn flush(&self, ctx: &Ctx, ino: u64, fh: u64, lock_owner: u64) -> OpResult<()> {
+        self.fs
+            .flush(ctx, Ino(ino), Fh(fh), lock_owner)
+            .map_err(|e| self.fail("flush", e))
+    }
+
+    pub(crate) fn release(&self, ctx: &Ctx, ino: u64, fh: u64) -> OpResult<()> {
+        let res = self.fs.release(ctx, Ino(ino), Fh(fh));
+        // The kernel is done with this handle; its share of the backing file goes (the
+        // last share closes it in the kernel).
+        drop(self.backing.detach(ino, fh));
+        res.map_err(|e| self.fail("release", e))
+    }
+
+    pub(crate) fn fsync(&self, ctx: &Ctx, ino: u64, fh: u64, datasync: bool) -> OpResult<()> {
+        self.fs
+            .fsync(ctx, Ino(ino), Some(Fh(fh)), datasync)
+            .map_err(|e| self.fail("fsync", e))
+    }
+
+    pub(crate) fn opendir(&self, ctx: &Ctx, ino: u64, flags: i32) -> OpResult<u64> {
+        self.fs
+            .opendir(ctx, Ino(ino), convert::open_flags(flags))
+            .map(|h| h.0)
+            .map_err(|e| self.fail("opendir", e))
+    }
+
+    pub(crate) fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        out: &mut dyn DirOut,
+    ) -> OpResult<()> {
+        // `..` gets the directory's own inode: the parent is not tracked, and the kernel
+        // answers `..` lookups itself from its dentry tree.
+        let dir = fuser::FileType::Directory;
+        let after = match convert::dir_pos(offset) {
+            DirPos::Start => {
+                if out.add(ino, convert::OFFSET_AFTER_DOT, dir, OsStr::new("."))
+                    || out.add(ino, convert::OFFSET_AFTER_DOTDOT, dir, OsStr::new(".."))
+                {
+                    return Ok(());
+                }
+                0
+            }
+            DirPos::AfterDot => {
+                if out.add(ino, convert::OFFSET_AFTER_DOTDOT, dir, OsStr::new("..")) {
+                    return Ok(());
+                }
+                0
+            }
+            DirPos::After(cookie) => cookie,
+        };
+        let mut sink = PlainSink { out, fault: None };
+        let res = self
+            .fs
+            .readdir(ctx, Ino(ino), Some(Fh(fh)), after, &mut sink);
+        finish_listing(
+            "readdir",
+            ino,
+            res.map_err(|e| self.fail("readdir", e)),
+            sink.fault,
+        )
+    }
+
+    pub(crate) fn readdirplus(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        out: &mut dyn DirPlusOut,
+    ) -> OpResult<()> {
+        let ttl = self.single_ttl();
+        let pos = convert::dir_pos(offset);
+        let after = match pos {
+            DirPos::Start | DirPos::AfterDot => {
+                // `.` and `..` need attributes in the reply although the kernel ignores
+                // them (and counts no lookup for them); the directory's own serve both.
+                let dir = self.getattr(ctx, ino, None)?;
+                if pos == DirPos::Start
+                    && out.add(convert::OFFSET_AFTER_DOT, OsStr::new("."), ttl, &dir)
+                {
+                    return Ok(());
+                }
+                if out.add(convert::OFFSET_AFTER_DOTDOT, OsStr::new(".."), ttl, &dir) {
+                    return Ok(());
+                }
+                0
+            }
+            DirPos::After(cookie) => cookie,
+        };
+        let mut sink = PlusSink {
+            out,
+            ttl,
+            fault: None,
+        };
+        let res = self
+            .fs
+            .readdir(ctx, Ino(ino), Some(Fh(fh)), after, &mut sink);
+        finish_listing(
+            "readdirplus",
+            ino,
+            res.map_err(|e| self.fail("readdirplus", e)),
+            sink.fault,
+        )
+    }
+
+    pub(crate) fn releasedir(&self, ctx: &Ctx, ino: u64, fh: u64) -> OpResult<()> {
+        self.fs
+            .releasedir(ctx, Ino(ino), Fh(fh))
+            .map_err(|e| self.fail("releasedir", e))
+    }
+
+    pub(crate) fn fsyncdir(&self, ctx: &Ctx, ino: u64, fh: u64, datasync: bool) -> OpResult<()> {
+        self.fs
+            .fsyncdir(ctx, Ino(ino), Some(Fh(fh)), datasync)
+            .map_err(|e| self.fail("fsyncdir", e))
+    }
+
+    pub(crate) fn statfs(&self, ctx: &Ctx, ino: u64) -> OpResult<vmount_core::StatFs> {
+        self.fs
+            .statfs(ctx, Ino(ino))
+            .map_err(|e| self.fail("statfs", e))
+    }
+
+    pub(crate) fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+    ) -> OpResult<()> {
+        // `position` is macOS's resource-fork offset; vmount has no resource forks.
+        if position != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let flags = convert::xattr_flags(flags)?;
+        self.fs
+            .setxattr(ctx, Ino(ino), name, value, flags)
+            .map_err(|e| self.fail("setxattr", e))
+    }
+
+    pub(crate) fn getxattr(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+    ) -> OpResult<XattrOut> {
+        let value = self
+            .fs
+            .getxattr(ctx, Ino(ino), name)
+            .map_err(|e| self.fail("getxattr", e))?;
+        xattr_reply(size, value)
+    }
+
+    pub(crate) fn listxattr(&self, ctx: &Ctx, ino: u64, size: u32) -> OpResult<XattrOut> {
+        let names = self
+            .fs
+            .listxattr(ctx, Ino(ino))
+            .map_err(|e| self.fail("listxattr", e))?;
+        xattr_reply(size, xattr_list(&names))
+    }
+
+    pub(crate) fn removexattr(&self, ctx: &Ctx, ino: u64, name: &OsStr) -> OpResult<()> {
+        self.fs
+            .removexattr(ctx, Ino(ino), name)
+            .map_err(|e| self.fail("removexattr", e))
+    }
+
+    pub(crate) fn access(&self, ctx: &Ctx, ino: u64, mask: i32) -> OpResult<()> {
+        self.fs
+            .access(ctx, Ino(ino), convert::access_mask(mask))
+            .map_err(|e| self.fail("access", e))
+    }
+
+    pub(crate) fn create(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> OpResult<(FileAttr, OpenOut)> {
+        let perm = convert::masked_mode(mode, umask);
+        let (a, o) = self
+            .with_open_flags(flags, |f| self.fs.create(ctx, Ino(parent), name, perm, f))
+            .map_err(|e| self.fail("create", e))?;
+        let out = self.opened(a.ino, &o);
+        Ok((convert::file_attr(&a), out))
+    }
+
+    pub(crate) fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> OpResult<()> {
+        let mode = convert::fallocate_flags(mode)?;
+        if offset
+            .checked_add(length)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(Errno::EFBIG);
+        }
+        self.fs
+            .fallocate(ctx, Ino(ino), Some(Fh(fh)), offset, length, mode)
+            .map_err(|e| self.fail("fallocate", e))
+    }
+
+    pub(crate) fn lseek(
+        &self,
+        ctx: &Ctx,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        whence: i32,
+    ) -> OpResult<i64> {
+        let whence = convert::whence(whence)?;
+        // A negative start has no data or hole after it (what ext4 and tmpfs answer).
+        let Ok(offset) = u64::try_from(offset) else {
+            return Err(Errno::ENXIO);
+        };
+        let found = self
+            .fs
+            .lseek(ctx, Ino(ino), Some(Fh(fh)), offset, whence)
+            .map_err(|e| self.fail("lseek", e))?;
+        i64::try_from(found).map_err(|_| Errno::from_i32(libc::EOVERFLOW))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn copy_file_range(
+        &self,
+        ctx: &Ctx,
+        ino_in: u64,
+        fh_in: u64,
+        offset_in: u64,
+        ino_out: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> OpResult<u32> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // The reply carries a 32-bit count; the kernel never asks for more, but a short
+        // copy is always allowed, so clamp rather than trust it.
+        let len = len.min(u64::from(u32::MAX));
+        let n = self
+            .fs
+            .copy_file_range(
+                ctx,
+                Ino(ino_in),
+                Some(Fh(fh_in)),
+                offset_in,
+                Ino(ino_out),
+                Some(Fh(fh_out)),
+                offset_out,
+                len,
+            )
+            .map_err(|e| self.fail("copy_file_range", e))?;
+        Ok(u32::try_from(n.min(len)).unwrap_or(u32::MAX))
+    }
+}
+
+/// A registered passthrough backing file: the kernel's id for a host descriptor, closed
+/// in the kernel when the last open handle sharing it is released.
+pub(crate) struct Backing {
+    id: u32,
+    device: Weak<OwnedFd>,
+}
+
+/// `FUSE_DEV_IOC_BACKING_OPEN`: `_IOW(229, 1, struct fuse_backing_map)`.
+const FUSE_DEV_IOC_BACKING_OPEN: libc::c_ulong = 0x4010_e501;
+/// `FUSE_DEV_IOC_BACKING_CLOSE`: `_IOW(229, 2, uint32_t)`.
+const FUSE_DEV_IOC_BACKING_CLOSE: libc::c_ulong = 0x4004_e502;
+
+/// `struct fuse_backing_map`.
+#[repr(C)]
+struct BackingMap {
+    fd: i32,
+    flags: u32,
+    padding: u64,
+}
+
+impl Backing {
+    fn open(device: &Arc<OwnedFd>, fd: &OwnedFd) -> io::Result<Backing> {
+        let map = BackingMap {
+            fd: fd.as_raw_fd(),
+            flags: 0,
+            padding: 0,
+        };
+        // SAFETY: the ioctl reads one `fuse_backing_map` from the pointer, which lives
+        // across the call; both descriptors are open.
+        let id = unsafe {
+            libc::ioctl(
+                device.as_raw_fd(),
+                FUSE_DEV_IOC_BACKING_OPEN as _,
+                &map as *const BackingMap,
+            )
+        };
+        if id < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Backing {
+            id: id as u32,
+            device: Arc::downgrade(device),
+        })
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        let Some(device) = self.device.upgrade() else {
+            return;
+        };
+        let fd: RawFd = device.as_raw_fd();
+        // SAFETY: the ioctl reads one u32 from the pointer, which lives across the call.
+        let r = unsafe { libc::ioctl(fd, FUSE_DEV_IOC_BACKING_CLOSE as _, &self.id as *const u32) };
+        if r < 0 {
+            tracing::debug!(
+                id = self.id,
+                error = %io::Error::last_os_error(),
+                "closing a passthrough backing file failed"
+            );
+        }
+    }
+}
+
+/// How registering a backing file failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisterError {
+    /// EPERM: passthrough is off for this connection or we lack CAP_SYS_ADMIN; no later
+    /// attempt will succeed either.
+    NotPermitted,
+    /// Anything about this one file (a host filesystem stacked too deep, one without
+    /// read_iter/write_iter); other files may still work.
+    Other,
+}
+
+fn fd_error(e: &io::Error) -> RegisterError {
+    if e.raw_os_error() == Some(libc::EPERM) {
+        RegisterError::NotPermitted
+    } else {
+        RegisterError::Other
+    }
+}
+
+/// The kernel's backing files of passthrough opens.
+///
+/// The kernel allows one backing file per FUSE inode at a time (a second, different one
+/// fails the open with EBUSY), and an inode open in passthrough mode must be opened in
+/// passthrough mode by every later open too. So the first open of an inode registers its
+/// host descriptor and every later one reuses that [`Backing`]: `by_inode` finds it
+/// (weakly), `by_handle` keeps it alive, one strong reference per open handle, until that
+/// handle's `release`. The last release closes it in the kernel (`Backing`'s `Drop`).
+/// Generic only so that the bookkeeping can be tested without a kernel.
+struct BackingTable<T> {
+    inner: Mutex<BackingMaps<T>>,
+}
+
+struct BackingMaps<T> {
+    by_inode: HashMap<u64, Weak<T>>,
+    by_handle: HashMap<u64, Arc<T>>,
+}
+
+impl<T> Default for BackingTable<T> {
+    fn default() -> Self {
+        BackingTable {
+            inner: Mutex::new(BackingMaps {
+                by_inode: HashMap::new(),
+                by_handle: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<T> BackingTable<T> {
+    /// The backing of inode `ino`, now also held by handle `fh`: the live one if another
+    /// handle holds it, else the result of `create` (`None` when the filesystem has no
+    /// host file, an error when registration failed; both leave the handle unbacked).
+    ///
+    /// The lock is held across `create` so that two concurrent first opens of an inode
+    /// cannot register two different backing files.
+    fn attach<E>(
+        &self,
+        ino: u64,
+        fh: u64,
+        create: impl FnOnce() -> Option<Result<T, E>>,
+    ) -> Result<Option<Arc<T>>, E> {
+        let mut maps = self.inner.lock();
+        let live = maps.by_inode.get(&ino).and_then(Weak::upgrade);
+        let id = match live {
+            Some(id) => id,
+            None => match create() {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(id)) => {
+                    let id = Arc::new(id);
+                    maps.by_inode.insert(ino, Arc::downgrade(&id));
+                    id
+                }
+            },
+        };
+        // A handle number is not reused before its release, so nothing is replaced here;
+        // if a filesystem broke that, the old reference would simply be dropped.
+        maps.by_handle.insert(fh, Arc::clone(&id));
+        Ok(Some(id))
+    }
+
+    /// Drops handle `fh`'s reference and returns it, so that the caller can drop it
+    /// outside the lock (dropping the last `Backing` makes an ioctl).
+    fn detach(&self, ino: u64, fh: u64) -> Option<Arc<T>> {
+        let mut maps = self.inner.lock();
+        let id = maps.by_handle.remove(&fh)?;
+        // Ours is the last strong reference: forget the inode's entry (a concurrent open
+        // re-registers, which is correct once the kernel has released the old one).
+        if Arc::strong_count(&id) == 1 {
+            maps.by_inode.remove(&ino);
+        }
+        Some(id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        let maps = self.inner.lock();
+        (maps.by_inode.len(), maps.by_handle.len())
+    }
+}
+
+/// The caller of a request as the filesystem sees it.
+pub(crate) fn ctx(uid: u32, gid: u32, pid: u32) -> Ctx {
+    Ctx::new(uid, gid, pid)
+}
+
+fn fopen_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.direct_io {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if o.no_flush {
+        // The kernel still writes back dirty pages on close when the writeback cache is
+        // on (it ignores NOFLUSH then), so no data waits for a FLUSH we skip.
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
+}
+
+/// A SETATTR time as the filesystem takes it.
+pub(crate) fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+    }
+}
+
+/// The changes a SETATTR asks for; `mode` keeps only permission bits.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn set_attr(
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+    ctime: Option<SystemTime>,
+) -> SetAttr {
+    SetAttr {
+        mode: mode.map(|m| m & 0o7777),
+        uid,
+        gid,
+        size,
+        atime: atime.map(set_time),
+        mtime: mtime.map(set_time),
+        ctime,
+    }
+}
+
+/// Why a directory sink stopped taking entries before the reply was full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkFault {
+    /// The filesystem broke the readdir contract (cookie 0, missing attributes, a name
+    /// the kernel cannot take); the listing fails with EIO rather than looping forever.
+    Contract(&'static str),
+}
+
+fn check_entry(e: &DirEntry<'_>) -> Result<u64, SinkFault> {
+    let len = e.name.len();
+    if len == 0 || len > convert::FUSE_NAME_MAX {
+        return Err(SinkFault::Contract(
+            "entry name empty or longer than FUSE allows",
+        ));
+    }
+    convert::cookie_offset(e.cookie).ok_or(SinkFault::Contract("entry cookie 0 or out of range"))
+}
+
+fn finish_listing(
+    op: &'static str,
+    ino: u64,
+    res: OpResult<()>,
+    fault: Option<SinkFault>,
+) -> OpResult<()> {
+    match (res, fault) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(SinkFault::Contract(what))) => {
+            tracing::warn!(ino, "{op}: filesystem bug: {what}");
+            Err(Errno::EIO)
+        }
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Pours entries into a READDIR reply.
+struct PlainSink<'r> {
+    out: &'r mut dyn DirOut,
+    fault: Option<SinkFault>,
+}
+
+impl DirSink for PlainSink<'_> {
+    fn wants_attr(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, e: &DirEntry<'_>) -> bool {
+        let offset = match check_entry(e) {
+            Ok(o) => o,
+            Err(f) => {
+                self.fault = Some(f);
+                return true;
+            }
+        };
+        self.out
+            .add(e.ino.0, offset, convert::file_type(e.kind), e.name)
+    }
+}
+
+/// Pours entries with attributes into a READDIRPLUS reply. The kernel counts a lookup
+/// for each entry taken, and so does the filesystem (it sees `add` return `false`).
+struct PlusSink<'r> {
+    out: &'r mut dyn DirPlusOut,
+    ttl: Duration,
+    fault: Option<SinkFault>,
+}
+
+impl DirSink for PlusSink<'_> {
+    fn wants_attr(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, e: &DirEntry<'_>) -> bool {
+        let checked = check_entry(e).and_then(|o| {
+            e.attr
+                .map(|a: Attr| (o, a))
+                .ok_or(SinkFault::Contract("entry without attributes"))
+        });
+        let (offset, attr) = match checked {
+            Ok(v) => v,
+            Err(f) => {
+                self.fault = Some(f);
+                return true;
+            }
+        };
+        self.out
+            .add(offset, e.name, self.ttl, &convert::file_attr(&attr))
+    }
+}
+
+/// Answers getxattr/listxattr: `size` 0 asks for the length, a value longer than `size`
+/// is ERANGE.
+fn xattr_reply(size: u32, value: Vec<u8>) -> OpResult<XattrOut> {
+    let Ok(len) = u32::try_from(value.len()) else {
+        return Err(Errno::from_i32(libc::E2BIG));
+    };
+    if size == 0 {
+        Ok(XattrOut::Size(len))
+    } else if len > size {
+        Err(Errno::from_i32(libc::ERANGE))
+    } else {
+        Ok(XattrOut::Data(value))
+    }
+}
+
+/// The listxattr wire format: every name followed by a NUL byte.
+fn xattr_list(names: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
+    for n in names {
+        out.extend_from_slice(n.as_encoded_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// memfs that records every FORGET it receives.
+    struct Forgets {
+        inner: vmount_core::memfs::MemFs,
+        seen: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Vfs for Forgets {
+        fn capabilities(&self) -> vmount_core::Capabilities {
+            self.inner.capabilities()
+        }
+        fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<Attr> {
+            self.inner.lookup(ctx, parent, name)
+        }
+        fn forget(&self, ino: Ino, nlookup: u64) {
+            self.seen.lock().push((ino.0, nlookup));
+        }
+        fn getattr(&self, ctx: &Ctx, ino: Ino, fh: Option<Fh>) -> vmount_core::VfsResult<Attr> {
+            self.inner.getattr(ctx, ino, fh)
+        }
+        fn setattr(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            set: &SetAttr,
+            fh: Option<Fh>,
+        ) -> vmount_core::VfsResult<Attr> {
+            self.inner.setattr(ctx, ino, set, fh)
+        }
+        fn mkdir(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            mode: u32,
+        ) -> vmount_core::VfsResult<Attr> {
+            self.inner.mkdir(ctx, parent, name, mode)
+        }
+        fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<()> {
+            self.inner.unlink(ctx, parent, name)
+        }
+        fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> vmount_core::VfsResult<()> {
+            self.inner.rmdir(ctx, parent, name)
+        }
+        fn rename(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            new_parent: Ino,
+            new_name: &OsStr,
+            flags: vmount_core::RenameFlags,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner
+                .rename(ctx, parent, name, new_parent, new_name, flags)
+        }
+        fn open(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> vmount_core::VfsResult<Opened> {
+            self.inner.open(ctx, ino, flags)
+        }
+        fn create(
+            &self,
+            ctx: &Ctx,
+            parent: Ino,
+            name: &OsStr,
+            mode: u32,
+            flags: OpenFlags,
+        ) -> vmount_core::VfsResult<(Attr, Opened)> {
+            self.inner.create(ctx, parent, name, mode, flags)
+        }
+        fn read(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            offset: u64,
+            buf: &mut [u8],
+        ) -> vmount_core::VfsResult<usize> {
+            self.inner.read(ctx, ino, fh, offset, buf)
+        }
+        fn write(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            offset: u64,
+            data: &[u8],
+        ) -> vmount_core::VfsResult<u32> {
+            self.inner.write(ctx, ino, fh, offset, data)
+        }
+        fn release(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> vmount_core::VfsResult<()> {
+            self.inner.release(ctx, ino, fh)
+        }
+        fn opendir(&self, ctx: &Ctx, ino: Ino, flags: OpenFlags) -> vmount_core::VfsResult<Fh> {
+            self.inner.opendir(ctx, ino, flags)
+        }
+        fn readdir(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            fh: Option<Fh>,
+            after: u64,
+            sink: &mut dyn DirSink,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner.readdir(ctx, ino, fh, after, sink)
+        }
+        fn releasedir(&self, ctx: &Ctx, ino: Ino, fh: Fh) -> vmount_core::VfsResult<()> {
+            self.inner.releasedir(ctx, ino, fh)
+        }
+        fn statfs(&self, ctx: &Ctx, ino: Ino) -> vmount_core::VfsResult<vmount_core::StatFs> {
+            self.inner.statfs(ctx, ino)
+        }
+        fn access(
+            &self,
+            ctx: &Ctx,
+            ino: Ino,
+            mask: vmount_core::AccessMask,
+        ) -> vmount_core::VfsResult<()> {
+            self.inner.access(ctx, ino, mask)
+        }
+    }
+
+    #[test]
+    fn forgets_pass_through_unchanged() {
+        let fs = Arc::new(Forgets {
+            inner: vmount_core::memfs::MemFs::new(Default::default()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let ops = Ops::new(
+            fs.clone(),
+            &FuseOptions::default(),
+            Passthrough::Off,
+            Arc::default(),
+        );
+        // Counts the kernel got from READDIRPLUS are the filesystem's too: nothing is
+        // held back, split or merged.
+        ops.forget(5, 3);
+        ops.forget(5, 1);
+        ops.forget(21, u64::MAX);
+        assert_eq!(*fs.seen.lock(), [(5, 3), (5, 1), (21, u64::MAX)]);
+    }
+
+    #[test]
+    fn passthrough_and_writeback_are_never_both_asked_for() {
+        use Passthrough::{Auto, Off, On};
+        let n = |mode, wb, kp, kw| negotiate(mode, wb, kp, kw);
+        // Auto: passthrough when the kernel has it, and then it wins over writeback.
+        let got = n(Auto, true, true, true).unwrap();
+        assert!(got.passthrough && !got.writeback && got.writeback_dropped);
+        let got = n(Auto, false, true, true).unwrap();
+        assert!(got.passthrough && !got.writeback && !got.writeback_dropped);
+        let got = n(Auto, true, false, true).unwrap();
+        assert!(!got.passthrough && got.writeback && got.passthrough_missing);
+        // On: required.
+        assert!(n(On, false, false, true).is_err());
+        let got = n(On, false, true, true).unwrap();
+        assert!(got.passthrough && !got.passthrough_missing);
+        // Off: writeback as asked, if the kernel has it.
+        let got = n(Off, true, true, true).unwrap();
+        assert!(!got.passthrough && got.writeback && !got.writeback_dropped);
+        assert!(!n(Off, true, true, false).unwrap().writeback);
+        assert!(!n(Off, false, true, true).unwrap().passthrough_missing);
+        for mode in [Auto, On, Off] {
+            for bits in 0..8u8 {
+                if let Ok(got) = n(mode, bits & 1 != 0, bits & 2 != 0, bits & 4 != 0) {
+                    assert!(!(got.passthrough && got.writeback), "{mode:?} {bits}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backing_files_are_shared_per_inode_and_freed_on_last_release() {
+        let table = BackingTable::<u32>::default();
+        let made = std::cell::Cell::new(0);
+        let make = |v: u32| {
+            made.set(made.get() + 1);
+            Some(Ok::<_, ()>(v))
+        };
+        let a = table.attach(7, 100, || make(1)).unwrap().unwrap();
+        // A second open of the same inode reuses it: `create` is not called.
+        let b = table
+            .attach(7, 101, || -> Option<Result<u32, ()>> {
+                panic!("must reuse")
+            })
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = table.attach(8, 102, || make(2)).unwrap().unwrap();
+        assert_eq!(*c, 2);
+        assert_eq!(made.get(), 2);
+        drop((a, b, c));
+        assert_eq!(table.len(), (2, 3));
+        // Releasing one of two handles keeps the inode's backing.
+        assert!(table.detach(7, 100).is_some());
+        assert_eq!(table.len(), (2, 2));
+        let last = table.detach(7, 101).unwrap();
+        assert_eq!(
+            Arc::strong_count(&last),
+            1,
+            "the caller drops the last reference"
+        );
+        assert_eq!(table.len(), (1, 1));
+        drop(last);
+        // Unknown handles (opened without passthrough) are ignored.
+        assert!(table.detach(9, 999).is_none());
+        // No host file, or a failed registration: the handle stays unbacked.
+        assert!(
+            table
+                .attach(9, 103, || None::<Result<u32, ()>>)
+                .unwrap()
+                .is_none()
+        );
+        assert!(table.attach(9, 104, || Some(Err::<u32, _>("no"))).is_err());
+        assert_eq!(table.len(), (1, 1));
+        // A new open after the last release registers afresh.
+        let d = table.attach(7, 105, || make(3)).unwrap().unwrap();
+        assert_eq!((*d, made.get()), (3, 3));
+        drop(d);
+        assert!(table.detach(8, 102).is_some());
+        assert!(table.detach(7, 105).is_some());
+        assert_eq!(table.len(), (0, 0));
+    }
+
+    #[test]
+    fn xattr_lists_are_nul_terminated() {
+        let names = [OsString::from("user.a"), OsString::from("user.bc")];
+        assert_eq!(xattr_list(&names), b"user.a\0user.bc\0");
+        assert!(xattr_list(&[]).is_empty());
+    }
+}
