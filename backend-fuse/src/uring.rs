@@ -726,13 +726,225 @@ mod tests {
         assert_eq!(raw[0], io_uring::opcode::UringCmd80::CODE);
     }
 
+    /// Requests decoded and answered by [`dispatch`] over a heap memfs, without a kernel.
+    struct Harness {
+        ops: Ops,
+        payload: Vec<u8>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let fs = std::sync::Arc::new(vmount_core::memfs::MemFs::new(Default::default()));
+            Harness {
+                ops: Ops::new(
+                    fs,
+                    &crate::FuseOptions::default(),
+                    crate::Passthrough::Off,
+                    Arc::default(),
+                ),
+                payload: vec![0; 1 << 16],
+            }
+        }
+
+        /// Sends one request as `uid` to a mount that only serves uid 0.
+        fn call(
+            &mut self,
+            opcode: u32,
+            node: u64,
+            uid: u32,
+            op_in: &[u8],
+            args: &[u8],
+        ) -> Result<Vec<u8>, Errno> {
+            let req = InHeader {
+                len: 0,
+                opcode,
+                unique: 7,
+                nodeid: node,
+                uid,
+                gid: 0,
+                pid: 1,
+                total_extlen: 0,
+            };
+            let mut area = [0u8; 128];
+            area[..op_in.len()].copy_from_slice(op_in);
+            self.payload[..args.len()].copy_from_slice(args);
+            let access = Access {
+                owner_only: Some(0),
+            };
+            match dispatch(
+                &self.ops,
+                access,
+                &req,
+                &area,
+                &mut self.payload,
+                args.len(),
+            )? {
+                Reply::Fixed(out) => Ok(out.bytes().to_vec()),
+                Reply::Bytes(v) => Ok(v),
+                Reply::InPlace(n) => Ok(self.payload[..n].to_vec()),
+            }
+        }
+    }
+
+    fn le32(v: &[u32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    fn le64(v: &[u64]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
     #[test]
-    fn only_kernel_issued_operations_pass_for_other_users() {
-        let access = Access {
-            owner_only: Some(1000),
-        };
-        assert!(kernel_may_issue(wire::FUSE_READ));
-        assert!(!kernel_may_issue(wire::FUSE_LOOKUP));
-        let _ = access;
+    fn files_are_made_written_read_and_listed() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"nope\0"),
+            Err(Errno::ENOENT)
+        );
+        // CREATE: flags O_RDWR, mode 0644 regular, umask 022.
+        let created = h
+            .call(
+                wire::FUSE_CREATE,
+                1,
+                0,
+                &le32(&[2, 0o100644, 0o022, 0]),
+                b"f\0",
+            )
+            .unwrap();
+        assert_eq!(created.len(), 144);
+        let ino = wire::u64_at(&created, 0).unwrap();
+        let fh = wire::u64_at(&created, 128).unwrap();
+        assert_eq!(wire::u32_at(&created, 40 + 60), Some(libc::S_IFREG | 0o644));
+        // WRITE 5 bytes at 0.
+        let mut w = le64(&[fh, 0]);
+        w.extend(le32(&[5, 0]));
+        let written = h.call(wire::FUSE_WRITE, ino, 0, &w, b"hello").unwrap();
+        assert_eq!(wire::u32_at(&written, 0), Some(5));
+        // A WRITE claiming more data than it carries is refused, not read past.
+        let mut w = le64(&[fh, 0]);
+        w.extend(le32(&[500, 0]));
+        assert_eq!(
+            h.call(wire::FUSE_WRITE, ino, 0, &w, b"hello"),
+            Err(Errno::EINVAL)
+        );
+        // READ 100 bytes at 1: what is there.
+        let mut r = le64(&[fh, 1]);
+        r.extend(le32(&[100, 0]));
+        assert_eq!(h.call(wire::FUSE_READ, ino, 0, &r, &[]).unwrap(), b"ello");
+        // GETATTR without a handle: size 5.
+        let attr = h.call(wire::FUSE_GETATTR, ino, 0, &[0; 16], &[]).unwrap();
+        assert_eq!(wire::u64_at(&attr, 16 + 8), Some(5));
+        // SETATTR size 2.
+        let mut s = vec![0u8; 88];
+        s[0..4].copy_from_slice(&(1u32 << 3).to_ne_bytes());
+        s[16..24].copy_from_slice(&2u64.to_ne_bytes());
+        let attr = h.call(wire::FUSE_SETATTR, ino, 0, &s, &[]).unwrap();
+        assert_eq!(wire::u64_at(&attr, 16 + 8), Some(2));
+        // xattrs: size query, value, list.
+        let mut sx = le32(&[3, 0]);
+        sx.truncate(8);
+        h.call(wire::FUSE_SETXATTR, ino, 0, &sx, b"user.k\0abc")
+            .unwrap();
+        let size = h
+            .call(wire::FUSE_GETXATTR, ino, 0, &le32(&[0, 0]), b"user.k\0")
+            .unwrap();
+        assert_eq!(wire::u32_at(&size, 0), Some(3));
+        assert_eq!(
+            h.call(wire::FUSE_GETXATTR, ino, 0, &le32(&[64, 0]), b"user.k\0")
+                .unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            h.call(wire::FUSE_GETXATTR, ino, 0, &le32(&[2, 0]), b"user.k\0"),
+            Err(Errno::from_i32(libc::ERANGE))
+        );
+        assert_eq!(
+            h.call(wire::FUSE_LISTXATTR, ino, 0, &le32(&[64, 0]), &[])
+                .unwrap(),
+            b"user.k\0"
+        );
+        // MKDIR, then a READDIRPLUS of the root: ., .., f, d.
+        h.call(wire::FUSE_MKDIR, 1, 0, &le32(&[0o755, 0]), b"d\0")
+            .unwrap();
+        let dfh = wire::u64_at(
+            &h.call(wire::FUSE_OPENDIR, 1, 0, &le32(&[0, 0]), &[])
+                .unwrap(),
+            0,
+        )
+        .unwrap();
+        let mut r = le64(&[dfh, 0]);
+        r.extend(le32(&[4096, 0]));
+        let listing = h.call(wire::FUSE_READDIRPLUS, 1, 0, &r, &[]).unwrap();
+        let mut names = Vec::new();
+        let mut off = 0;
+        while off < listing.len() {
+            let d = &listing[off + 128..];
+            let len = wire::u32_at(d, 16).unwrap() as usize;
+            names.push(String::from_utf8(d[24..24 + len].to_vec()).unwrap());
+            off += 128 + (24 + len).div_ceil(8) * 8;
+        }
+        names.sort();
+        assert_eq!(names, [".", "..", "d", "f"]);
+        // RENAME2 with NOREPLACE onto an existing name.
+        let mut rn = le64(&[1]);
+        rn.extend(le32(&[1, 0]));
+        assert_eq!(
+            h.call(wire::FUSE_RENAME2, 1, 0, &rn, b"f\0d\0"),
+            Err(Errno::EEXIST)
+        );
+        h.call(wire::FUSE_RELEASE, ino, 0, &le64(&[fh, 0, 0]), &[])
+            .unwrap();
+        h.call(wire::FUSE_UNLINK, 1, 0, &[], b"f\0").unwrap();
+        h.call(wire::FUSE_RMDIR, 1, 0, &[], b"d\0").unwrap();
+        assert_eq!(
+            h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"f\0"),
+            Err(Errno::ENOENT)
+        );
+        let st = h.call(wire::FUSE_STATFS, 1, 0, &[], &[]).unwrap();
+        assert_eq!(st.len(), 80);
+    }
+
+    #[test]
+    fn malformed_unknown_and_foreign_requests_get_errors() {
+        let mut h = Harness::new();
+        // A name without its NUL.
+        assert_eq!(
+            h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"abc"),
+            Err(Errno::EIO)
+        );
+        assert_eq!(
+            h.call(wire::FUSE_SYMLINK, 1, 0, &[], b"l\0target"),
+            Err(Errno::EIO)
+        );
+        // Locks, ioctl and other opcodes vmount does not serve.
+        for op in [31, 32, 33, 39, 40, 37, 50, 51, 52, 999] {
+            assert_eq!(
+                h.call(op, 1, 0, &[], &[]),
+                Err(Errno::ENOSYS),
+                "opcode {op}"
+            );
+        }
+        // Another user on an owner-only mount: refused, except I/O the kernel issues on
+        // files that are already open.
+        assert_eq!(
+            h.call(wire::FUSE_LOOKUP, 1, 1000, &[], b"x\0"),
+            Err(Errno::EACCES)
+        );
+        assert_eq!(
+            h.call(wire::FUSE_GETATTR, 1, 1000, &[0; 16], &[]),
+            Err(Errno::EACCES)
+        );
+        assert!(kernel_may_issue(wire::FUSE_READ) && kernel_may_issue(wire::FUSE_RELEASE));
+        // mknod of a directory is EINVAL, as mknod(2) has it.
+        assert_eq!(
+            h.call(
+                wire::FUSE_MKNOD,
+                1,
+                0,
+                &le32(&[libc::S_IFDIR | 0o755, 0, 0, 0]),
+                b"x\0"
+            ),
+            Err(Errno::EINVAL)
+        );
     }
 }
