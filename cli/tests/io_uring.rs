@@ -1,0 +1,210 @@
+//! FUSE-over-io_uring through a real mount: with `io_uring = "auto"` on a kernel that has
+//! it turned on, the daemon runs one queue thread per CPU and those threads, not fuser's
+//! `/dev/fuse` workers, answer the requests; with `"off"` there are no queue threads and
+//! fuser's workers do the work. Both serve the same files correctly.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use common::{Extra, Kind, Mounted};
+
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Whether the kernel can carry this test's requests over io_uring: `None` (skip) where
+/// it has no FUSE-over-io_uring at all, a failure on CI where it has it but it is off
+/// (`.ci/setup` turns it on).
+fn kernel_has_uring(test: &str) -> Option<()> {
+    let Ok(state) = fs::read_to_string(ENABLE_URING) else {
+        eprintln!(
+            "skipping {test}: this kernel has no FUSE-over-io_uring ({ENABLE_URING} is missing; \
+             it needs Linux 6.14+)"
+        );
+        return None;
+    };
+    if state.trim() != "Y" {
+        assert!(
+            !common::on_ci(),
+            "{test}: FUSE-over-io_uring is off in the kernel; .ci/setup should have turned it on"
+        );
+        eprintln!("skipping {test}: FUSE-over-io_uring is off in the kernel ({ENABLE_URING})");
+        return None;
+    }
+    Some(())
+}
+
+/// CPU time (ns) of each of the daemon's threads, by thread name prefix.
+fn thread_times(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let Ok(name) = fs::read_to_string(t.join("comm")) else {
+            continue;
+        };
+        let Ok(sched) = fs::read_to_string(t.join("schedstat")) else {
+            continue;
+        };
+        let ns: u64 = sched.split_whitespace().next().unwrap().parse().unwrap();
+        out.insert(format!("{}#{}", name.trim(), t.display()), ns);
+    }
+    out
+}
+
+fn sum(times: &BTreeMap<String, u64>, prefix: &str) -> u64 {
+    times
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn count(times: &BTreeMap<String, u64>, prefix: &str) -> usize {
+    times.keys().filter(|k| k.starts_with(prefix)).count()
+}
+
+/// Files, directories, renames, links, xattrs and a listing, checked through `dir`.
+fn exercise(dir: &Path) {
+    let sub = dir.join("sub");
+    fs::create_dir(&sub).unwrap();
+    for i in 0..200 {
+        let p = sub.join(format!("f{i:03}"));
+        let mut f = fs::File::create(&p).unwrap();
+        f.write_all(format!("file {i}\n").repeat(i + 1).as_bytes())
+            .unwrap();
+    }
+    for i in 0..200 {
+        let mut s = String::new();
+        fs::File::open(sub.join(format!("f{i:03}")))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, format!("file {i}\n").repeat(i + 1));
+    }
+    // A 3 MiB file written and read in 1 MiB requests (the largest the queues carry).
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    fs::write(dir.join("big"), &big).unwrap();
+    assert!(fs::read(dir.join("big")).unwrap() == big);
+    fs::rename(sub.join("f000"), dir.join("moved")).unwrap();
+    fs::hard_link(dir.join("moved"), dir.join("linked")).unwrap();
+    std::os::unix::fs::symlink("moved", dir.join("sym")).unwrap();
+    assert_eq!(fs::read_link(dir.join("sym")).unwrap(), Path::new("moved"));
+    let names: Vec<_> = fs::read_dir(&sub).unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(names.len(), 199);
+    let out = std::process::Command::new("setfattr")
+        .args(["-n", "user.k", "-v", "v1"])
+        .arg(dir.join("moved"))
+        .output();
+    if let Ok(out) = out {
+        assert!(out.status.success(), "setfattr: {out:?}");
+        let got = std::process::Command::new("getfattr")
+            .args(["--only-values", "-n", "user.k"])
+            .arg(dir.join("moved"))
+            .output()
+            .unwrap();
+        assert_eq!(got.stdout, b"v1");
+    }
+    for e in names {
+        fs::remove_file(e.path()).unwrap();
+    }
+    fs::remove_dir(&sub).unwrap();
+    assert_eq!(
+        fs::metadata(dir.join("linked")).unwrap().len(),
+        "file 0\n".len() as u64
+    );
+}
+
+/// Many cheap requests (getxattr of a missing name), each a round trip.
+fn round_trips(file: &Path, n: usize) {
+    let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+    let name = c"user.missing";
+    let mut buf = [0u8; 16];
+    for _ in 0..n {
+        // SAFETY: valid C strings and buffer.
+        let r = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 16) };
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA)
+        );
+    }
+}
+
+#[test]
+fn io_uring_queues_answer_the_requests() {
+    let test = "io_uring_queues_answer_the_requests";
+    for kind in [Kind::Memfs, Kind::Loopback] {
+        let Some(m) = Mounted::new(test, kind, Extra::default()) else {
+            return;
+        };
+        if kernel_has_uring(test).is_none() {
+            return;
+        }
+        let pid = m.daemon.child.id();
+        let cpus = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+        let last: usize = cpus
+            .trim()
+            .rsplit(['-', ','])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let before = thread_times(pid);
+        assert_eq!(
+            count(&before, "vmount-uring-"),
+            last + 1,
+            "{kind:?}: one io_uring queue thread per possible CPU: {before:?}"
+        );
+        exercise(m.path());
+        fs::write(m.path().join("probe"), b"x").unwrap();
+        round_trips(&m.path().join("probe"), 5000);
+        let after = thread_times(pid);
+        let ring = sum(&after, "vmount-uring-") - sum(&before, "vmount-uring-");
+        let fuser = sum(&after, "fuser-") - sum(&before, "fuser-");
+        assert!(
+            ring > 4 * fuser.max(1),
+            "{kind:?}: the io_uring queues should answer the requests, /dev/fuse only \
+             forgets: queue threads ran {ring} ns, fuser's {fuser} ns"
+        );
+        m.finish();
+    }
+}
+
+#[test]
+fn io_uring_off_serves_through_dev_fuse() {
+    let test = "io_uring_off_serves_through_dev_fuse";
+    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::fuse("io_uring = \"off\"")) else {
+        return;
+    };
+    let pid = m.daemon.child.id();
+    let before = thread_times(pid);
+    assert_eq!(count(&before, "vmount-uring-"), 0, "{before:?}");
+    exercise(m.path());
+    fs::write(m.path().join("probe"), b"x").unwrap();
+    round_trips(&m.path().join("probe"), 2000);
+    let after = thread_times(pid);
+    assert!(
+        sum(&after, "fuser-") > sum(&before, "fuser-"),
+        "fuser's workers answer everything"
+    );
+    m.finish();
+}
+
+#[test]
+fn io_uring_on_mounts_where_the_kernel_has_it() {
+    let test = "io_uring_on_mounts_where_the_kernel_has_it";
+    if !common::fuse_or_skip(test) || kernel_has_uring(test).is_none() {
+        return;
+    }
+    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::fuse("io_uring = \"on\"")) else {
+        return;
+    };
+    let times = thread_times(m.daemon.child.id());
+    assert!(count(&times, "vmount-uring-") >= 1, "{times:?}");
+    fs::write(m.path().join("f"), b"on").unwrap();
+    assert_eq!(fs::read(m.path().join("f")).unwrap(), b"on");
+    m.finish();
+}
