@@ -10,6 +10,10 @@
 //!   heap (with and without the kernel writeback cache) and in the kernel (passthrough on),
 //!   loopback with FUSE passthrough off and on. pjdfstest mounts memfs with the defaults,
 //!   which as root on Linux means data in the kernel.
+//! - Transports: every run uses the default (FUSE-over-io_uring where the kernel has it
+//!   on, as `.ci/setup` makes it here), except pjdfstest on memfs a second time and fsx on
+//!   heap memfs without the writeback cache, which run over fuser's `/dev/fuse` loop
+//!   (`io_uring = "off"`), the transport of every kernel without it.
 //!
 //! Both are installed by `.ci/test`. Without them (or without root, which pjdfstest needs
 //! to switch users) the tests skip with the reason, except on Linux CI, where they fail.
@@ -158,8 +162,11 @@ impl Drop for Scratch {
 
 /// Runs pjdfstest natively and on a `kind` mount and fails on any case that fails only on
 /// the mount.
-fn pjdfstest_matches_native(kind: Kind) {
-    let test = format!("pjdfstest_{}_matches_native", kind.name());
+fn pjdfstest_matches_native(kind: Kind, transport: Transport) {
+    let test = match transport {
+        Transport::Default => format!("pjdfstest_{}_matches_native", kind.name()),
+        Transport::DevFuse => format!("pjdfstest_{}_dev_fuse_matches_native", kind.name()),
+    };
     let test = test.as_str();
     let Some(bin) = find_tool(test, "pjdfstest") else {
         return;
@@ -200,8 +207,11 @@ fn pjdfstest_matches_native(kind: Kind) {
     };
     let (native_run, native_label) = native_run;
 
-    let extra = Extra::fuse("allow_other = true");
-    let Some(m) = Mounted::new(test, kind, extra) else {
+    let fuse = match transport {
+        Transport::Default => "allow_other = true",
+        Transport::DevFuse => "allow_other = true\nio_uring = \"off\"",
+    };
+    let Some(m) = Mounted::new(test, kind, Extra::fuse(fuse)) else {
         return;
     };
     let secondary = Scratch::new(secondary_tmpfs);
@@ -249,14 +259,27 @@ fn pjdfstest_matches_native(kind: Kind) {
     );
 }
 
+/// How requests reach the daemon: the default (FUSE-over-io_uring where the kernel has it
+/// turned on, as on CI) or fuser's `/dev/fuse` loop, which every other machine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Default,
+    DevFuse,
+}
+
 #[test]
 fn pjdfstest_memfs_matches_native() {
-    pjdfstest_matches_native(Kind::Memfs);
+    pjdfstest_matches_native(Kind::Memfs, Transport::Default);
+}
+
+#[test]
+fn pjdfstest_memfs_dev_fuse_matches_native() {
+    pjdfstest_matches_native(Kind::Memfs, Transport::DevFuse);
 }
 
 #[test]
 fn pjdfstest_loopback_matches_native() {
-    pjdfstest_matches_native(Kind::Loopback);
+    pjdfstest_matches_native(Kind::Loopback, Transport::Default);
 }
 
 const FSX_CONFIG: &str = r#"
@@ -304,7 +327,13 @@ fn run_fsx(test: &str, how: FsxMount, ops: u32, seed: u32) {
             Kind::Memfs,
             Extra {
                 filesystem: "data = \"heap\"",
-                fuse: &format!("writeback_cache = {writeback}"),
+                // Without the writeback cache every read and write is a request: run
+                // those over /dev/fuse, the other runs over the default transport.
+                fuse: &if writeback {
+                    "writeback_cache = true".to_owned()
+                } else {
+                    "writeback_cache = false\nio_uring = \"off\"".to_owned()
+                },
                 ..Extra::default()
             },
         ),
