@@ -37,6 +37,25 @@ fn kernel_has_uring(test: &str) -> Option<()> {
     Some(())
 }
 
+/// The scheduling policy (`SCHED_*`) of each thread of `pid` whose name starts with
+/// `prefix` (field 41 of /proc/PID/task/TID/stat).
+fn policies(pid: u32, prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let name = fs::read_to_string(t.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let stat = fs::read_to_string(t.join("stat")).unwrap();
+        // The name in parentheses may hold spaces; fields after it are plain.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+        out.push(policy);
+    }
+    out
+}
+
 /// CPU time (ns) of each of the daemon's threads, by thread name prefix.
 fn thread_times(pid: u32) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -157,6 +176,13 @@ fn io_uring_queues_answer_the_requests() {
             count(&before, "vmount-uring-"),
             last + 1,
             "{kind:?}: one io_uring queue thread per possible CPU: {before:?}"
+        );
+        // SCHED_IDLE, so that the callers they wake stay on their CPU.
+        let idle = libc::SCHED_IDLE as u32;
+        assert!(
+            policies(pid, "vmount-uring-").iter().all(|&p| p == idle),
+            "{kind:?}: queue threads' policies {:?}",
+            policies(pid, "vmount-uring-")
         );
         exercise(m.path());
         fs::write(m.path().join("probe"), b"x").unwrap();
