@@ -195,7 +195,9 @@ impl Filesystem for Adapter {
                 "the kernel did not offer FUSE-over-io_uring; requests go through /dev/fuse"
             );
         }
-        ops.negotiated(&plan, uring);
+        // Asked for above whenever the kernel offers it.
+        let auto_inval = kernel.contains(InitFlags::FUSE_AUTO_INVAL_DATA);
+        ops.negotiated(&plan, uring, auto_inval);
         // Each setter returns the nearest allowed value when ours is out of range.
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest);
@@ -417,10 +419,7 @@ impl Filesystem for Adapter {
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
-        match self.ops.opendir(&ctx(req), i.0, flags.0) {
-            Ok(h) => reply.opened(FileHandle(h), fuser::FopenFlags::empty()),
-            Err(e) => reply.error(e),
-        }
+        reply_open(reply, self.ops.opendir(&ctx(req), i.0, flags.0));
     }
 
     fn readdir(

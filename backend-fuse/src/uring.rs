@@ -563,13 +563,9 @@ fn dispatch(
         }
         FUSE_OPENDIR => {
             let flags = short(open_in(op_in))?;
-            let fh = ops.opendir(&ctx, node, flags)?;
+            let o = ops.opendir(&ctx, node, flags)?;
             let mut out = Out::new();
-            out.open(&ops::OpenOut {
-                fh,
-                flags: fuser::FopenFlags::empty(),
-                backing_id: None,
-            });
+            out.open(&o);
             Ok(Reply::Fixed(out))
         }
         FUSE_READDIR | FUSE_READDIRPLUS => {

@@ -231,9 +231,22 @@ impl HostStep {
     }
 }
 
-/// Whether the mount shows what `expect` says, and (for chmod steps) the host's mode.
+/// Whether `rel` is in the listing of its directory through the mount (which the kernel
+/// may serve from its cache of the listing).
+fn listed(mnt: &Path, rel: &str) -> bool {
+    let p = Path::new(rel);
+    let dir = mnt.join(p.parent().unwrap_or(Path::new("")));
+    let name = p.file_name().unwrap();
+    std::fs::read_dir(dir).is_ok_and(|d| d.filter_map(Result::ok).any(|e| e.file_name() == name))
+}
+
+/// Whether the mount shows what `expect` says, in its directory's listing too, and (for
+/// chmod steps) the host's mode.
 fn shows(mnt: &Path, src: &Path, expect: &Expect) -> bool {
     let (rel, want) = expect;
+    if listed(mnt, rel) != want.is_some() {
+        return false;
+    }
     match (view(mnt, rel), want) {
         (None, None) => true,
         (Some((mode, _, content)), Some(want)) => {
@@ -278,9 +291,11 @@ fn host_changes_appear_through_the_mount() {
         let (mnt, src) = (m.path(), m.source());
         let mut slowest = Duration::ZERO;
         for (what, step, expect) in host_change_steps() {
-            // Prime the kernel's caches with the state before the change.
+            // Prime the kernel's caches (attributes, names, listings) with the state
+            // before the change.
             let _ = view(mnt, expect.0);
             let _ = std::fs::read_dir(mnt).map(|d| d.count());
+            let _ = listed(mnt, expect.0);
             step.apply(src);
             if within == Some(Duration::ZERO) {
                 assert!(

@@ -1,0 +1,109 @@
+//! The kernel keeps directory listings (FOPEN_CACHE_DIR): listing a directory again does
+//! not reach the daemon, and any change made through the mount shows in the next listing
+//! at once. (Changes made behind the mount, in a loopback source, are covered by
+//! `loopback.rs::host_changes_appear_through_the_mount`, which checks listings too.)
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Extra, Kind, Mounted, op_counts};
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+/// The daemon's counters once they include everything done so far: a getxattr of a
+/// missing name is made as a marker and the counters are read until they show it.
+fn settled_counts(mnt: &Path, marker: &Path) -> HashMap<String, u64> {
+    let before = op_counts(mnt).get("getxattr").copied().unwrap_or(0);
+    let c = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+    // SAFETY: valid C strings; a zero-size query.
+    unsafe { libc::getxattr(c.as_ptr(), c"user.marker".as_ptr(), std::ptr::null_mut(), 0) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = op_counts(mnt);
+        if counts.get("getxattr").copied().unwrap_or(0) > before || Instant::now() > deadline {
+            return counts;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn listings(c: &HashMap<String, u64>) -> u64 {
+    c.get("readdir").copied().unwrap_or(0) + c.get("readdirplus").copied().unwrap_or(0)
+}
+
+#[test]
+fn listings_are_cached_and_changes_through_the_mount_show_at_once() {
+    let test = "listings_are_cached_and_changes_through_the_mount_show_at_once";
+    for (fuse, cached) in [("", true), ("attr_timeout = 0", false)] {
+        let Some(m) = Mounted::new(test, Kind::Memfs, Extra::fuse(fuse)) else {
+            return;
+        };
+        let dir = m.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        let mut want = BTreeSet::new();
+        for i in 0..300 {
+            let n = format!("file-{i:04}");
+            std::fs::write(dir.join(&n), b"x").unwrap();
+            want.insert(n);
+        }
+        let marker = m.path().join("marker");
+        std::fs::write(&marker, b"").unwrap();
+        assert_eq!(names(&dir), want);
+        let first = listings(&settled_counts(m.path(), &marker));
+        assert_eq!(names(&dir), want);
+        assert_eq!(names(&dir), want);
+        let again = listings(&settled_counts(m.path(), &marker));
+        if cached {
+            assert_eq!(
+                again, first,
+                "with the default caches a listing seen before comes from the kernel"
+            );
+        } else {
+            assert!(
+                again > first,
+                "with attr_timeout = 0 every listing reaches the daemon ({first} -> {again})"
+            );
+        }
+        // Every kind of change through the mount shows in the very next listing.
+        std::fs::write(dir.join("new"), b"n").unwrap();
+        want.insert("new".into());
+        assert_eq!(names(&dir), want, "after a create ({fuse:?})");
+        std::fs::remove_file(dir.join("file-0000")).unwrap();
+        want.remove("file-0000");
+        assert_eq!(names(&dir), want, "after an unlink ({fuse:?})");
+        std::fs::rename(dir.join("file-0001"), dir.join("renamed")).unwrap();
+        want.remove("file-0001");
+        want.insert("renamed".into());
+        assert_eq!(names(&dir), want, "after a rename ({fuse:?})");
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        want.insert("sub".into());
+        assert_eq!(names(&dir), want, "after a mkdir ({fuse:?})");
+        std::os::unix::fs::symlink("new", dir.join("link")).unwrap();
+        std::fs::hard_link(dir.join("new"), dir.join("hard")).unwrap();
+        want.insert("link".into());
+        want.insert("hard".into());
+        assert_eq!(names(&dir), want, "after symlink and link ({fuse:?})");
+        // A rename into another directory changes both listings.
+        std::fs::rename(dir.join("file-0002"), dir.join("sub/moved")).unwrap();
+        want.remove("file-0002");
+        assert_eq!(names(&dir), want, "source of a cross-directory rename");
+        assert_eq!(
+            names(&dir.join("sub")),
+            BTreeSet::from(["moved".to_owned()])
+        );
+        std::fs::remove_file(dir.join("sub/moved")).unwrap();
+        std::fs::remove_dir(dir.join("sub")).unwrap();
+        want.remove("sub");
+        assert_eq!(names(&dir), want, "after an rmdir ({fuse:?})");
+        m.finish();
+    }
+}
