@@ -222,6 +222,7 @@ impl Filesystem for Adapter {
 
     fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
         self.ops.forget(i.0, nlookup);
+        self.ops.pace_forgets();
     }
 
     // `batch_forget` keeps fuser's default, which calls `forget` for each node: its

@@ -441,7 +441,10 @@ fn start_queues(
         owner_only: (!opts.allow_other).then(|| unsafe { libc::geteuid() }),
     };
     match crate::uring::start(Arc::clone(ops), access, path) {
-        Ok(q) => Ok(Some(q)),
+        Ok(q) => {
+            ops.queues_serving();
+            Ok(Some(q))
+        }
         Err(e) if opts.io_uring == IoUring::On => Err(refuse(e.to_string())),
         Err(e) => {
             tracing::warn!("FUSE-over-io_uring could not be set up ({e}); using /dev/fuse");

@@ -64,6 +64,9 @@ pub(crate) struct Ops {
     uring: AtomicBool,
     /// Whether directory listings may be cached by the kernel (see [`Ops::opendir`]).
     cache_dirs: AtomicBool,
+    /// Set once the io_uring queues serve every request: `/dev/fuse` then carries only
+    /// FORGETs (and INTERRUPTs, which fuser refuses once), see [`Ops::pace_forgets`].
+    forgets_only: AtomicBool,
     /// Backing files of passthrough opens.
     backing: BackingTable<Backing>,
     /// The connection's `/dev/fuse` descriptor (a duplicate of fuser's), set once the
@@ -170,6 +173,7 @@ impl Ops {
             want_uring: opts.io_uring,
             uring: AtomicBool::new(false),
             cache_dirs: AtomicBool::new(false),
+            forgets_only: AtomicBool::new(false),
             backing: BackingTable::default(),
             device: OnceLock::new(),
             startup,
@@ -202,6 +206,41 @@ impl Ops {
     #[cfg(target_os = "linux")]
     pub(crate) fn uring_negotiated(&self) -> bool {
         self.uring.load(Ordering::Relaxed)
+    }
+
+    /// Records that the io_uring queues serve the requests from now on.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn queues_serving(&self) {
+        self.forgets_only.store(true, Ordering::Relaxed);
+    }
+
+    /// Called by a `/dev/fuse` worker after each FORGET: while the io_uring queues serve
+    /// everything else, the worker naps 1 ms at most every 2 ms, so that the kernel
+    /// gathers the FORGETs meanwhile and sends them as one BATCH_FORGET.
+    ///
+    /// Why: the kernel wakes a `/dev/fuse` reader for every FORGET it queues, and on an
+    /// idle CPU that is a cross-CPU wakeup per forgotten inode; deleting 10,000 memfs
+    /// files took 0.26 s with a wakeup each, 0.22 s with the naps. Nothing waits for a
+    /// FORGET (it only lets the filesystem drop an inode it no longer has to keep), so
+    /// delaying it by a millisecond costs nothing but that memory for that long.
+    pub(crate) fn pace_forgets(&self) {
+        use std::cell::Cell;
+        use std::time::Instant;
+        thread_local! {
+            static LAST_NAP: Cell<Option<Instant>> = const { Cell::new(None) };
+        }
+        if !self.forgets_only.load(Ordering::Relaxed) {
+            return;
+        }
+        LAST_NAP.with(|last| {
+            if last
+                .get()
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(2))
+            {
+                std::thread::sleep(Duration::from_millis(1));
+                last.set(Some(Instant::now()));
+            }
+        });
     }
 
     /// Hands over the connection's descriptor once the handshake is done.
