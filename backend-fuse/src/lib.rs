@@ -117,7 +117,7 @@ pub struct FuseOptions {
 /// Why: on `/dev/fuse` every request wakes a daemon thread on whichever CPU it sleeps,
 /// and the reply wakes the caller back; across CPUs (on a VM, an inter-processor
 /// interrupt each way) that cost 15-35 µs per round trip on the 2-CPU machine vmount
-/// is developed on, against 7-8 µs through the per-CPU queues. Metadata-heavy work
+/// is developed on, against 8-9 µs through the per-CPU queues. Metadata-heavy work
 /// (creating, listing, deleting files) is nothing but such round trips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoUring {

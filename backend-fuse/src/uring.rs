@@ -17,8 +17,8 @@
 //!
 //! # Why
 //! The caller and the thread answering it share a CPU, so a round trip is two context
-//! switches instead of two cross-CPU wakeups: 7-8 µs against 15-35 µs over `/dev/fuse` on
-//! the 2-CPU VM this was measured on (a getxattr loop against a trivial server). A queue
+//! switches instead of two cross-CPU wakeups: 8-9 µs against 15-35 µs over `/dev/fuse` on
+//! the 2-CPU VM this was measured on (a getxattr loop: 7-8 µs against a trivial server, 8-9 µs against memfs). A queue
 //! handles its requests one at a time, like one fuser worker; vmount's filesystems never
 //! block a request on another (no FUSE locks are negotiated), so that is safe. The queue
 //! threads run in the `SCHED_IDLE` class so that a woken caller stays on its CPU
@@ -665,7 +665,7 @@ fn with_iov_count(sqe: squeue::Entry128, n: u32) -> squeue::Entry128 {
 /// caller stays. Without this the queues were as slow as `/dev/fuse` for any caller in
 /// another session or cgroup than the daemon (a daemon started by a service manager, or
 /// with `setsid`): 20-30 µs per round trip against 9 µs, `ls -l` of 10,000 files 0.60 s
-/// against 0.24 s (2-CPU VM). With both CPUs saturated by other work the queues lose
+/// against 0.24-0.25 s (2-CPU VM). With both CPUs saturated by other work the queues lose
 /// nothing measurable (19 µs either way, 4 busy loops pinned 2 per CPU), as `SCHED_IDLE`
 /// threads still get their turn; they only never preempt the callers.
 fn run_as_idle_class() {
