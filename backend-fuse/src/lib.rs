@@ -55,6 +55,29 @@ use std::time::Duration;
 
 pub use mount::{FuseMount, mount, mount_state, probe, unmount_path};
 
+/// `as_str` (the config spelling: `auto`, `on` or `off`) and `Display` for the
+/// three-way switches [`Passthrough`] and [`IoUring`].
+macro_rules! auto_on_off {
+    ($t:ident) => {
+        impl $t {
+            /// The config spelling: `auto`, `on` or `off`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $t::Auto => "auto",
+                    $t::On => "on",
+                    $t::Off => "off",
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
 /// How to mount: kernel caching, threads, and mount options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FuseOptions {
@@ -132,22 +155,7 @@ pub enum IoUring {
     Off,
 }
 
-impl IoUring {
-    /// The config spelling: `auto`, `on` or `off`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoUring::Auto => "auto",
-            IoUring::On => "on",
-            IoUring::Off => "off",
-        }
-    }
-}
-
-impl std::fmt::Display for IoUring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+auto_on_off!(IoUring);
 
 /// FUSE passthrough: the kernel reads and writes an open file's host file directly.
 ///
@@ -169,22 +177,7 @@ pub enum Passthrough {
     Off,
 }
 
-impl Passthrough {
-    /// The config spelling: `auto`, `on` or `off`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Passthrough::Auto => "auto",
-            Passthrough::On => "on",
-            Passthrough::Off => "off",
-        }
-    }
-}
-
-impl std::fmt::Display for Passthrough {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+auto_on_off!(Passthrough);
 
 impl Default for FuseOptions {
     fn default() -> Self {

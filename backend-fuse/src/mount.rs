@@ -81,10 +81,12 @@ impl FuseMount {
         #[cfg(target_os = "linux")]
         if let Some(mut q) = self.queues.take() {
             let deadline = Instant::now() + JOIN_TIMEOUT;
-            while !q.join_finished() && Instant::now() < deadline {
+            let mut all = q.join_finished();
+            while !all && Instant::now() < deadline {
                 thread::sleep(POLL);
+                all = q.join_finished();
             }
-            if !q.is_finished() {
+            if !all {
                 tracing::debug!(
                     "io_uring queues of {} still serve open files",
                     self.mountpoint.display()

@@ -77,11 +77,6 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    /// Whether every queue thread has ended (the connection is gone).
-    pub(crate) fn is_finished(&self) -> bool {
-        self.threads.iter().all(JoinHandle::is_finished)
-    }
-
     /// Joins the threads that have ended; returns whether all have.
     pub(crate) fn join_finished(&mut self) -> bool {
         let (done, running): (Vec<_>, Vec<_>) =
@@ -340,19 +335,18 @@ impl Entry {
 
     /// Answers the request in this entry, leaving the reply in its buffers.
     fn serve(&mut self, ops: &Ops, access: Access) {
-        let h = &mut *self.header;
-        let Some(req) = InHeader::parse(&h.in_out) else {
+        let Some(req) = InHeader::parse(&self.header.in_out) else {
             // Cannot happen (the area is 128 bytes); answer nothing we cannot address.
             return;
         };
-        let len = (h.payload_sz as usize).min(self.payload.len());
+        let len = (self.header.payload_sz as usize).min(self.payload.len());
         // Extensions (supplementary groups, security context) follow the arguments; none
         // is negotiated, but skip whatever the kernel sent rather than read it as data.
         let ext = usize::from(req.total_extlen) * 8;
         let args_len = len.saturating_sub(ext);
-        let op_in = h.op_in;
+        let (op_in, payload) = (&self.header.op_in, &mut self.payload);
         let result = catch_unwind(AssertUnwindSafe(|| {
-            dispatch(ops, access, &req, &op_in, &mut self.payload, args_len)
+            dispatch(ops, access, &req, op_in, payload, args_len)
         }))
         .unwrap_or_else(|_| {
             tracing::error!(
@@ -375,6 +369,7 @@ impl Entry {
             Ok(Reply::Bytes(_)) => (-libc::ERANGE, 0),
             Err(e) => (-e.code(), 0),
         };
+        let h = &mut *self.header;
         h.payload_sz = reply_len as u32;
         wire::out_header(
             &mut h.in_out,

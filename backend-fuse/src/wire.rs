@@ -144,37 +144,16 @@ pub(crate) fn name(b: &[u8]) -> Result<(&OsStr, &[u8]), Errno> {
 /// A time as the kernel sends it (seconds since the epoch, possibly negative, and
 /// nanoseconds below one second), saturating where `SystemTime` cannot hold it.
 pub(crate) fn time(secs: i64, nsecs: u32) -> SystemTime {
-    let nanos = Duration::from_nanos(u64::from(nsecs.min(999_999_999)));
-    let whole = if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64))
-    } else {
-        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
-    };
-    whole
-        .and_then(|t| t.checked_add(nanos))
-        .unwrap_or(if secs >= 0 {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2)
-        } else {
-            UNIX_EPOCH
-        })
+    vmount_core::time::from_parts(secs, i64::from(nsecs))
 }
 
-/// A time as the kernel takes it: seconds (negative before the epoch) and nanoseconds.
+/// A time as the kernel takes it, saturated to what an i64 of seconds holds.
 fn time_parts(t: SystemTime) -> (i64, u32) {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (
-            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            d.subsec_nanos(),
-        ),
-        Err(e) => {
-            let d = e.duration();
-            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            match d.subsec_nanos() {
-                0 => (-secs, 0),
-                n => (-secs - 1, 1_000_000_000 - n),
-            }
-        }
-    }
+    vmount_core::time::to_parts(t).unwrap_or(if t > UNIX_EPOCH {
+        (i64::MAX, 999_999_999)
+    } else {
+        (i64::MIN, 0)
+    })
 }
 
 /// The SETATTR changes (`struct fuse_setattr_in`).

@@ -49,6 +49,7 @@ pub mod loopback;
 pub mod memfs;
 pub mod mounts;
 pub mod stats;
+pub mod time;
 mod types;
 mod vfs;
 #[cfg(any(windows, test))]

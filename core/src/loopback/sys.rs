@@ -7,7 +7,6 @@ use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{FileType, SetTime, VfsError, VfsResult};
 
@@ -97,14 +96,7 @@ pub(super) fn kind(st: &Stat) -> Option<FileType> {
 }
 
 /// A seconds + nanoseconds timestamp as a `SystemTime`, before the epoch included.
-pub(super) fn time(secs: i64, nsec: i64) -> SystemTime {
-    let nsec = u32::try_from(nsec.clamp(0, 999_999_999)).unwrap_or(0);
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nsec)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::new(0, nsec)
-    }
-}
+pub(super) use crate::time::from_parts as time;
 
 /// A `SystemTime` as a `timespec`, or `InvalidArgument` when out of range.
 fn timespec(t: SetTime) -> VfsResult<libc::timespec> {
@@ -115,22 +107,10 @@ fn timespec(t: SetTime) -> VfsResult<libc::timespec> {
                 tv_nsec: libc::UTIME_NOW,
             });
         }
-        SetTime::At(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (
-                i64::try_from(d.as_secs()).map_err(|_| VfsError::InvalidArgument)?,
-                i64::from(d.subsec_nanos()),
-            ),
-            Err(e) => {
-                let d = e.duration();
-                let mut sec = -i64::try_from(d.as_secs()).map_err(|_| VfsError::InvalidArgument)?;
-                let mut nsec = i64::from(d.subsec_nanos());
-                if nsec > 0 {
-                    sec -= 1;
-                    nsec = 1_000_000_000 - nsec;
-                }
-                (sec, nsec)
-            }
-        },
+        SetTime::At(t) => {
+            let (sec, nsec) = crate::time::to_parts(t).ok_or(VfsError::InvalidArgument)?;
+            (sec, i64::from(nsec))
+        }
     };
     #[allow(clippy::useless_conversion)] // time_t / c_long differ by platform
     Ok(libc::timespec {

@@ -26,7 +26,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub(crate) use super::HostStat;
 use crate::types::Whence;
@@ -210,14 +210,7 @@ fn fd_budget() -> u64 {
     (cur / 2).saturating_sub(256)
 }
 
-fn time(sec: i64, nsec: i64) -> SystemTime {
-    let nsec = nsec.clamp(0, 999_999_999) as u32;
-    if sec >= 0 {
-        UNIX_EPOCH + Duration::new(sec as u64, nsec)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::new(0, nsec)
-    }
-}
+use crate::time::from_parts as time;
 
 impl HostFile {
     /// Size, allocation and times, as the kernel sees them now (passthrough writes change
@@ -385,23 +378,13 @@ impl HostFile {
     /// Sets the modification time (memfs mirrors explicit times here, so that the kernel
     /// file's time is the newer one only after a write memfs did not see).
     pub(crate) fn set_mtime(&self, mtime: SystemTime) {
-        let ts = match mtime.duration_since(UNIX_EPOCH) {
-            Ok(d) => libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_nsec: d.subsec_nanos() as _,
-            },
-            Err(e) => {
-                let d = e.duration();
-                let (mut s, mut ns) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
-                if ns < 0 {
-                    s -= 1;
-                    ns += 1_000_000_000;
-                }
-                libc::timespec {
-                    tv_sec: s as libc::time_t,
-                    tv_nsec: ns as _,
-                }
-            }
+        // Out of the kernel's range: nothing to mirror (see below).
+        let Some((sec, nsec)) = crate::time::to_parts(mtime) else {
+            return;
+        };
+        let ts = libc::timespec {
+            tv_sec: sec as libc::time_t,
+            tv_nsec: nsec as _,
         };
         let times = [
             libc::timespec {
