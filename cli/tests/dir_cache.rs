@@ -8,32 +8,14 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{Extra, Kind, Mounted, op_counts};
+use common::{Extra, Kind, Mounted, settled_counts};
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect()
-}
-
-/// The daemon's counters once they include everything done so far: a getxattr of a
-/// missing name is made as a marker and the counters are read until they show it.
-fn settled_counts(mnt: &Path, marker: &Path) -> HashMap<String, u64> {
-    let before = op_counts(mnt).get("getxattr").copied().unwrap_or(0);
-    let c = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
-    // SAFETY: valid C strings; a zero-size query.
-    unsafe { libc::getxattr(c.as_ptr(), c"user.marker".as_ptr(), std::ptr::null_mut(), 0) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let counts = op_counts(mnt);
-        if counts.get("getxattr").copied().unwrap_or(0) > before || Instant::now() > deadline {
-            return counts;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn listings(c: &HashMap<String, u64>) -> u64 {

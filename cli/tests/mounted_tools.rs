@@ -15,7 +15,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::process::Command;
 
-use common::{Extra, Kind, Mounted, sh, tools_or_skip};
+use common::{Extra, Kind, Mounted, as_nobody, settled_counts, sh, tools_or_skip};
 
 /// Generates, for each case function `f(Kind)`, the tests `memfs::f` and `loopback::f`.
 macro_rules! both {
@@ -39,6 +39,7 @@ both!(
     other_user_with_allow_other,
     other_user_refused_by_default,
     writes_drop_setuid_and_file_capabilities,
+    acls_are_enforced_or_refused,
 );
 
 fn mount(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
@@ -596,5 +597,64 @@ except OSError:
         mode, 0o777,
         "a write by another user must drop setuid and setgid"
     );
+    m.finish();
+}
+
+/// POSIX ACLs are either real or refused, never stored and ignored. Loopback mirrors the
+/// host's: an ACL set through the mount denies `nobody` a file its mode lets it read, and
+/// removing it gives access back. memfs has none: setfacl fails with "Operation not
+/// supported", and `ls -l` learns that from the first file, so listing 300 files costs one
+/// GETXATTR each (its `security.selinux` query), not two.
+fn acls_are_enforced_or_refused(kind: Kind) {
+    let test = "acls_are_enforced_or_refused";
+    if !common::root_or_skip(test) || !tools_or_skip(test, &["setpriv", "setfacl", "getfacl"]) {
+        return;
+    }
+    let Some(m) = mount(test, kind, Extra::fuse("allow_other = true")) else {
+        return;
+    };
+    let mnt = m.path();
+    sh(
+        mnt,
+        "printf 'read me' > public && chmod 644 public
+         mkdir d && cd d && seq -f 'f%03g' 1 300 | xargs touch",
+    );
+    let cat = || as_nobody("cat").arg(mnt.join("public")).output().unwrap();
+    assert_eq!(cat().stdout, b"read me", "{:?}", cat());
+    let set = Command::new("setfacl")
+        .args(["-m", "u:nobody:---"])
+        .arg(mnt.join("public"))
+        .output()
+        .unwrap();
+    match kind {
+        Kind::Loopback => {
+            assert!(set.status.success(), "{set:?}");
+            let acl = sh(mnt, "getfacl -c public");
+            assert!(acl.contains("user:nobody:---"), "{acl}");
+            let out = cat();
+            assert!(!out.status.success(), "the ACL must deny nobody: {out:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+            sh(mnt, "setfacl -b public");
+            assert_eq!(cat().stdout, b"read me", "{:?}", cat());
+        }
+        Kind::Memfs => {
+            assert!(!set.status.success(), "memfs has no ACLs: {set:?}");
+            assert!(
+                String::from_utf8_lossy(&set.stderr).contains("Operation not supported"),
+                "{set:?}"
+            );
+            assert_eq!(cat().stdout, b"read me", "{:?}", cat());
+            let marker = mnt.join("public");
+            let before = settled_counts(mnt, &marker)["getxattr"];
+            let listed = sh(mnt, "ls -l d | tail -n +2 | wc -l");
+            assert_eq!(listed.trim(), "300");
+            let asked = settled_counts(mnt, &marker)["getxattr"] - before;
+            // 300 security.selinux queries, the one that found ACLs unsupported, the marker.
+            assert!(
+                asked <= 310,
+                "ls -l of 300 files asked {asked} GETXATTRs: ACLs must be asked for once"
+            );
+        }
+    }
     m.finish();
 }

@@ -767,6 +767,24 @@ pub fn op_counts(mountpoint: &Path) -> std::collections::HashMap<String, u64> {
     counts
 }
 
+/// The daemon's counters once they include everything done so far: a getxattr of a
+/// missing name is made as a marker and the counters are read until they show it.
+#[allow(dead_code)]
+pub fn settled_counts(mnt: &Path, marker: &Path) -> std::collections::HashMap<String, u64> {
+    let before = op_counts(mnt).get("getxattr").copied().unwrap_or(0);
+    let c = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+    // SAFETY: valid C strings; a zero-size query.
+    unsafe { libc::getxattr(c.as_ptr(), c"user.marker".as_ptr(), std::ptr::null_mut(), 0) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = op_counts(mnt);
+        if counts.get("getxattr").copied().unwrap_or(0) > before || Instant::now() > deadline {
+            return counts;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Whether this run is CI (`CI=true`), where a test that cannot run is a failure.
 pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

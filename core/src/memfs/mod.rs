@@ -39,6 +39,12 @@
 //!   read/write bits and needs some x bit to execute a file). Stateless I/O (`fh` None) is
 //!   not permission-checked: the protocol adapter does that. Unknown xattr namespaces
 //!   (macOS has none) are treated like `user.` but allowed on every kind of file.
+//! - **No POSIX ACLs.** memfs enforces mode bits only, so the `system.` namespace (on
+//!   Linux, `system.posix_acl_access`/`_default` and nothing else a filesystem stores) is
+//!   `NotSupported` (EOPNOTSUPP), as on any filesystem without ACLs. Storing an ACL as an
+//!   opaque value would let `setfacl` report success for an ACL nothing enforces. It is
+//!   also what tools key on: `ls -l` stops asking a device for ACLs after its first
+//!   EOPNOTSUPP, where ENODATA made it ask (one FUSE round trip each) for every file.
 
 mod data;
 #[cfg(target_os = "linux")]
@@ -686,6 +692,9 @@ impl MemFs {
     ) -> VfsResult<()> {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(VfsError::Range);
+        }
+        if name.starts_with(b"system.") {
+            return Err(VfsError::NotSupported);
         }
         let hidden = if write {
             VfsError::NotPermitted

@@ -531,6 +531,25 @@ fn xattr_namespaces_follow_linux() {
     ));
     fs.setxattr(&u, l, os("security.selinux"), b"ctx", none)
         .unwrap();
+    // No POSIX ACLs: the system namespace is unsupported for every call, owner or root.
+    for name in [
+        "system.posix_acl_access",
+        "system.posix_acl_default",
+        "system.x",
+    ] {
+        assert!(matches!(
+            fs.getxattr(&root(), f, os(name)),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.setxattr(&u, f, os(name), b"\x02\0\0\0", none),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.removexattr(&root(), d, os(name)),
+            Err(VfsError::NotSupported)
+        ));
+    }
     // Names without a Linux namespace (macOS style) are kept verbatim.
     fs.setxattr(&u, f, os("com.apple.FinderInfo"), b"fi", none)
         .unwrap();
