@@ -24,8 +24,8 @@ use vmount_core::Ctx;
 use crate::IoUring;
 use crate::convert;
 use crate::ops::{
-    self, DirOut, DirPlusOut, MAX_BACKGROUND, MAX_READAHEAD, MAX_STACK_DEPTH, MAX_WRITE, OpResult,
-    OpenOut, Ops, XattrOut, negotiate,
+    self, DirOut, DirPlusOut, Looked, MAX_BACKGROUND, MAX_READAHEAD, MAX_STACK_DEPTH, MAX_WRITE,
+    OpResult, OpenOut, Ops, XattrOut, negotiate,
 };
 
 /// Inode generations: vmount never reuses an inode number while mounted, so 0 always.
@@ -217,7 +217,16 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(reply, self.ops.lookup(&ctx(req), parent.0, name));
+        match self.ops.lookup(&ctx(req), parent.0, name) {
+            Ok(Looked::Found(a)) => self.reply_entry(reply, Ok(a)),
+            Ok(Looked::Absent) => reply.entry_with_ttls(
+                &Duration::ZERO,
+                &self.ops.negative_ttl,
+                &Looked::absent_attr(),
+                GENERATION,
+            ),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {

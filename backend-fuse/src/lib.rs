@@ -87,6 +87,13 @@ pub struct FuseOptions {
     pub attr_timeout: Duration,
     /// How long the kernel may cache name lookups.
     pub entry_timeout: Duration,
+    /// Linux: how long the kernel may remember that a name does not exist (a negative
+    /// dentry), saving the LOOKUP of a create that follows a failed `stat` and of paths
+    /// probed repeatedly; zero answers every miss with ENOENT, uncached. Unlike the two
+    /// above it is not raised by [`FuseOptions::watched_timeout`]: a name created behind
+    /// the filesystem's back is normally reported at once, and this bounds how long it
+    /// could stay hidden if the report raced with the lookup.
+    pub negative_timeout: Duration,
     /// Ask for FUSE_WRITEBACK_CACHE: the kernel buffers writes and sends them in large
     /// batches (faster; other writers of the same filesystem may see data later).
     pub writeback_cache: bool,
@@ -185,6 +192,7 @@ impl Default for FuseOptions {
             threads: 0,
             attr_timeout: Duration::from_secs(1),
             entry_timeout: Duration::from_secs(1),
+            negative_timeout: Duration::from_secs(1),
             writeback_cache: false,
             allow_other: false,
             default_permissions: true,

@@ -47,11 +47,51 @@ const PASSTHROUGH_FOPEN_MASK: FopenFlags =
 /// What a request gets back: a value or the errno to reply with.
 pub(crate) type OpResult<T> = Result<T, Errno>;
 
+/// What a LOOKUP found.
+#[derive(Debug)]
+pub(crate) enum Looked {
+    /// The name's entry, cached for the entry and attribute TTLs.
+    Found(FileAttr),
+    /// No such name. The reply is an entry with node id 0, which the kernel keeps as a
+    /// negative dentry for [`Ops::negative_ttl`]: a create right after a failed `stat`
+    /// (git checks every path it is about to write) and paths probed again and again
+    /// (include and import paths, `$PATH`, git's `.gitattributes` in every directory) then
+    /// cost no round trip. Anything created through the mount replaces the dentry at
+    /// once; a name created behind the filesystem's back shows when the negative entry
+    /// expires, or at once where the filesystem reports it (a watched loopback).
+    Absent,
+}
+
+impl Looked {
+    /// The node id 0 "entry" of an absent name: the kernel reads nothing else of it.
+    pub(crate) fn absent_attr() -> FileAttr {
+        FileAttr {
+            ino: fuser::INodeNo(0),
+            size: 0,
+            blocks: 0,
+            atime: std::time::UNIX_EPOCH,
+            mtime: std::time::UNIX_EPOCH,
+            ctime: std::time::UNIX_EPOCH,
+            crtime: std::time::UNIX_EPOCH,
+            kind: fuser::FileType::RegularFile,
+            perm: 0,
+            nlink: 0,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 0,
+            flags: 0,
+        }
+    }
+}
+
 /// The transport-neutral handlers of one mount's requests.
 pub(crate) struct Ops {
     fs: Arc<dyn Vfs>,
     pub(crate) attr_ttl: Duration,
     pub(crate) entry_ttl: Duration,
+    /// How long the kernel may remember that a name does not exist (zero: not at all).
+    pub(crate) negative_ttl: Duration,
     pub(crate) want_writeback: bool,
     /// Whether FUSE_WRITEBACK_CACHE was negotiated (set once in `init`).
     writeback: AtomicBool,
@@ -166,6 +206,13 @@ impl Ops {
             )),
             attr_ttl: opts.attr_timeout,
             entry_ttl: opts.entry_timeout,
+            // macFUSE caches negative entries only with its own mount option; a node id 0
+            // reply is Linux's protocol.
+            negative_ttl: if cfg!(target_os = "linux") {
+                opts.negative_timeout
+            } else {
+                Duration::ZERO
+            },
             want_writeback: opts.writeback_cache,
             writeback: AtomicBool::new(false),
             want_passthrough: passthrough,
@@ -368,11 +415,14 @@ impl Ops {
         }
     }
 
-    pub(crate) fn lookup(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> OpResult<FileAttr> {
-        self.fs
-            .lookup(ctx, Ino(parent), name)
-            .map(|a| convert::file_attr(&a))
-            .map_err(|e| self.fail("lookup", e))
+    /// LOOKUP. A missing name is answered as an entry with node id 0 when negative
+    /// entries may be cached ([`Looked::Absent`]), else with ENOENT.
+    pub(crate) fn lookup(&self, ctx: &Ctx, parent: u64, name: &OsStr) -> OpResult<Looked> {
+        match self.fs.lookup(ctx, Ino(parent), name) {
+            Ok(a) => Ok(Looked::Found(convert::file_attr(&a))),
+            Err(VfsError::NotFound) if !self.negative_ttl.is_zero() => Ok(Looked::Absent),
+            Err(e) => Err(self.fail("lookup", e)),
+        }
     }
 
     /// FORGET: the filesystem counted every reference the kernel drops here (READDIRPLUS

@@ -43,7 +43,7 @@ use std::time::Duration;
 use fuser::Errno;
 use io_uring::{IoUring as Ring, cqueue, opcode, squeue, types};
 
-use crate::ops::{self, MAX_READAHEAD, MAX_WRITE, OpResult, Ops, XattrOut};
+use crate::ops::{self, Looked, MAX_READAHEAD, MAX_WRITE, OpResult, Ops, XattrOut};
 use crate::wire::{self, InHeader, Out};
 
 /// `FUSE_IO_URING_CMD_REGISTER`: give the kernel a ring entry and wait for a request.
@@ -462,7 +462,14 @@ fn dispatch(
     match req.opcode {
         FUSE_LOOKUP => {
             let (n, _) = name(args)?;
-            entry(ops, ops.lookup(&ctx, node, n))
+            match ops.lookup(&ctx, node, n)? {
+                Looked::Found(a) => entry(ops, Ok(a)),
+                Looked::Absent => {
+                    let mut out = Out::new();
+                    out.entry(&Looked::absent_attr(), Duration::ZERO, ops.negative_ttl);
+                    Ok(Reply::Fixed(out))
+                }
+            }
         }
         FUSE_GETATTR => {
             let fh = short(getattr_fh(op_in))?;
@@ -752,14 +759,13 @@ mod tests {
 
     impl Harness {
         fn new() -> Harness {
+            Harness::with(&crate::FuseOptions::default())
+        }
+
+        fn with(opts: &crate::FuseOptions) -> Harness {
             let fs = std::sync::Arc::new(vmount_core::memfs::MemFs::new(Default::default()));
             Harness {
-                ops: Ops::new(
-                    fs,
-                    &crate::FuseOptions::default(),
-                    crate::Passthrough::Off,
-                    Arc::default(),
-                ),
+                ops: Ops::new(fs, opts, crate::Passthrough::Off, Arc::default()),
                 payload: vec![0; 1 << 16],
             }
         }
@@ -815,8 +821,20 @@ mod tests {
     #[test]
     fn files_are_made_written_read_and_listed() {
         let mut h = Harness::new();
+        // A missing name is a negative entry: node id 0, the entry valid for the negative
+        // timeout (1 s by default), no attribute lifetime.
+        let absent = h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"nope\0").unwrap();
+        let word = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
         assert_eq!(
-            h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"nope\0"),
+            (word(&absent, 0), word(&absent, 16), word(&absent, 24)),
+            (0, 1, 0)
+        );
+        let mut strict = Harness::with(&crate::FuseOptions {
+            negative_timeout: Duration::ZERO,
+            ..Default::default()
+        });
+        assert_eq!(
+            strict.call(wire::FUSE_LOOKUP, 1, 0, &[], b"nope\0"),
             Err(Errno::ENOENT)
         );
         // CREATE: flags O_RDWR, mode 0644 regular, umask 022.
@@ -914,10 +932,8 @@ mod tests {
             .unwrap();
         h.call(wire::FUSE_UNLINK, 1, 0, &[], b"f\0").unwrap();
         h.call(wire::FUSE_RMDIR, 1, 0, &[], b"d\0").unwrap();
-        assert_eq!(
-            h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"f\0"),
-            Err(Errno::ENOENT)
-        );
+        let gone = h.call(wire::FUSE_LOOKUP, 1, 0, &[], b"f\0").unwrap();
+        assert_eq!(word(&gone, 0), 0, "a removed name is absent");
         let st = h.call(wire::FUSE_STATFS, 1, 0, &[], &[]).unwrap();
         assert_eq!(st.len(), 80);
     }

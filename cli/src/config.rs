@@ -532,6 +532,11 @@ pub struct RawFuse {
     /// How long the kernel may cache name lookups; same forms and defaults.
     #[serde(default)]
     pub entry_timeout: Option<Seconds>,
+    /// Linux: how long the kernel may remember that a name does not exist; same forms.
+    /// Default: the entry lifetime, at most [`default_timeout`] (see
+    /// [`default_negative_timeout`]).
+    #[serde(default)]
+    pub negative_timeout: Option<Seconds>,
     /// Let the kernel buffer writes and flush them later (default false).
     #[serde(default)]
     pub writeback_cache: bool,
@@ -596,6 +601,7 @@ impl Default for RawFuse {
             threads: Threads::default(),
             attr_timeout: None,
             entry_timeout: None,
+            negative_timeout: None,
             writeback_cache: false,
             allow_other: false,
             default_permissions: None,
@@ -829,6 +835,16 @@ pub fn default_timeout(fs: FsType) -> Duration {
         FsType::Memfs => Duration::from_secs(60 * 60),
         FsType::Loopback => Duration::from_secs(1),
     }
+}
+
+/// How long a name found missing is remembered when `negative_timeout` is not set: the
+/// entry lifetime `entry`, but no more than [`default_timeout`]. memfs, which changes only
+/// through its mount, keeps misses as long as names (an hour); a loopback keeps them a
+/// second even when its source is watched and names live an hour: a create in the source
+/// that raced with a lookup of the same name would otherwise stay hidden for that hour.
+/// `entry_timeout = 0` (every lookup asks) makes it 0 too.
+pub fn default_negative_timeout(fs: FsType, entry: Duration) -> Duration {
+    entry.min(default_timeout(fs))
 }
 
 /// The cache lifetime used instead of [`default_timeout`] when the filesystem reports

@@ -217,8 +217,9 @@ impl MountPlanBuilder {
         self
     }
 
-    /// How long the kernel may cache attributes and names (FUSE `attr_timeout` and
-    /// `entry_timeout`, WinFsp `file_info_timeout`). Default 1 s; a filesystem that
+    /// How long the kernel may cache attributes and names, and that a name does not exist
+    /// (FUSE `attr_timeout`, `entry_timeout` and `negative_timeout`, WinFsp
+    /// `file_info_timeout`). Default 1 s; a filesystem that
     /// changes only through its mount can use much longer, as memfs does (an hour).
     pub fn cache_timeout(mut self, timeout: Duration) -> Self {
         self.cache_timeout = timeout;
@@ -309,6 +310,7 @@ impl MountPlanBuilder {
                 threads: self.threads,
                 attr_timeout: self.cache_timeout,
                 entry_timeout: self.cache_timeout,
+                negative_timeout: self.cache_timeout,
                 watched_timeout: None,
                 writeback_cache: self.writeback_cache,
                 allow_other: self.allow_other,

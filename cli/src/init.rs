@@ -59,6 +59,13 @@ threads = 0
 # attr_timeout = @TIMEOUT@
 # entry_timeout = @TIMEOUT@
 
+# Linux: how long the kernel may remember that a name does not exist, so that a create
+# after a failed stat, or a path looked for again, costs no round trip; same forms. Unset:
+# entry_timeout, but at most @TIMEOUT@ (a loopback keeps misses a second even where names
+# live an hour: a file created in the source while the same name was being looked up
+# shows within that second).
+# negative_timeout = @TIMEOUT@
+
 # Let the kernel buffer writes and send them later, in larger pieces (default false).
 writeback_cache = false
 

@@ -104,6 +104,8 @@ pub struct FusePlan {
     pub attr_timeout: Duration,
     /// Kernel name-lookup cache lifetime.
     pub entry_timeout: Duration,
+    /// Kernel lifetime of a name found missing (Linux).
+    pub negative_timeout: Duration,
     /// The lifetime of both when the filesystem reports outside changes; `None` when the
     /// config sets either timeout.
     pub watched_timeout: Option<Duration>,
@@ -227,6 +229,16 @@ impl MountPlan {
                     .fuse
                     .entry_timeout
                     .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
+                negative_timeout: raw.fuse.negative_timeout.map_or_else(
+                    || {
+                        let entry = raw
+                            .fuse
+                            .entry_timeout
+                            .map_or_else(|| config::default_timeout(fs_type), |s| s.0);
+                        config::default_negative_timeout(fs_type, entry)
+                    },
+                    |s| s.0,
+                ),
                 watched_timeout: (raw.fuse.attr_timeout.is_none()
                     && raw.fuse.entry_timeout.is_none())
                 .then(config::watched_timeout),
@@ -415,6 +427,7 @@ impl fmt::Display for MountPlan {
             "  entry_timeout",
             format!("{}{watched}", secs(fuse.entry_timeout)),
         )?;
+        row(f, "  negative_timeout", secs(fuse.negative_timeout))?;
         row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
         row(f, "  allow_other", yes_no(fuse.allow_other))?;
         let dp = match (fuse.default_permissions, &self.filesystem) {

@@ -386,6 +386,7 @@ mod fuse {
             threads: plan.fuse.threads,
             attr_timeout: plan.fuse.attr_timeout,
             entry_timeout: plan.fuse.entry_timeout,
+            negative_timeout: plan.fuse.negative_timeout,
             watched_timeout: plan.fuse.watched_timeout,
             writeback_cache: plan.fuse.writeback_cache,
             allow_other: plan.fuse.allow_other,

@@ -303,6 +303,7 @@ fn memfs_example_lists_every_key() {
         "threads",
         "attr_timeout",
         "entry_timeout",
+        "negative_timeout",
         "writeback_cache",
         "allow_other",
         "default_permissions",

@@ -2,6 +2,8 @@
 //! not reach the daemon, and any change made through the mount shows in the next listing
 //! at once. (Changes made behind the mount, in a loopback source, are covered by
 //! `loopback.rs::host_changes_appear_through_the_mount`, which checks listings too.)
+//! Names found missing are remembered the same way (negative entries), and anything made
+//! through the mount under such a name shows at once.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -86,6 +88,74 @@ fn listings_are_cached_and_changes_through_the_mount_show_at_once() {
         std::fs::remove_dir(dir.join("sub")).unwrap();
         want.remove("sub");
         assert_eq!(names(&dir), want, "after an rmdir ({fuse:?})");
+        m.finish();
+    }
+}
+
+/// One way of making a name through the mount.
+type Make = dyn Fn(&Path);
+
+fn lookups(c: &HashMap<String, u64>) -> u64 {
+    c.get("lookup").copied().unwrap_or(0)
+}
+
+/// A miss is remembered (`negative_timeout`, an hour for memfs): asking again for a
+/// missing name, or creating it, costs no LOOKUP. Every way of making the name through the
+/// mount shows at once, and with `negative_timeout = 0` every miss reaches the daemon.
+#[test]
+fn missing_names_are_remembered_and_made_names_show_at_once() {
+    let test = "missing_names_are_remembered_and_made_names_show_at_once";
+    for (fuse, remembered) in [("", true), ("negative_timeout = 0", false)] {
+        let Some(m) = Mounted::new(test, Kind::Memfs, Extra::fuse(fuse)) else {
+            return;
+        };
+        let mnt = m.path();
+        let marker = mnt.join("marker");
+        std::fs::write(&marker, b"").unwrap();
+        std::fs::write(mnt.join("src"), b"s").unwrap();
+        let ways: [(&str, &Make); 5] = [
+            ("create", &|p| std::fs::write(p, b"x").unwrap()),
+            ("mkdir", &|p| std::fs::create_dir(p).unwrap()),
+            ("symlink", &|p| {
+                std::os::unix::fs::symlink("src", p).unwrap()
+            }),
+            ("link", &|p| {
+                std::fs::hard_link(p.parent().unwrap().join("src"), p).unwrap()
+            }),
+            ("rename", &|p| {
+                let tmp = p.with_extension("tmp");
+                std::fs::write(&tmp, b"r").unwrap();
+                std::fs::rename(tmp, p).unwrap();
+            }),
+        ];
+        for (what, make) in ways {
+            let ghost = mnt.join(format!("ghost-{what}"));
+            let before = lookups(&settled_counts(mnt, &marker));
+            for _ in 0..20 {
+                assert!(std::fs::symlink_metadata(&ghost).is_err());
+            }
+            let asked = lookups(&settled_counts(mnt, &marker)) - before;
+            if remembered {
+                assert!(
+                    asked <= 1,
+                    "{what}: 20 misses of one name asked {asked} times"
+                );
+            } else {
+                assert!(
+                    asked >= 20,
+                    "{what}: uncached misses asked only {asked} times"
+                );
+            }
+            make(&ghost);
+            assert!(
+                std::fs::symlink_metadata(&ghost).is_ok(),
+                "{what} of a name remembered missing must show at once ({fuse:?})"
+            );
+            assert!(names(mnt).contains(ghost.file_name().unwrap().to_str().unwrap()));
+        }
+        // Removing the name makes it missing again, at once.
+        std::fs::remove_file(mnt.join("ghost-create")).unwrap();
+        assert!(std::fs::symlink_metadata(mnt.join("ghost-create")).is_err());
         m.finish();
     }
 }
