@@ -43,6 +43,8 @@ use crate::server::Shared;
 
 /// Largest READ and WRITE, and the preferred size of both.
 pub const IO_MAX: u32 = 1 << 20;
+/// The encoded size of a `post_op_attr` with attributes: a bool and a `fattr3`.
+const POST_OP_MAX: usize = 4 + 84;
 /// Largest READDIR/READDIRPLUS reply built, whatever the client asks for.
 const DIR_REPLY_MAX: usize = 1 << 20;
 /// Preferred READDIR size.
@@ -533,11 +535,15 @@ impl<'a> Proc<'a, '_> {
         Ok(())
     }
 
+    /// READ. The data is read straight into the reply, after room for the largest
+    /// post-op attributes (which must follow the read, and precede the data): one copy
+    /// of the file's bytes fewer than reading into a buffer and appending it, which was
+    /// a sixth of the server's time serving a large copy out.
     fn read(&mut self) -> Result<(), AcceptError> {
         let ino = self.fh()?;
         let offset = self.d.u64().map_err(garbage)?;
         let count = self.d.u32().map_err(garbage)?.min(IO_MAX);
-        let r = ino.and_then(|ino| {
+        let checked = ino.and_then(|ino| {
             let before = self.s.fs.getattr(self.ctx, ino, None).map_err(vfs_h)?;
             match before.kind {
                 FileType::RegularFile => {}
@@ -545,34 +551,53 @@ impl<'a> Proc<'a, '_> {
                 _ => return Err(nfsstat3::NFS3ERR_INVAL),
             }
             self.check_io(&before, false)?;
-            let mut buf = vec![0u8; count as usize];
-            let n = self
-                .s
-                .fs
-                .read(self.ctx, ino, None, offset, &mut buf)
-                .map_err(vfs_h)?;
-            buf.truncate(n);
-            let after = self.attr(ino);
-            let size = after.as_ref().map_or(before.size, |a| a.size);
-            let end = offset.saturating_add(n as u64);
-            let eof = (n as u64) < u64::from(count) || end >= size;
-            Ok((buf, after, eof))
+            Ok((ino, before))
         });
-        match r {
-            Ok((buf, after, eof)) => {
-                self.bytes = buf.len() as u64;
-                self.put_status(nfsstat3::NFS3_OK);
-                self.put_post_op(after.as_ref());
-                self.out.reserve(buf.len() + 12);
-                self.out.put_u32(buf.len() as u32);
-                self.out.put_bool(eof);
-                self.out.put_opaque(&buf);
-            }
+        let (ino, before) = match checked {
+            Ok(c) => c,
             Err(s) => {
                 let a = ino.ok().and_then(|i| self.attr(i));
                 self.fail_post_op(s, a.as_ref());
+                return Ok(());
             }
+        };
+        let status_at = self.out.len();
+        self.put_status(nfsstat3::NFS3_OK);
+        // post_op_attr (at most 4 + 84 bytes), count, eof, the opaque's length, data.
+        let attr_at = self.out.len();
+        let data_at = attr_at + POST_OP_MAX + 12;
+        self.out.resize(data_at + count as usize, 0);
+        let read = self
+            .s
+            .fs
+            .read(self.ctx, ino, None, offset, &mut self.out[data_at..]);
+        let n = match read {
+            Ok(n) => n.min(count as usize),
+            Err(e) => {
+                self.out.truncate(status_at);
+                let a = self.attr(ino);
+                self.fail_post_op(vfs_h(e), a.as_ref());
+                return Ok(());
+            }
+        };
+        self.out.truncate(data_at + n);
+        self.out.resize((data_at + n).next_multiple_of(4), 0);
+        let after = self.attr(ino);
+        let size = after.as_ref().map_or(before.size, |a| a.size);
+        let eof = n < count as usize || offset.saturating_add(n as u64) >= size;
+        let mut head = Vec::with_capacity(POST_OP_MAX + 12);
+        head.put(&self.post_op(after.as_ref()));
+        head.put_u32(n as u32);
+        head.put_bool(eof);
+        head.put_u32(n as u32);
+        // Without attributes the head is shorter than the room kept: close the gap.
+        let gap = data_at - attr_at - head.len();
+        self.out[attr_at..attr_at + head.len()].copy_from_slice(&head);
+        if gap > 0 {
+            self.out.copy_within(data_at.., data_at - gap);
+            self.out.truncate(self.out.len() - gap);
         }
+        self.bytes = n as u64;
         Ok(())
     }
 
@@ -1289,6 +1314,33 @@ impl DirSink for ListSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn post_op_attributes_fill_the_room_read_keeps() {
+        let t = std::time::UNIX_EPOCH;
+        let a = vmount_core::Attr {
+            ino: Ino(7),
+            kind: FileType::RegularFile,
+            perm: 0o7777,
+            nlink: u32::MAX,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            size: u64::MAX,
+            blocks: u64::MAX,
+            blksize: u32::MAX,
+            rdev: u64::MAX,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+        };
+        let mut out = Vec::new();
+        out.put(&post_op_attr::attributes(convert::fattr(&a, u64::MAX)));
+        assert_eq!(out.len(), POST_OP_MAX);
+        out.clear();
+        out.put(&post_op_attr::Void);
+        assert_eq!(out.len(), 4);
+    }
 
     #[test]
     fn exclusive_verifier_fits_times() {

@@ -361,9 +361,14 @@ pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<V
                 format!("RPC record over {MAX_RECORD} bytes"),
             ));
         };
-        let start = record.len();
-        record.resize(total, 0);
-        r.read_exact(&mut record[start..]).await?;
+        // Read into the spare capacity: no zeroing of a megabyte per WRITE first.
+        record.reserve_exact(len);
+        while record.len() < total {
+            let want = (total - record.len()) as u64;
+            if (&mut *r).take(want).read_buf(&mut record).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         if last {
             return Ok(Some(record));
         }

@@ -743,3 +743,95 @@ fn apple_double_filter() {
     assert!(c.lookup(&root, "._old").is_ok());
     assert!(c.create(&root, "._new", 0o644).is_ok());
 }
+
+/// While armed (`.1`), fails every GETATTR once a READ has run (`.0`), as for a file
+/// removed during the read.
+struct AttrsGoneAfterRead(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool);
+
+impl vmount_core::wrap::Around for AttrsGoneAfterRead {
+    fn call<T>(
+        &self,
+        op: vmount_core::stats::Op,
+        _bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> vmount_core::VfsResult<T>,
+    ) -> vmount_core::VfsResult<T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        use vmount_core::stats::Op;
+        if op == Op::Getattr && self.0.load(SeqCst) {
+            return Err(vmount_core::VfsError::Stale);
+        }
+        let r = f();
+        if op == Op::Read && self.1.load(SeqCst) {
+            self.0.store(true, SeqCst);
+        }
+        r
+    }
+
+    fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        Some(f())
+    }
+}
+
+/// READ replies are built around data read in place, with room for the post-op
+/// attributes: a reply without them (the file's attributes gone after the read) still
+/// carries exactly the bytes read, and short, odd-length and empty reads keep their
+/// length and padding.
+#[test]
+fn read_replies_with_and_without_attributes() {
+    let fs = memfs();
+    let flag = Arc::new(AttrsGoneAfterRead(false.into(), true.into()));
+    let wrapped: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(
+        fs.clone() as Arc<dyn Vfs>,
+        ArcAround(Arc::clone(&flag)),
+    ));
+    let srv = start(wrapped, &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, _) = c.create(&root, "f", 0o644).unwrap();
+    let data: Vec<u8> = (0..10_007u32).map(|i| (i % 253) as u8).collect();
+    c.write(&fh, 0, &data, FILE_SYNC).unwrap();
+    for (off, count) in [(0u64, 4096u32), (4095, 3), (10_000, 100), (20_000, 10)] {
+        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
+        let mut r = R(&b);
+        assert_eq!(r.u32(), OK);
+        assert!(r.post_op().is_none(), "attributes gone after the read");
+        let n = r.u32() as usize;
+        let eof = r.bool();
+        let got = r.opaque();
+        let start = (off as usize).min(data.len());
+        let end = (off as usize + count as usize).min(data.len());
+        assert_eq!(got, &data[start..end], "read at {off}+{count}");
+        assert_eq!(n, got.len());
+        assert_eq!(eof, end == data.len());
+        assert!(r.0.is_empty(), "nothing after the data and its padding");
+        // With attributes, the same read.
+        flag.1.store(false, std::sync::atomic::Ordering::SeqCst);
+        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
+        let mut r = R(&b);
+        assert_eq!(r.u32(), OK);
+        assert_eq!(r.post_op().unwrap().size, data.len() as u64);
+        assert_eq!((r.u32() as usize, r.bool()), (n, eof));
+        assert_eq!(r.opaque(), got);
+        assert!(r.0.is_empty());
+        flag.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// [`AttrsGoneAfterRead`] shared with the test, which resets it.
+struct ArcAround(Arc<AttrsGoneAfterRead>);
+
+impl vmount_core::wrap::Around for ArcAround {
+    fn call<T>(
+        &self,
+        op: vmount_core::stats::Op,
+        bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> vmount_core::VfsResult<T>,
+    ) -> vmount_core::VfsResult<T> {
+        self.0.call(op, bytes, f)
+    }
+
+    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        self.0.helper(name, f)
+    }
+}
