@@ -769,6 +769,7 @@ pub fn op_counts(mountpoint: &Path) -> std::collections::HashMap<String, u64> {
 
 /// The daemon's counters once they include everything done so far: a getxattr of a
 /// missing name is made as a marker and the counters are read until they show it.
+#[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub fn settled_counts(mnt: &Path, marker: &Path) -> std::collections::HashMap<String, u64> {
     let before = op_counts(mnt).get("getxattr").copied().unwrap_or(0);
