@@ -719,3 +719,89 @@ fn changes_by_other_processes_are_reported() {
     let got = sink.0.lock().clone();
     assert!(!got.iter().any(|e| e.ends_with(" x")), "{got:?}");
 }
+
+fn xattr(fs: &Loopback, ino: Ino, name: &str) -> Result<Vec<u8>, VfsError> {
+    fs.getxattr(&Ctx::root(), ino, os(name))
+}
+
+/// Where the source is watched, a missing `security.*`/`system.*` xattr is remembered,
+/// and forgotten as soon as one can appear: another process setting it directly in the
+/// source is seen within the watcher's delay, a setxattr through the filesystem at once.
+#[test]
+fn remembered_xattr_misses_follow_changes() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let test = "remembered_xattr_misses_follow_changes";
+    let (dir, fs) = setup(false);
+    if !is_root() {
+        eprintln!("skipping {test}: the watcher needs root");
+        return;
+    }
+    std::fs::write(dir.path().join("f"), b"1").unwrap();
+    assert!(fs.watch_changes(Arc::new(Recorded::default())));
+    let c = Ctx::root();
+    let f = fs.lookup(&c, Ino::ROOT, os("f")).unwrap().ino;
+    for name in [
+        "security.vmtest",
+        "security.mine",
+        "system.posix_acl_access",
+    ] {
+        assert!(matches!(xattr(&fs, f, name), Err(VfsError::NoAttribute)));
+    }
+    // Remembered: this process's own direct change, which the watcher ignores as it
+    // ignores everything done through the mount, is not seen.
+    let path = std::ffi::CString::new(dir.path().join("f").as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings and a value buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.mine".as_ptr(),
+            b"m".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    assert!(matches!(
+        xattr(&fs, f, "security.mine"),
+        Err(VfsError::NoAttribute)
+    ));
+    // Another process's change is seen.
+    sh(
+        dir.path(),
+        "python3 -c \"import os; os.setxattr('f', 'security.vmtest', b'yes')\" && setfacl -m u:nobody:r f",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while xattr(&fs, f, "security.vmtest").is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(xattr(&fs, f, "security.vmtest").unwrap(), b"yes");
+    assert!(
+        xattr(&fs, f, "system.posix_acl_access").is_ok(),
+        "the ACL set outside"
+    );
+    // A setxattr through the filesystem is seen at once.
+    assert!(matches!(
+        xattr(&fs, f, "security.other"),
+        Err(VfsError::NoAttribute)
+    ));
+    fs.setxattr(&c, f, os("security.other"), b"o", XattrFlags::empty())
+        .unwrap();
+    assert_eq!(xattr(&fs, f, "security.other").unwrap(), b"o");
+    // Other namespaces are never remembered (their reads depend on the caller).
+    assert!(matches!(
+        xattr(&fs, f, "user.u"),
+        Err(VfsError::NoAttribute)
+    ));
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"user.u".as_ptr(),
+            b"u".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(xattr(&fs, f, "user.u").unwrap(), b"u");
+}

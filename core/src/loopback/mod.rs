@@ -108,6 +108,18 @@ const ENTRY_FD_CACHE_MAX: usize = 8192;
 /// Bit set on the synthetic inode numbers of entries listed without attributes.
 const SYNTHETIC_INO: u64 = 1 << 63;
 
+/// Most xattr names remembered missing per object (`ls -l` asks for two, the kernel's
+/// capability check for a third).
+#[cfg(target_os = "linux")]
+const ABSENT_XATTRS_MAX: usize = 8;
+
+/// Whether a miss on xattr `name` may be remembered: namespaces whose reads need no
+/// permission, so that every caller gets the same answer.
+#[cfg(target_os = "linux")]
+fn remembered_miss(name: &[u8]) -> bool {
+    name.starts_with(b"security.") || name.starts_with(b"system.")
+}
+
 /// Settings of a [`Loopback`].
 #[derive(Debug, Clone, Default)]
 pub struct LoopbackOptions {
@@ -191,6 +203,10 @@ struct Inode {
     lookups: AtomicU64,
     /// Open handles.
     opens: AtomicU64,
+    /// Names of `security.*`/`system.*` xattrs the host said this object lacks, kept only
+    /// while the source is watched (see [`Loopback::getxattr`]).
+    #[cfg(target_os = "linux")]
+    absent_xattrs: Mutex<Vec<Box<[u8]>>>,
 }
 
 impl Inode {
@@ -214,6 +230,8 @@ impl Inode {
             fds,
             lookups: AtomicU64::new(1),
             opens: AtomicU64::new(0),
+            #[cfg(target_os = "linux")]
+            absent_xattrs: Mutex::new(Vec::new()),
         });
         if inode.handle.is_some() {
             inode.fds.admit(&inode);
@@ -335,6 +353,10 @@ pub struct Loopback {
     /// Reports changes made to the source by others, once `watch_changes` started it.
     #[cfg(target_os = "linux")]
     watch: std::sync::OnceLock<Arc<watch::Watcher>>,
+    /// Bumped whenever xattrs may have appeared (see [`Loopback::getxattr`]): by the
+    /// watcher for every batch of events it reads, and by `setxattr`.
+    #[cfg(target_os = "linux")]
+    xattr_epoch: Arc<AtomicU64>,
     next_ino: AtomicU64,
     handles: HandleTable<Handle>,
     cache: IoCache<OwnedFd>,
@@ -496,6 +518,8 @@ impl Loopback {
             table: Arc::new(RwLock::new(table)),
             #[cfg(target_os = "linux")]
             watch: std::sync::OnceLock::new(),
+            #[cfg(target_os = "linux")]
+            xattr_epoch: Arc::new(AtomicU64::new(0)),
             next_ino: AtomicU64::new(2),
             handles: HandleTable::new(),
             cache: IoCache::new(),
@@ -1073,9 +1097,10 @@ impl Vfs for Loopback {
         }
         let table = Arc::downgrade(&self.table);
         let fds = Arc::clone(&self.entry_fds);
+        let epoch = Arc::clone(&self.xattr_epoch);
         std::thread::Builder::new()
             .name("vmount-watch".to_owned())
-            .spawn(move || w.run(table, fds, sink))
+            .spawn(move || w.run(table, fds, epoch, sink))
             .is_ok()
     }
 
@@ -1657,22 +1682,68 @@ impl Vfs for Loopback {
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
-        target.set(
+        let r = target.set(
             &cname,
             value,
             flags.contains(XattrFlags::CREATE),
             flags.contains(XattrFlags::REPLACE),
-        )?;
+        );
+        #[cfg(target_os = "linux")]
+        {
+            // After the host call: a concurrent miss that raced with it either sees the
+            // new epoch and is not remembered, or was remembered before this clear.
+            self.xattr_epoch.fetch_add(1, Ordering::SeqCst);
+            inode.absent_xattrs.lock().clear();
+        }
+        r?;
         Ok(())
     }
 
+    /// Where the source is watched (Linux, root), a miss on a `security.*` or `system.*`
+    /// name is remembered per object: `ls -l` asks for `security.selinux` and
+    /// `system.posix_acl_access` of every file, and the kernel for `security.capability`
+    /// before a chown, each a host call (3-4 us through `/proc/self/fd`) that answers the
+    /// same ENODATA every time. Those reads need no permission, so the answer is the same
+    /// for every caller. An xattr appears only through a setxattr (the kernel creates
+    /// none on an existing object), so the memory is dropped on this filesystem's
+    /// `setxattr` and on every change the watcher hears of for the object; a miss is
+    /// remembered only if no such event batch or setxattr began since the host was
+    /// asked (`xattr_epoch`), so one racing with the change is not kept.
     fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
         let inode = self.inode(ino)?;
         let cname = sys::cname(name)?;
+        #[cfg(target_os = "linux")]
+        let remember = self.watch.get().is_some() && remembered_miss(name.as_bytes());
+        #[cfg(target_os = "linux")]
+        let epoch = if remember {
+            if inode
+                .absent_xattrs
+                .lock()
+                .iter()
+                .any(|n| **n == *name.as_bytes())
+            {
+                return Err(VfsError::NoAttribute);
+            }
+            self.xattr_epoch.load(Ordering::SeqCst)
+        } else {
+            0
+        };
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
-        Ok(target.get(&cname)?)
+        let r = target.get(&cname);
+        #[cfg(target_os = "linux")]
+        if remember
+            && r.as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENODATA))
+        {
+            let mut absent = inode.absent_xattrs.lock();
+            if self.xattr_epoch.load(Ordering::SeqCst) == epoch && absent.len() < ABSENT_XATTRS_MAX
+            {
+                absent.push(name.as_bytes().into());
+            }
+        }
+        Ok(r?)
     }
 
     fn listxattr(&self, ctx: &Ctx, ino: Ino) -> VfsResult<Vec<OsString>> {

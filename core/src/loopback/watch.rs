@@ -24,6 +24,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
@@ -106,10 +107,13 @@ impl Watcher {
 
     /// Reads events until the filesystem is gone (`table` no longer upgrades), passing
     /// the changes of known objects to `sink`.
+    /// `xattr_epoch` is bumped for every batch read, before its events are handled (see
+    /// `Loopback::getxattr`).
     pub(super) fn run(
         self: Arc<Self>,
         table: Weak<RwLock<Table>>,
         fds: Arc<EntryFds>,
+        xattr_epoch: Arc<AtomicU64>,
         sink: Arc<dyn ChangeSink>,
     ) {
         let me = std::process::id() as i32;
@@ -136,6 +140,7 @@ impl Watcher {
                 // a buffer this large.
                 continue;
             };
+            xattr_epoch.fetch_add(1, Ordering::SeqCst);
             // SAFETY: the kernel wrote `n` bytes at the start of `buf`.
             let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
             // A burst of writes to one file is one change to report.
@@ -233,11 +238,15 @@ fn dfid_name(mut info: &[u8]) -> Option<(&[u8], &[u8])> {
     None
 }
 
-/// The inode number the table has for the host object `fd` is open on.
+/// The inode number the table has for the host object `fd` is open on. Any xattr
+/// misses remembered for it are forgotten: the event may be a new xattr.
 fn known(table: &RwLock<Table>, key: (u64, u64)) -> Option<(Ino, FileType)> {
     let t = table.read();
     let ino = *t.by_key.get(&key)?;
-    t.by_ino.get(&ino).map(|i| (i.ino, i.kind))
+    t.by_ino.get(&ino).map(|i| {
+        i.absent_xattrs.lock().clear();
+        (i.ino, i.kind)
+    })
 }
 
 fn resolve(ev: &Event<'_>, table: &RwLock<Table>, fds: &EntryFds, sink: &dyn ChangeSink) {
