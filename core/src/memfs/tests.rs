@@ -1204,3 +1204,48 @@ fn kernel_data_times_follow_writes_the_daemon_never_saw() {
         "data at the start"
     );
 }
+
+/// Fresh host files are made ahead by the helper, emptied ones closed by it in batches,
+/// and every descriptor comes back to the budget; a file holding data is closed by the
+/// unlink itself, so its space is free when the unlink returns.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_spares_and_batched_closes_keep_the_books() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let store = fs.host.clone().unwrap();
+    let settle = |want: (usize, usize)| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.spares() != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(store.spares(), want, "(ready, closing)");
+    };
+    settle((super::host::SPARES, 0));
+    let budget = store.budget();
+    let made: Vec<_> = (0..1000).map(|i| create(&fs, &format!("e{i}"))).collect();
+    for (i, (ino, fh)) in made.iter().enumerate() {
+        assert!(fs.get(*ino).unwrap().host.is_some());
+        fs.release(&root(), *ino, *fh).unwrap();
+        fs.unlink(&root(), Ino::ROOT, os(&format!("e{i}"))).unwrap();
+    }
+    settle((super::host::SPARES, 0));
+    assert_eq!(store.budget(), budget, "every descriptor is back");
+    // Data: the space is free as soon as the unlink returns.
+    let (f, fh) = create(&fs, "big");
+    fs.write(&root(), f, Some(fh), 0, &vec![7u8; 4 << 20])
+        .unwrap();
+    fs.release(&root(), f, fh).unwrap();
+    assert!(store.used() >= 4 << 20);
+    fs.unlink(&root(), Ino::ROOT, os("big")).unwrap();
+    assert!(store.used() < 1 << 20, "{} bytes still held", store.used());
+    // With max_inodes there are no spares: they would take the limit's inodes.
+    let Some(limited) = kernel_fs(MemFsOptions {
+        max_inodes: Some(100),
+        ..MemFsOptions::default()
+    }) else {
+        return;
+    };
+    assert_eq!(limited.host.clone().unwrap().spares(), (0, 0));
+}
