@@ -175,16 +175,13 @@ impl HostStore {
         });
         if let Some(spares) = &store.spares {
             let weak = Arc::downgrade(&store);
-            match std::thread::Builder::new()
+            // Without a helper, files are made and closed on the request path.
+            if let Ok(h) = std::thread::Builder::new()
                 .name("vmount-memfs".to_owned())
                 .spawn(move || helper(weak))
             {
-                Ok(h) => {
-                    let _ = spares.helper.set(h.thread().clone());
-                    h.thread().unpark();
-                }
-                // Without a helper, files are made and closed on the request path.
-                Err(_) => {}
+                let _ = spares.helper.set(h.thread().clone());
+                h.thread().unpark();
             }
         }
         Ok(store)
