@@ -71,6 +71,9 @@ struct Spares {
     closing: Mutex<Vec<OwnedFd>>,
     /// The helper, once started.
     helper: std::sync::OnceLock<std::thread::Thread>,
+    /// Its join handle, for tests to see it end.
+    #[cfg(test)]
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Fresh files kept ready: a burst of creates takes them faster than one helper makes
@@ -182,6 +185,10 @@ impl HostStore {
             {
                 let _ = spares.helper.set(h.thread().clone());
                 h.thread().unpark();
+                #[cfg(test)]
+                {
+                    *spares.handle.lock() = Some(h);
+                }
             }
         }
         Ok(store)
@@ -219,32 +226,38 @@ impl HostStore {
     /// A new empty file, or `None` when the descriptor budget is spent or the kernel
     /// refuses (the caller then keeps the file's bytes on the heap).
     pub(crate) fn file(self: &Arc<Self>) -> Option<HostFile> {
-        if let Some(spares) = &self.spares {
-            let (fd, left) = {
-                let mut ready = spares.ready.lock();
-                (ready.pop(), ready.len())
-            };
-            if left < SPARES / 2 {
+        let made = |fd| HostFile {
+            fd: ManuallyDrop::new(fd),
+            store: Arc::clone(self),
+        };
+        // Under the `ready` lock the helper cannot turn budget into a spare between the
+        // pop and the budget check, which would leave this file on the heap.
+        let ready = self.spares.as_ref().map(|s| s.ready.lock());
+        if let Some(mut ready) = ready {
+            let fd = ready.pop();
+            if ready.len() < SPARES / 2 {
                 self.wake_helper();
             }
             if let Some(fd) = fd {
-                return Some(HostFile {
-                    fd: ManuallyDrop::new(fd),
-                    store: Arc::clone(self),
-                });
+                return Some(made(fd));
             }
-        }
-        if !self.take_budget() {
+            if !self.take_budget() {
+                return None;
+            }
+        } else if !self.take_budget() {
             return None;
         }
         let Some(fd) = self.make() else {
             self.budget.fetch_add(1, Ordering::AcqRel);
             return None;
         };
-        Some(HostFile {
-            fd: ManuallyDrop::new(fd),
-            store: Arc::clone(self),
-        })
+        Some(made(fd))
+    }
+
+    /// The helper thread's join handle (tests).
+    #[cfg(test)]
+    pub(crate) fn take_helper(&self) -> Option<std::thread::JoinHandle<()>> {
+        self.spares.as_ref()?.handle.lock().take()
     }
 
     /// Spare files made ahead and emptied files not yet closed (tests).
@@ -495,6 +508,13 @@ impl HostFile {
     /// A new descriptor of the same open file, for a FUSE passthrough registration.
     pub(crate) fn duplicate(&self) -> Option<OwnedFd> {
         self.fd.try_clone().ok()
+    }
+}
+
+impl Drop for HostStore {
+    /// Wakes the helper so that it sees the store gone and ends.
+    fn drop(&mut self) {
+        self.wake_helper();
     }
 }
 

@@ -1249,3 +1249,26 @@ fn kernel_data_spares_and_batched_closes_keep_the_books() {
     };
     assert_eq!(limited.host.clone().unwrap().spares(), (0, 0));
 }
+
+/// The helper thread ends with its filesystem.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_helper_ends_with_the_filesystem() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let helper = fs
+        .host
+        .as_ref()
+        .unwrap()
+        .take_helper()
+        .expect("a helper thread");
+    create(&fs, "f");
+    drop(fs);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !helper.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(helper.is_finished(), "the helper outlived its filesystem");
+    helper.join().unwrap();
+}
