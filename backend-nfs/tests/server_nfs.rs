@@ -745,8 +745,9 @@ fn apple_double_filter() {
 }
 
 /// While armed (`.1`), fails every GETATTR once a READ has run (`.0`), as for a file
-/// removed during the read.
-struct AttrsGoneAfterRead(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool);
+/// removed during the read. Shared with the test, which arms and resets it.
+#[derive(Clone, Default)]
+struct AttrsGoneAfterRead(Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>);
 
 impl vmount_core::wrap::Around for AttrsGoneAfterRead {
     fn call<T>(
@@ -757,12 +758,12 @@ impl vmount_core::wrap::Around for AttrsGoneAfterRead {
     ) -> vmount_core::VfsResult<T> {
         use std::sync::atomic::Ordering::SeqCst;
         use vmount_core::stats::Op;
-        if op == Op::Getattr && self.0.load(SeqCst) {
+        if op == Op::Getattr && self.0.0.load(SeqCst) {
             return Err(vmount_core::VfsError::Stale);
         }
         let r = f();
-        if op == Op::Read && self.1.load(SeqCst) {
-            self.0.store(true, SeqCst);
+        if op == Op::Read && self.0.1.load(SeqCst) {
+            self.0.0.store(true, SeqCst);
         }
         r
     }
@@ -779,10 +780,12 @@ impl vmount_core::wrap::Around for AttrsGoneAfterRead {
 #[test]
 fn read_replies_with_and_without_attributes() {
     let fs = memfs();
-    let flag = Arc::new(AttrsGoneAfterRead(false.into(), true.into()));
+    let hook = AttrsGoneAfterRead::default();
+    hook.0.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let flag = Arc::clone(&hook.0);
     let wrapped: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(
         fs.clone() as Arc<dyn Vfs>,
-        ArcAround(Arc::clone(&flag)),
+        hook,
     ));
     let srv = start(wrapped, &[]);
     let (mut c, root) = connect(&srv);
@@ -815,23 +818,5 @@ fn read_replies_with_and_without_attributes() {
         assert_eq!(r.opaque(), got);
         assert!(r.0.is_empty());
         flag.1.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// [`AttrsGoneAfterRead`] shared with the test, which resets it.
-struct ArcAround(Arc<AttrsGoneAfterRead>);
-
-impl vmount_core::wrap::Around for ArcAround {
-    fn call<T>(
-        &self,
-        op: vmount_core::stats::Op,
-        bytes: fn(&T) -> u64,
-        f: impl FnOnce() -> vmount_core::VfsResult<T>,
-    ) -> vmount_core::VfsResult<T> {
-        self.0.call(op, bytes, f)
-    }
-
-    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
-        self.0.helper(name, f)
     }
 }
