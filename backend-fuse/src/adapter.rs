@@ -24,8 +24,8 @@ use vmount_core::Ctx;
 use crate::IoUring;
 use crate::convert;
 use crate::ops::{
-    self, DirOut, DirPlusOut, Looked, MAX_BACKGROUND, MAX_READAHEAD, MAX_STACK_DEPTH, MAX_WRITE,
-    OpResult, OpenOut, Ops, XattrOut, negotiate,
+    self, DirOut, DirPlusOut, MAX_BACKGROUND, MAX_READAHEAD, MAX_STACK_DEPTH, MAX_WRITE, OpResult,
+    OpenOut, Ops, XattrOut, negotiate,
 };
 
 /// Inode generations: vmount never reuses an inode number while mounted, so 0 always.
@@ -218,13 +218,10 @@ impl Filesystem for Adapter {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.ops.lookup(&ctx(req), parent.0, name) {
-            Ok(Looked::Found(a)) => self.reply_entry(reply, Ok(a)),
-            Ok(Looked::Absent) => reply.entry_with_ttls(
-                &Duration::ZERO,
-                &self.ops.negative_ttl,
-                &Looked::absent_attr(),
-                GENERATION,
-            ),
+            Ok(looked) => {
+                let (a, attr_ttl, entry_ttl) = looked.reply(&self.ops);
+                reply.entry_with_ttls(&attr_ttl, &entry_ttl, &a, GENERATION);
+            }
             Err(e) => reply.error(e),
         }
     }

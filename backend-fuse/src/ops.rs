@@ -63,8 +63,17 @@ pub(crate) enum Looked {
 }
 
 impl Looked {
+    /// What both transports put in the entry reply: the attributes, their lifetime and
+    /// the entry's (for an absent name node id 0 and the negative lifetime).
+    pub(crate) fn reply(self, ops: &Ops) -> (FileAttr, Duration, Duration) {
+        match self {
+            Looked::Found(a) => (a, ops.attr_ttl, ops.entry_ttl),
+            Looked::Absent => (Looked::absent_attr(), Duration::ZERO, ops.negative_ttl),
+        }
+    }
+
     /// The node id 0 "entry" of an absent name: the kernel reads nothing else of it.
-    pub(crate) fn absent_attr() -> FileAttr {
+    fn absent_attr() -> FileAttr {
         FileAttr {
             ino: fuser::INodeNo(0),
             size: 0,

@@ -43,7 +43,7 @@ use std::time::Duration;
 use fuser::Errno;
 use io_uring::{IoUring as Ring, cqueue, opcode, squeue, types};
 
-use crate::ops::{self, Looked, MAX_READAHEAD, MAX_WRITE, OpResult, Ops, XattrOut};
+use crate::ops::{self, MAX_READAHEAD, MAX_WRITE, OpResult, Ops, XattrOut};
 use crate::wire::{self, InHeader, Out};
 
 /// `FUSE_IO_URING_CMD_REGISTER`: give the kernel a ring entry and wait for a request.
@@ -462,14 +462,10 @@ fn dispatch(
     match req.opcode {
         FUSE_LOOKUP => {
             let (n, _) = name(args)?;
-            match ops.lookup(&ctx, node, n)? {
-                Looked::Found(a) => entry(ops, Ok(a)),
-                Looked::Absent => {
-                    let mut out = Out::new();
-                    out.entry(&Looked::absent_attr(), Duration::ZERO, ops.negative_ttl);
-                    Ok(Reply::Fixed(out))
-                }
-            }
+            let (a, attr_ttl, entry_ttl) = ops.lookup(&ctx, node, n)?.reply(ops);
+            let mut out = Out::new();
+            out.entry(&a, attr_ttl, entry_ttl);
+            Ok(Reply::Fixed(out))
         }
         FUSE_GETATTR => {
             let fh = short(getattr_fh(op_in))?;

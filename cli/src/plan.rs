@@ -206,6 +206,10 @@ impl MountPlan {
         };
         let resolved = platform::resolve_for(requested.0, raw.nfs.mount)?;
         let fs_type = filesystem.kind();
+        let entry_timeout = raw
+            .fuse
+            .entry_timeout
+            .map_or_else(|| config::default_timeout(fs_type), |s| s.0);
         let metrics = raw.metrics.address();
         Ok(MountPlan {
             config: src.path().map(Path::to_path_buf),
@@ -225,18 +229,9 @@ impl MountPlan {
                     .fuse
                     .attr_timeout
                     .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
-                entry_timeout: raw
-                    .fuse
-                    .entry_timeout
-                    .map_or_else(|| config::default_timeout(fs_type), |s| s.0),
+                entry_timeout,
                 negative_timeout: raw.fuse.negative_timeout.map_or_else(
-                    || {
-                        let entry = raw
-                            .fuse
-                            .entry_timeout
-                            .map_or_else(|| config::default_timeout(fs_type), |s| s.0);
-                        config::default_negative_timeout(fs_type, entry)
-                    },
+                    || config::default_negative_timeout(fs_type, entry_timeout),
                     |s| s.0,
                 ),
                 watched_timeout: (raw.fuse.attr_timeout.is_none()

@@ -522,16 +522,18 @@ impl Drop for HostFile {
     /// An empty file is handed to the helper to close; one holding data is closed here,
     /// so that its space is back when the unlink that dropped it returns.
     fn drop(&mut self) {
-        let defer = self
+        // With a helper, an empty file is closed by it (fstat: passthrough writes that
+        // memfs never saw may have given it blocks).
+        let closer = self
             .store
             .spares
             .as_ref()
-            .is_some_and(|s| s.helper.get().is_some())
-            && self.stat().is_ok_and(|st| st.blocks == 0);
+            .filter(|s| s.helper.get().is_some())
+            .filter(|_| self.stat().is_ok_and(|st| st.blocks == 0));
         // SAFETY: `fd` is taken once, here, and never used again.
         let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
-        match &self.store.spares {
-            Some(spares) if defer => {
+        match closer {
+            Some(spares) => {
                 let first = {
                     let mut closing = spares.closing.lock();
                     closing.push(fd);
@@ -541,7 +543,7 @@ impl Drop for HostFile {
                     self.store.wake_helper();
                 }
             }
-            _ => {
+            None => {
                 drop(fd);
                 self.store.budget.fetch_add(1, Ordering::AcqRel);
             }

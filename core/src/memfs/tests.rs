@@ -1205,6 +1205,15 @@ fn kernel_data_times_follow_writes_the_daemon_never_saw() {
     );
 }
 
+/// Waits up to 10 s for `done` (the memfs helper thread works asynchronously).
+#[cfg(target_os = "linux")]
+fn eventually(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Fresh host files are made ahead by the helper, emptied ones closed by it in batches,
 /// and every descriptor comes back to the budget; a file holding data is closed by the
 /// unlink itself, so its space is free when the unlink returns.
@@ -1216,10 +1225,7 @@ fn kernel_data_spares_and_batched_closes_keep_the_books() {
     };
     let store = fs.host.clone().unwrap();
     let settle = |want: (usize, usize)| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while store.spares() != want && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        eventually(|| store.spares() == want);
         assert_eq!(store.spares(), want, "(ready, closing)");
     };
     settle((super::host::SPARES, 0));
@@ -1265,10 +1271,7 @@ fn kernel_data_helper_ends_with_the_filesystem() {
         .expect("a helper thread");
     create(&fs, "f");
     drop(fs);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !helper.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually(|| helper.is_finished());
     assert!(helper.is_finished(), "the helper outlived its filesystem");
     helper.join().unwrap();
 }
