@@ -150,6 +150,11 @@ fn answer(shared: &Shared, record: &[u8]) -> bool {
             check_reply(&record, &reply);
             true
         }
+        Answer::Spliced(mut reply, tail) => {
+            reply.extend(tail.into_bytes().expect("the spliced data"));
+            check_reply(&record, &reply);
+            true
+        }
         Answer::Silent => true,
         Answer::Drop => false,
     }

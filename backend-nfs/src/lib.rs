@@ -59,6 +59,7 @@ mod peer_macos;
 mod peer_windows;
 mod rpc;
 mod server;
+mod splice;
 
 use std::io;
 use std::path::PathBuf;

@@ -40,6 +40,7 @@ use crate::auth::Caller;
 use crate::convert;
 use crate::rpc::{AcceptError, Dec, Enc, Garbage};
 use crate::server::Shared;
+use crate::splice::{self, Tail};
 
 /// Largest READ and WRITE, and the preferred size of both.
 pub const IO_MAX: u32 = 1 << 20;
@@ -86,14 +87,15 @@ fn garbage(_: Garbage) -> AcceptError {
     AcceptError::GarbageArgs
 }
 
-/// Handles one NFSv3 call, appending its results to `out`.
+/// Handles one NFSv3 call, appending its results to `out`, and returns the data that
+/// follows them when a READ's data was spliced (see [`crate::splice`]).
 pub(crate) fn dispatch(
     shared: &Shared,
     proc_: u32,
     caller: &Caller,
     args: &[u8],
     out: &mut Vec<u8>,
-) -> Result<(), AcceptError> {
+) -> Result<Option<Tail>, AcceptError> {
     let started = std::time::Instant::now();
     let reply_at = out.len();
     let ctx = caller.ctx();
@@ -103,6 +105,7 @@ pub(crate) fn dispatch(
         d: Dec::new(args),
         out,
         bytes: 0,
+        tail: None,
     };
     let r = match proc_ {
         0 => Ok(()),
@@ -136,7 +139,7 @@ pub(crate) fn dispatch(
         let ok = r.is_ok() && status.is_none_or(|s| s == [0; 4]);
         vmount_core::stats::global().record_since(op, started, ok, p.bytes);
     }
-    r
+    r.map(|()| p.tail)
 }
 
 /// The counted operation of each procedure number (see `vmount_core::stats`).
@@ -210,6 +213,8 @@ struct Proc<'a, 'o> {
     out: &'o mut Vec<u8>,
     /// File data moved by a READ or WRITE, for the counters.
     bytes: u64,
+    /// A READ's data, when spliced: it follows `out` on the wire.
+    tail: Option<Tail>,
 }
 
 impl<'a> Proc<'a, '_> {
@@ -535,10 +540,11 @@ impl<'a> Proc<'a, '_> {
         Ok(())
     }
 
-    /// READ. The data is read straight into the reply, after room for the largest
-    /// post-op attributes (which must follow the read, and precede the data): one copy
-    /// of the file's bytes fewer than reading into a buffer and appending it, which was
-    /// a sixth of the server's time serving a large copy out.
+    /// READ. Large reads of a file with a host file are spliced (see [`crate::splice`]).
+    /// Others are read straight into the reply, after room for the largest post-op
+    /// attributes (which must follow the read, and precede the data): one copy of the
+    /// file's bytes fewer than reading into a buffer and appending it, which was a sixth
+    /// of the server's time serving a large copy out.
     fn read(&mut self) -> Result<(), AcceptError> {
         let ino = self.fh()?;
         let offset = self.d.u64().map_err(garbage)?;
@@ -561,6 +567,20 @@ impl<'a> Proc<'a, '_> {
                 return Ok(());
             }
         };
+        if let Some(tail) = splice::read(&*self.s.fs, ino, offset, count) {
+            let n = tail.len();
+            let after = self.attr(ino);
+            let size = after.as_ref().map_or(before.size, |a| a.size);
+            let eof = n < count as usize || offset.saturating_add(n as u64) >= size;
+            self.put_status(nfsstat3::NFS3_OK);
+            self.out.put(&self.post_op(after.as_ref()));
+            self.out.put_u32(n as u32);
+            self.out.put_bool(eof);
+            self.out.put_u32(n as u32);
+            self.bytes = n as u64;
+            self.tail = Some(tail);
+            return Ok(());
+        }
         let status_at = self.out.len();
         self.put_status(nfsstat3::NFS3_OK);
         // post_op_attr (at most 4 + 84 bytes), count, eof, the opaque's length, data.

@@ -295,7 +295,7 @@ pub fn accept_error(xid: u32, err: AcceptError) -> Vec<u8> {
         AcceptError::GarbageArgs => out.put_u32(4),
         AcceptError::SystemErr => out.put_u32(5),
     }
-    finish_record(out)
+    finish_record(out, 0)
 }
 
 /// A whole record denying `xid` for its credentials.
@@ -307,7 +307,7 @@ pub fn auth_error(xid: u32, stat: AuthStat) -> Vec<u8> {
     out.put_u32(MSG_DENIED);
     out.put_u32(AUTH_ERROR);
     out.put_u32(stat as u32);
-    finish_record(out)
+    finish_record(out, 0)
 }
 
 /// A whole record answering a call of another RPC version.
@@ -320,13 +320,13 @@ pub fn rpc_mismatch(xid: u32) -> Vec<u8> {
     out.put_u32(RPC_MISMATCH);
     out.put_u32(2);
     out.put_u32(2);
-    finish_record(out)
+    finish_record(out, 0)
 }
 
 /// Fills in the record mark of a buffer started by [`success_header`]: one last
-/// fragment holding everything after the mark.
-pub fn finish_record(mut out: Vec<u8>) -> Vec<u8> {
-    let len = out.len().saturating_sub(4);
+/// fragment holding everything after the mark, and the `more` bytes sent after it.
+pub fn finish_record(mut out: Vec<u8>, more: usize) -> Vec<u8> {
+    let len = out.len().saturating_sub(4) + more;
     // Replies are at most a 1 MiB read plus headers, far below the 2^31 fragment limit.
     let mark = 0x8000_0000u32 | (u32::try_from(len).unwrap_or(0x7fff_ffff) & 0x7fff_ffff);
     out[..4].copy_from_slice(&mark.to_be_bytes());

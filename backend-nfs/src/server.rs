@@ -28,6 +28,7 @@ use crate::auth::{self, Policy};
 use crate::drc::{Begin, Drc, Key};
 use crate::handles::Handles;
 use crate::rpc::{self, AcceptError, AuthStat, Header};
+use crate::splice::Tail;
 use crate::{mountd, nfs3};
 
 /// Calls of one connection handled at the same time.
@@ -91,6 +92,8 @@ pub(crate) struct Shared {
 pub(crate) enum Answer {
     /// Send this reply.
     Reply(Vec<u8>),
+    /// Send this reply's head, then its data from the pipe (a spliced READ).
+    Spliced(Vec<u8>, Tail),
     /// Send nothing (a duplicate whose first execution never answered); the client
     /// retransmits.
     Silent,
@@ -305,6 +308,12 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, client_port: u16) ->
                         let _ = bad_tx.send(true);
                     }
                 }
+                Answer::Spliced(head, tail) => {
+                    let mut w = wr.lock().await;
+                    if w.write_all(&head).await.is_err() || tail.send(&mut w).await.is_err() {
+                        let _ = bad_tx.send(true);
+                    }
+                }
                 Answer::Silent => {}
                 Answer::Drop => {
                     let _ = bad_tx.send(true);
@@ -381,15 +390,33 @@ pub(crate) fn handle_record(shared: &Shared, record: &[u8], client_port: u16) ->
     let mut out = rpc::success_header(xid);
     let result = match call.prog {
         PROG_NFS => nfs3::dispatch(shared, call.proc_, &caller, call.args, &mut out),
-        PROG_MOUNT => mountd::mount(shared, call.proc_, &caller, call.args, &mut out),
-        _ => mountd::portmap(shared, call.proc_, call.args, &mut out),
+        PROG_MOUNT => {
+            mountd::mount(shared, call.proc_, &caller, call.args, &mut out).map(|()| None)
+        }
+        _ => mountd::portmap(shared, call.proc_, call.args, &mut out).map(|()| None),
     };
-    let reply = match result {
-        Ok(()) => rpc::finish_record(out),
-        Err(e) => rpc::accept_error(xid, e),
+    let (reply, tail) = match result {
+        Ok(tail) => {
+            let data = tail.as_ref().map_or(0, Tail::wire_len);
+            (rpc::finish_record(out, data), tail)
+        }
+        Err(e) => (rpc::accept_error(xid, e), None),
     };
-    if let Some(t) = ticket {
-        t.finish(&reply);
+    match (ticket, tail) {
+        (None, Some(tail)) => Answer::Spliced(reply, tail),
+        (None, None) => Answer::Reply(reply),
+        (Some(t), tail) => {
+            // Only idempotent calls are spliced, and they are never cached; should one
+            // be, the cache keeps the whole reply.
+            let mut reply = reply;
+            if let Some(tail) = tail {
+                match tail.into_bytes() {
+                    Ok(data) => reply.extend_from_slice(&data),
+                    Err(_) => return Answer::Reply(rpc::accept_error(xid, AcceptError::SystemErr)),
+                }
+            }
+            t.finish(&reply);
+            Answer::Reply(reply)
+        }
     }
-    Answer::Reply(reply)
 }

@@ -820,3 +820,128 @@ fn read_replies_with_and_without_attributes() {
         flag.1.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Counts the filesystem's `read` calls and `read_fd` helpers under the server.
+#[derive(Default, Clone)]
+struct ReadPaths(
+    Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
+);
+
+impl vmount_core::wrap::Around for ReadPaths {
+    fn call<T>(
+        &self,
+        op: vmount_core::stats::Op,
+        _bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> vmount_core::VfsResult<T>,
+    ) -> vmount_core::VfsResult<T> {
+        if op == vmount_core::stats::Op::Read {
+            self.0.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        f()
+    }
+
+    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        if name == "read_fd" {
+            self.0.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Some(f())
+    }
+}
+
+/// Large READs of a file with a host file (loopback; memfs with kernel-held data) are
+/// spliced from it: the reply carries exactly the file's bytes, the count, EOF, the
+/// attributes and the padding, and the filesystem's `read` is not called. Small READs,
+/// and files without a host file, are read.
+#[cfg(target_os = "linux")]
+#[test]
+fn large_reads_of_host_files_are_spliced() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let loopback = vmount_core::loopback::Loopback::new(vmount_core::loopback::LoopbackOptions {
+        source: dir.path().to_owned(),
+        read_only: false,
+    })
+    .unwrap();
+    let kernel = MemFs::new(MemFsOptions {
+        root_mode: 0o777,
+        kernel_data: true,
+        ..MemFsOptions::default()
+    });
+    let mut targets: Vec<(&str, Arc<dyn Vfs>, bool)> = vec![
+        ("loopback", Arc::new(loopback), true),
+        ("heap memfs", memfs(), false),
+    ];
+    if kernel.kernel_data() {
+        targets.push(("kernel memfs", Arc::new(kernel), true));
+    } else {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            !(root && std::env::var_os("CI").is_some()),
+            "root on Linux CI must get memfs's private tmpfs"
+        );
+        eprintln!("SKIP kernel memfs: its data needs root and a private tmpfs");
+    }
+    let data: Vec<u8> = (0..(3u32 << 20) + 5).map(|i| (i % 247) as u8).collect();
+    for (name, fs, host) in targets {
+        let paths = ReadPaths::default();
+        let wrapped: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(fs, paths.clone()));
+        let srv = start(wrapped, &[]);
+        let (mut c, root) = connect(&srv);
+        let (fh, _) = c.create(&root, "f", 0o644).unwrap();
+        for (i, chunk) in data.chunks(1 << 20).enumerate() {
+            c.write(&fh, (i as u64) << 20, chunk, FILE_SYNC).unwrap();
+        }
+        let large = [
+            (0u64, 1u32 << 20),
+            (1 << 20, 1 << 20),
+            (3 << 20, 1 << 20),
+            (2 << 20, 65_536),
+            (3 << 20, 65_536),
+        ];
+        let small = [(4096u64, 65_535u32), (5, 100)];
+        let read_calls = paths.0.0.load(SeqCst);
+        for (off, count) in large.iter().chain(&small).copied() {
+            let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
+            let mut r = R(&b);
+            assert_eq!(r.u32(), OK, "{name}: READ {off}+{count}");
+            assert_eq!(r.post_op().unwrap().size, data.len() as u64);
+            let n = r.u32() as usize;
+            let eof = r.bool();
+            let got = r.opaque();
+            let start = off as usize;
+            let end = (start + count as usize).min(data.len());
+            assert_eq!(n, end - start, "{name}: READ {off}+{count}");
+            assert!(got == &data[start..end], "{name}: READ {off}+{count} bytes");
+            assert_eq!(eof, end == data.len(), "{name}: READ {off}+{count}");
+            assert!(
+                r.0.is_empty(),
+                "{name}: nothing after the data and its padding"
+            );
+        }
+        let reads = paths.0.0.load(SeqCst) - read_calls;
+        let spliced = paths.0.1.load(SeqCst);
+        if host {
+            assert_eq!(
+                spliced,
+                large.len(),
+                "{name}: large READs take the host file"
+            );
+            assert_eq!(reads, small.len(), "{name}: only small READs are read");
+        } else {
+            assert_eq!(
+                reads,
+                large.len() + small.len(),
+                "{name}: every READ is read"
+            );
+        }
+    }
+}

@@ -421,6 +421,19 @@ pub trait Vfs: Send + Sync + 'static {
         None
     }
 
+    /// For servers that move file data without copying it through this process (the NFS
+    /// backend splices large READ replies from the host's page cache to its socket): a
+    /// host descriptor open for reading whose file holds exactly this file's bytes at the
+    /// same offsets. Returns a duplicate the caller owns, for one read made at once;
+    /// `None` (the default, and for anything but a regular file) makes the caller use
+    /// `read`. It stands for a stateless `read` (`fh` of `None`): permission checks are
+    /// the caller's, and a filesystem that keeps access times marks one here.
+    #[cfg(unix)]
+    fn read_fd(&self, ino: Ino) -> Option<std::os::fd::OwnedFd> {
+        let _ = ino;
+        None
+    }
+
     /// Finds the next data or hole offset at or after `offset` (SEEK_DATA/SEEK_HOLE).
     /// An offset at or past EOF fails with [`VfsError::NoDataAtOffset`] (ENXIO) for both
     /// modes; EOF itself counts as a hole.

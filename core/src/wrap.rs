@@ -277,6 +277,13 @@ impl<A: Around> Vfs for Wrapped<A> {
             .helper("passthrough_fd", || self.inner.passthrough_fd(ino, fh))
             .flatten()
     }
+    // Not an operation of its own: the caller's read, counted by the caller.
+    #[cfg(unix)]
+    fn read_fd(&self, ino: Ino) -> Option<std::os::fd::OwnedFd> {
+        self.around
+            .helper("read_fd", || self.inner.read_fd(ino))
+            .flatten()
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +374,8 @@ mod tests {
             fs.passthrough_fd(f, fh).is_none(),
             "memfs has no host files"
         );
+        #[cfg(unix)]
+        assert!(fs.read_fd(f).is_none(), "memfs has no host files");
         fs.release(&c, f, fh).unwrap();
         assert!(matches!(
             fs.rmdir(&c, Ino::ROOT, n("d")),
@@ -409,7 +418,7 @@ mod tests {
             "lseek",
         ];
         if cfg!(unix) {
-            want.push("passthrough_fd");
+            want.extend(["passthrough_fd", "read_fd"]);
         }
         want.extend(["release", "rmdir"]);
         assert_eq!(*log.0.lock(), want);

@@ -486,6 +486,21 @@ fn passthrough_fd_is_a_dup_of_an_open_file_only() {
 }
 
 #[test]
+fn read_fd_reads_the_source_file() {
+    let (_dir, fs) = setup(false);
+    let root = Ctx::root();
+    let (a, o) = fs.create(&root, Ino::ROOT, os("f"), 0o644, RW).unwrap();
+    fs.write(&root, a.ino, Some(o.fh), 0, b"from the host")
+        .unwrap();
+    fs.release(&root, a.ino, o.fh).unwrap();
+    let f = std::fs::File::from(fs.read_fd(a.ino).expect("a descriptor"));
+    let mut buf = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 9).unwrap();
+    assert_eq!(&buf, b"host");
+    assert!(fs.read_fd(Ino::ROOT).is_none(), "a directory");
+}
+
+#[test]
 fn stateless_io_reuses_a_bounded_set_of_descriptors() {
     let (dir, fs) = setup(false);
     let root = Ctx::root();

@@ -1856,6 +1856,12 @@ impl Vfs for Loopback {
         }
     }
 
+    /// The cached stateless descriptor of a regular file (the host marks access times).
+    fn read_fd(&self, ino: Ino) -> Option<OwnedFd> {
+        let io = self.io_fd(ino, None, false).ok()?;
+        io.fd().try_clone_to_owned().ok()
+    }
+
     fn lseek(
         &self,
         _ctx: &Ctx,

@@ -1160,6 +1160,40 @@ fn kernel_data_keeps_the_size_limit_and_passthrough_rules() {
     assert!(fs.passthrough_fd(a, rw).is_none());
 }
 
+/// `read_fd` hands out the host file of kernel-held data only, and counts as a read.
+#[cfg(target_os = "linux")]
+#[test]
+fn read_fd_is_the_host_file_and_marks_an_access() {
+    assert!(
+        fs().read_fd(Ino::ROOT).is_none(),
+        "heap memfs has no host files"
+    );
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let (a, fa) = create(&fs, "a");
+    fs.write(&root(), a, Some(fa), 0, b"spliced bytes").unwrap();
+    let past = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let at_past = SetAttr {
+        atime: Some(SetTime::At(past)),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), a, &at_past, None).unwrap();
+    let f = std::fs::File::from(fs.read_fd(a).expect("a host file"));
+    let mut buf = [0u8; 5];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 8).unwrap();
+    assert_eq!(&buf, b"bytes");
+    assert!(
+        fs.getattr(&root(), a, None).unwrap().atime > past,
+        "atime marked"
+    );
+    assert!(fs.read_fd(Ino::ROOT).is_none(), "a directory");
+    fs.unlink(&root(), Ino::ROOT, os("a")).unwrap();
+    fs.release(&root(), a, fa).unwrap();
+    fs.forget(a, 1);
+    assert!(fs.read_fd(a).is_none(), "a freed inode");
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn kernel_data_times_follow_writes_the_daemon_never_saw() {
