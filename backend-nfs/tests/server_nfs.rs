@@ -920,7 +920,7 @@ fn large_reads_of_host_files_are_spliced() {
             let start = off as usize;
             let end = (start + count as usize).min(data.len());
             assert_eq!(n, end - start, "{name}: READ {off}+{count}");
-            assert!(got == &data[start..end], "{name}: READ {off}+{count} bytes");
+            assert!(got == data[start..end], "{name}: READ {off}+{count} bytes");
             assert_eq!(eof, end == data.len(), "{name}: READ {off}+{count}");
             assert!(
                 r.0.is_empty(),
