@@ -77,8 +77,10 @@ fn shared() -> Shared {
     });
     populate(&fs);
     let handles = Handles::new();
+    let fs: Arc<dyn vmount_core::Vfs> = Arc::new(fs);
     Shared {
-        fs: Arc::new(fs),
+        behind: Arc::new(crate::behind::WriteBehind::new(Arc::clone(&fs))),
+        fs,
         fsid: handles.instance() >> 1,
         handles,
         policy: Policy::new(&[]),
@@ -144,7 +146,7 @@ fn patch_handles(shared: &Shared, bytes: &[u8]) -> Vec<u8> {
 /// Handles one record and checks the reply's framing. Returns false when the server
 /// would drop the connection.
 fn answer(shared: &Shared, record: &[u8]) -> bool {
-    let record = patch_handles(shared, record);
+    let record = Arc::new(patch_handles(shared, record));
     match handle_record(shared, &record, FUZZ_CLIENT_PORT) {
         Answer::Reply(reply) => {
             check_reply(&record, &reply);
@@ -266,7 +268,7 @@ mod tests {
         let mut rec = call(9, 1);
         rec.extend_from_slice(&16u32.to_be_bytes());
         rec.extend_from_slice(&handle(ino::FILE));
-        let rec = patch_handles(&shared, &rec);
+        let rec = Arc::new(patch_handles(&shared, &rec));
         let Answer::Reply(reply) = handle_record(&shared, &rec, FUZZ_CLIENT_PORT) else {
             panic!("no reply");
         };

@@ -45,6 +45,7 @@ mod mount;
 mod os;
 // server
 mod auth;
+mod behind;
 mod convert;
 mod drc;
 #[cfg(feature = "fuzzing")]

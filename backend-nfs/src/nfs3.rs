@@ -27,6 +27,7 @@
 //!   so a retransmitted CREATE finds its own file and succeeds.
 
 use std::ffi::OsStr;
+use std::sync::Arc;
 
 use nfsserve::nfs::{
     fattr3, fsinfo3, nfsstat3, nfstime3, post_op_attr, sattr3, specdata3, wcc_data,
@@ -37,6 +38,7 @@ use vmount_core::{
 };
 
 use crate::auth::Caller;
+use crate::behind;
 use crate::convert;
 use crate::rpc::{AcceptError, Dec, Enc, Garbage};
 use crate::server::Shared;
@@ -93,15 +95,22 @@ pub(crate) fn dispatch(
     shared: &Shared,
     proc_: u32,
     caller: &Caller,
+    record: &Arc<Vec<u8>>,
     args: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Option<Tail>, AcceptError> {
     let started = std::time::Instant::now();
+    // Everything but a WRITE (which orders itself) sees the writes queued before it.
+    if proc_ != 0 && proc_ != 7 {
+        shared.behind.barrier();
+    }
     let reply_at = out.len();
     let ctx = caller.ctx();
     let mut p = Proc {
         s: shared,
         ctx: &ctx,
+        caller,
+        record,
         d: Dec::new(args),
         out,
         bytes: 0,
@@ -209,6 +218,10 @@ fn vfs_h(e: VfsError) -> nfsstat3 {
 struct Proc<'a, 'o> {
     s: &'a Shared,
     ctx: &'a Ctx,
+    caller: &'a Caller,
+    /// The call's record, which `d` decodes: WRITE data queued behind the reply stays in
+    /// it.
+    record: &'a Arc<Vec<u8>>,
     d: Dec<'a>,
     out: &'o mut Vec<u8>,
     /// File data moved by a READ or WRITE, for the counters.
@@ -637,6 +650,12 @@ impl<'a> Proc<'a, '_> {
                 return Ok(());
             }
         };
+        // Behind its reply, or after the writes that are: a stable or small write waits
+        // for them (its wcc data then shows them), and so sees their failure.
+        let behind = stable == UNSTABLE && count as usize >= behind::BEHIND_MIN;
+        if !behind {
+            self.s.behind.barrier();
+        }
         let before = self.attr(ino);
         let r = (|| {
             self.writable()?;
@@ -654,6 +673,23 @@ impl<'a> Proc<'a, '_> {
                 .filter(|end| *end <= i64::MAX as u64)
                 .ok_or(nfsstat3::NFS3ERR_FBIG)?;
             self.check_io(b, true)?;
+            if let Some(s) = self.s.behind.take_failure(ino) {
+                return Err(s);
+            }
+            if behind {
+                let at = data.as_ptr() as usize - self.record.as_ptr() as usize;
+                let job = behind::Job {
+                    caller: self.caller.clone(),
+                    ino,
+                    offset,
+                    record: Arc::clone(self.record),
+                    range: at..at + data.len(),
+                };
+                if self.s.behind.queue(job).is_ok() {
+                    return Ok((data.len() as u32, true));
+                }
+                self.s.behind.barrier();
+            }
             let n = self
                 .s
                 .fs
@@ -665,11 +701,15 @@ impl<'a> Proc<'a, '_> {
                     .fsync(self.ctx, ino, None, stable == DATA_SYNC)
                     .map_err(vfs_h)?;
             }
-            Ok(n)
+            Ok((n, false))
         })();
-        let after = self.attr(ino);
+        // A write still queued has no attributes after it yet; the client asks again.
+        let after = match r {
+            Ok((_, true)) => None,
+            _ => self.attr(ino),
+        };
         match r {
-            Ok(n) => {
+            Ok((n, _)) => {
                 self.bytes = u64::from(n);
                 self.put_status(nfsstat3::NFS3_OK);
                 self.put_wcc(before.as_ref(), after.as_ref());
@@ -1196,7 +1236,10 @@ impl<'a> Proc<'a, '_> {
         // than asked is always correct.
         let r = match before {
             None => Err(nfsstat3::NFS3ERR_STALE),
-            Some(_) => self.s.fs.fsync(self.ctx, ino, None, false).map_err(vfs_h),
+            Some(_) => match self.s.behind.take_failure(ino) {
+                Some(s) => Err(s),
+                None => self.s.fs.fsync(self.ctx, ino, None, false).map_err(vfs_h),
+            },
         };
         let after = self.attr(ino);
         match r {

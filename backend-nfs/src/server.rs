@@ -25,6 +25,7 @@ use vmount_core::Vfs;
 
 use crate::NfsError;
 use crate::auth::{self, Policy};
+use crate::behind::WriteBehind;
 use crate::drc::{Begin, Drc, Key};
 use crate::handles::Handles;
 use crate::rpc::{self, AcceptError, AuthStat, Header};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     pub mounts: Mutex<Vec<(String, String)>>,
     /// Replies of non-idempotent calls, for retransmissions.
     pub drc: Drc,
+    /// Large UNSTABLE WRITEs applied after their replies.
+    pub behind: Arc<WriteBehind>,
 }
 
 /// What to do with one record.
@@ -108,6 +111,7 @@ pub struct NfsServer {
     export_path: String,
     shutdown: watch::Sender<bool>,
     runtime: Option<tokio::runtime::Runtime>,
+    behind: Arc<WriteBehind>,
 }
 
 impl std::fmt::Debug for NfsServer {
@@ -148,6 +152,8 @@ impl Drop for NfsServer {
                 rt.shutdown_timeout(Duration::from_secs(2));
             }
         }
+        // Every write already answered reaches the filesystem before it is released.
+        self.behind.finish();
     }
 }
 
@@ -186,8 +192,11 @@ pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsErro
     };
     let handles = Handles::new();
     let export_path = format!("/{}", opts.export_name.trim_matches('/'));
+    let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
+    let behind = Arc::new(WriteBehind::new(Arc::clone(&fs)));
     let shared = Arc::new(Shared {
-        fs: Arc::new(vmount_core::PanicGuard::new(fs)),
+        fs,
+        behind: Arc::clone(&behind),
         fsid: handles.instance() >> 1,
         handles,
         policy: Policy::new(&opts.allowed_uids),
@@ -207,6 +216,7 @@ pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsErro
         export_path,
         shutdown,
         runtime: Some(runtime),
+        behind,
     })
 }
 
@@ -294,6 +304,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, client_port: u16) ->
             let xid = record
                 .get(..4)
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let record = Arc::new(record);
             let answer =
                 tokio::task::spawn_blocking(move || handle_record(&shared, &record, client_port))
                     .await
@@ -326,7 +337,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, client_port: u16) ->
 }
 
 /// Answers one record from the client at 127.0.0.1:`client_port`.
-pub(crate) fn handle_record(shared: &Shared, record: &[u8], client_port: u16) -> Answer {
+pub(crate) fn handle_record(shared: &Shared, record: &Arc<Vec<u8>>, client_port: u16) -> Answer {
     let call = match rpc::parse_call(record) {
         Ok(Header::Call(c)) => c,
         Ok(Header::RpcMismatch(xid)) => return Answer::Reply(rpc::rpc_mismatch(xid)),
@@ -389,7 +400,7 @@ pub(crate) fn handle_record(shared: &Shared, record: &[u8], client_port: u16) ->
     };
     let mut out = rpc::success_header(xid);
     let result = match call.prog {
-        PROG_NFS => nfs3::dispatch(shared, call.proc_, &caller, call.args, &mut out),
+        PROG_NFS => nfs3::dispatch(shared, call.proc_, &caller, record, call.args, &mut out),
         PROG_MOUNT => {
             mountd::mount(shared, call.proc_, &caller, call.args, &mut out).map(|()| None)
         }

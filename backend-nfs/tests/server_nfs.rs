@@ -15,6 +15,7 @@ use vmount_core::{Ctx, Ino, Vfs};
 const OK: u32 = 0;
 const ERR_NOENT: u32 = 2;
 const ERR_ACCES: u32 = 13;
+const ERR_NOSPC: u32 = 28;
 const ERR_STALE: u32 = 70;
 const ERR_NOT_SYNC: u32 = 10002;
 const UNSTABLE: u32 = 0;
@@ -944,4 +945,139 @@ fn large_reads_of_host_files_are_spliced() {
             );
         }
     }
+}
+
+/// Makes the filesystem's `write` slow, so that a write applied behind its reply is
+/// still being applied when the next call arrives.
+#[derive(Default, Clone)]
+struct SlowWrites(Arc<std::sync::atomic::AtomicUsize>);
+
+impl vmount_core::wrap::Around for SlowWrites {
+    fn call<T>(
+        &self,
+        op: vmount_core::stats::Op,
+        _bytes: fn(&T) -> u64,
+        f: impl FnOnce() -> vmount_core::VfsResult<T>,
+    ) -> vmount_core::VfsResult<T> {
+        if op == vmount_core::stats::Op::Write {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        f()
+    }
+
+    fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        Some(f())
+    }
+}
+
+fn slow(fs: Arc<dyn Vfs>) -> (Arc<dyn Vfs>, SlowWrites) {
+    let hook = SlowWrites::default();
+    (
+        Arc::new(vmount_core::wrap::Wrapped::with(fs, hook.clone())),
+        hook,
+    )
+}
+
+/// COMMIT of `fh`: its status.
+fn commit(c: &mut Client, fh: &[u8]) -> u32 {
+    R(&c.nfs(21, Args::new().opaque(fh).u64(0).u32(0))).u32()
+}
+
+/// A large UNSTABLE WRITE is answered before it is applied, and whatever is sent after
+/// its reply (READ, GETATTR, a stable WRITE over it, SETATTR, COMMIT) sees it applied.
+#[test]
+fn writes_behind_their_replies_are_seen_by_every_later_call() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (fs, hook) = slow(memfs());
+    let srv = start(fs, &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, _) = c.create(&root, "f", 0o644).unwrap();
+    let block: Vec<u8> = (0..1u32 << 20).map(|i| (i % 241) as u8).collect();
+    let t = std::time::Instant::now();
+    let (n, committed, _) = c.write(&fh, 0, &block, UNSTABLE).unwrap();
+    assert_eq!((n as usize, committed), (block.len(), UNSTABLE));
+    assert_eq!(
+        hook.0.load(SeqCst),
+        0,
+        "answered before the write was applied"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_millis(100));
+    let (got, eof) = c.read(&fh, 0, 1 << 20).unwrap();
+    assert!(got == block && eof, "READ sees the write");
+    assert_eq!(hook.0.load(SeqCst), 1);
+
+    c.write(&fh, 1 << 20, &block, UNSTABLE).unwrap();
+    assert_eq!(c.getattr(&fh).unwrap().size, 2 << 20, "GETATTR sees it");
+    // A small stable write over a queued one lands after it.
+    c.write(&fh, 2 << 20, &block, UNSTABLE).unwrap();
+    c.write(&fh, 2 << 20, b"over", FILE_SYNC).unwrap();
+    let (got, _) = c.read(&fh, 2 << 20, 8).unwrap();
+    assert_eq!(got, [b"over".as_slice(), &block[4..8]].concat());
+    // SETATTR's truncate comes after the queued write it follows.
+    c.write(&fh, 3 << 20, &block, UNSTABLE).unwrap();
+    // sattr3: no mode, uid or gid; size 10; times unchanged; no guard.
+    let sattr = Args::new().opaque(&fh).u32(0).u32(0).u32(0).u32(1).u64(10);
+    let b = c.nfs(2, sattr.u32(0).u32(0).u32(0));
+    assert_eq!(R(&b).u32(), OK);
+    assert_eq!(c.getattr(&fh).unwrap().size, 10);
+    assert_eq!(commit(&mut c, &fh), OK);
+    // Small UNSTABLE writes are applied before their replies.
+    let before = hook.0.load(SeqCst);
+    c.write(&fh, 0, &block[..1000], UNSTABLE).unwrap();
+    assert_eq!(hook.0.load(SeqCst), before + 1);
+}
+
+/// A write that fails after its reply is reported by the file's next COMMIT (once), or
+/// by its next WRITE; other files are not blamed.
+#[test]
+fn failures_behind_replies_are_reported_at_commit_or_the_next_write() {
+    let limited = Arc::new(MemFs::new(MemFsOptions {
+        root_mode: 0o777,
+        size_limit: Some(3 << 20),
+        ..MemFsOptions::default()
+    }));
+    let srv = start(limited, &[]);
+    let (mut c, root) = connect(&srv);
+    let (f, _) = c.create(&root, "f", 0o644).unwrap();
+    let (g, _) = c.create(&root, "g", 0o644).unwrap();
+    let mb = vec![7u8; 1 << 20];
+    for i in 0..3u64 {
+        c.write(&f, i << 20, &mb, UNSTABLE).unwrap();
+    }
+    // Over the limit: answered, then failed.
+    c.write(&f, 3 << 20, &mb, UNSTABLE).unwrap();
+    assert_eq!(commit(&mut c, &g), OK, "another file's COMMIT");
+    assert_eq!(commit(&mut c, &f), ERR_NOSPC, "the failure, at COMMIT");
+    assert_eq!(commit(&mut c, &f), OK, "reported once");
+    assert_eq!(c.getattr(&f).unwrap().size, 3 << 20);
+    // At the next WRITE: that WRITE fails and is not applied.
+    c.write(&f, 4 << 20, &mb, UNSTABLE).unwrap();
+    assert_eq!(c.write(&f, 0, b"x", FILE_SYNC).unwrap_err(), ERR_NOSPC);
+    let (got, _) = c.read(&f, 0, 1).unwrap();
+    assert_eq!(got, [7]);
+}
+
+/// Stopping the server applies every write it answered before the filesystem is
+/// released.
+#[test]
+fn stopping_the_server_applies_the_writes_it_answered() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mem = memfs();
+    let (fs, hook) = slow(mem.clone());
+    let srv = start(fs, &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, attr) = c.create(&root, "f", 0o644).unwrap();
+    let block = vec![3u8; 1 << 20];
+    for i in 0..3u64 {
+        c.write(&fh, i << 20, &block, UNSTABLE).unwrap();
+    }
+    assert!(hook.0.load(SeqCst) < 3, "some writes still queued");
+    srv.stop();
+    assert_eq!(hook.0.load(SeqCst), 3);
+    let size = mem
+        .getattr(&Ctx::root(), Ino(attr.fileid), None)
+        .unwrap()
+        .size;
+    assert_eq!(size, 3 << 20);
 }
