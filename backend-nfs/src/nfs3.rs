@@ -14,8 +14,11 @@
 //!   and attribute changes are checked by the filesystem itself.
 //! - **WRITE stability is honoured:** UNSTABLE writes are acknowledged as UNSTABLE and
 //!   made durable by COMMIT (`Vfs::fsync`); DATA_SYNC and FILE_SYNC writes are synced
-//!   before the reply. The write verifier is the server instance, constant for its life,
-//!   so a client that sees it change after a restart resends what it had not committed.
+//!   before the reply. Large UNSTABLE writes are applied just after their replies
+//!   ([`crate::behind`]), in order, before any later call runs, with their failures
+//!   reported at COMMIT. The write verifier is the server instance, constant for its
+//!   life, so a client that sees it change after a restart resends what it had not
+//!   committed.
 //! - **Directory cookies are the `Vfs` cookies** (below 2^63); `.` and `..`, which the
 //!   `Vfs` never lists, get the two reserved cookies 2^63+1 and 2^63+2. The cookie
 //!   verifier is derived from the directory's mtime, but any verifier is accepted, as
