@@ -823,6 +823,7 @@ fn read_replies_with_and_without_attributes() {
 }
 
 /// Counts the filesystem's `read` calls and `read_fd` helpers under the server.
+#[cfg(target_os = "linux")]
 #[derive(Default, Clone)]
 struct ReadPaths(
     Arc<(
@@ -831,6 +832,7 @@ struct ReadPaths(
     )>,
 );
 
+#[cfg(target_os = "linux")]
 impl vmount_core::wrap::Around for ReadPaths {
     fn call<T>(
         &self,
