@@ -6,11 +6,12 @@ mod server_common;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use server_common::{Args, Client, MOUNT, NFS, PORTMAP, R, Reply};
 use vmount_backend_nfs::{NfsServer, ServeOptions, serve};
 use vmount_core::memfs::{MemFs, MemFsOptions};
-use vmount_core::{Ctx, Ino, Vfs};
+use vmount_core::{Ctx, Ino, Vfs, VfsError};
 
 const OK: u32 = 0;
 const ERR_NOENT: u32 = 2;
@@ -745,31 +746,52 @@ fn apple_double_filter() {
     assert!(c.create(&root, "._new", 0o644).is_ok());
 }
 
-/// While armed (`.1`), fails every GETATTR once a READ has run (`.0`), as for a file
-/// removed during the read. Shared with the test, which arms and resets it.
-#[derive(Clone, Default)]
-struct AttrsGoneAfterRead(Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>);
+type OpFn<R> = Box<dyn Fn(vmount_core::stats::Op) -> R + Send + Sync>;
 
-impl vmount_core::wrap::Around for AttrsGoneAfterRead {
+/// A layer under the server for tests: `before` runs ahead of every operation (an error
+/// it gives is the operation's result), `after` once it returned, and `helper` for every
+/// helper call, by name.
+#[derive(Clone)]
+struct Hook(Arc<(OpFn<Option<VfsError>>, OpFn<()>, HelperFn)>);
+
+type HelperFn = Box<dyn Fn(&'static str) + Send + Sync>;
+
+impl Hook {
+    fn new(
+        before: impl Fn(vmount_core::stats::Op) -> Option<VfsError> + Send + Sync + 'static,
+        after: impl Fn(vmount_core::stats::Op) + Send + Sync + 'static,
+        helper: impl Fn(&'static str) + Send + Sync + 'static,
+    ) -> Hook {
+        Hook(Arc::new((
+            Box::new(before),
+            Box::new(after),
+            Box::new(helper),
+        )))
+    }
+
+    /// `fs` under this layer.
+    fn over(&self, fs: Arc<dyn Vfs>) -> Arc<dyn Vfs> {
+        Arc::new(vmount_core::wrap::Wrapped::with(fs, self.clone()))
+    }
+}
+
+impl vmount_core::wrap::Around for Hook {
     fn call<T>(
         &self,
         op: vmount_core::stats::Op,
         _bytes: fn(&T) -> u64,
         f: impl FnOnce() -> vmount_core::VfsResult<T>,
     ) -> vmount_core::VfsResult<T> {
-        use std::sync::atomic::Ordering::SeqCst;
-        use vmount_core::stats::Op;
-        if op == Op::Getattr && self.0.0.load(SeqCst) {
-            return Err(vmount_core::VfsError::Stale);
+        if let Some(e) = (self.0.0)(op) {
+            return Err(e);
         }
         let r = f();
-        if op == Op::Read && self.0.1.load(SeqCst) {
-            self.0.0.store(true, SeqCst);
-        }
+        (self.0.1)(op);
         r
     }
 
-    fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
+        (self.0.2)(name);
         Some(f())
     }
 }
@@ -780,21 +802,27 @@ impl vmount_core::wrap::Around for AttrsGoneAfterRead {
 /// length and padding.
 #[test]
 fn read_replies_with_and_without_attributes() {
-    let fs = memfs();
-    let hook = AttrsGoneAfterRead::default();
-    hook.0.1.store(true, std::sync::atomic::Ordering::SeqCst);
-    let flag = Arc::clone(&hook.0);
-    let wrapped: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(
-        fs.clone() as Arc<dyn Vfs>,
-        hook,
-    ));
-    let srv = start(wrapped, &[]);
+    use vmount_core::stats::Op;
+    // While armed (`.1`), every GETATTR fails once a READ has run (`.0`), as for a file
+    // removed during the read.
+    let flag = Arc::new((AtomicBool::new(false), AtomicBool::new(true)));
+    let (f1, f2) = (Arc::clone(&flag), Arc::clone(&flag));
+    let hook = Hook::new(
+        move |op| (op == Op::Getattr && f1.0.load(SeqCst)).then_some(VfsError::Stale),
+        move |op| {
+            if op == Op::Read && f2.1.load(SeqCst) {
+                f2.0.store(true, SeqCst);
+            }
+        },
+        |_| {},
+    );
+    let srv = start(hook.over(memfs()), &[]);
     let (mut c, root) = connect(&srv);
     let (fh, _) = c.create(&root, "f", 0o644).unwrap();
     let data: Vec<u8> = (0..10_007u32).map(|i| (i % 253) as u8).collect();
     c.write(&fh, 0, &data, FILE_SYNC).unwrap();
     for (off, count) in [(0u64, 4096u32), (4095, 3), (10_000, 100), (20_000, 10)] {
-        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        flag.0.store(false, SeqCst);
         let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
         let mut r = R(&b);
         assert_eq!(r.u32(), OK);
@@ -809,8 +837,8 @@ fn read_replies_with_and_without_attributes() {
         assert_eq!(eof, end == data.len());
         assert!(r.0.is_empty(), "nothing after the data and its padding");
         // With attributes, the same read.
-        flag.1.store(false, std::sync::atomic::Ordering::SeqCst);
-        flag.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        flag.1.store(false, SeqCst);
+        flag.0.store(false, SeqCst);
         let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
         let mut r = R(&b);
         assert_eq!(r.u32(), OK);
@@ -818,39 +846,7 @@ fn read_replies_with_and_without_attributes() {
         assert_eq!((r.u32() as usize, r.bool()), (n, eof));
         assert_eq!(r.opaque(), got);
         assert!(r.0.is_empty());
-        flag.1.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// Counts the filesystem's `read` calls and `read_fd` helpers under the server.
-#[cfg(target_os = "linux")]
-#[derive(Default, Clone)]
-struct ReadPaths(
-    Arc<(
-        std::sync::atomic::AtomicUsize,
-        std::sync::atomic::AtomicUsize,
-    )>,
-);
-
-#[cfg(target_os = "linux")]
-impl vmount_core::wrap::Around for ReadPaths {
-    fn call<T>(
-        &self,
-        op: vmount_core::stats::Op,
-        _bytes: fn(&T) -> u64,
-        f: impl FnOnce() -> vmount_core::VfsResult<T>,
-    ) -> vmount_core::VfsResult<T> {
-        if op == vmount_core::stats::Op::Read {
-            self.0.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        f()
-    }
-
-    fn helper<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
-        if name == "read_fd" {
-            self.0.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        Some(f())
+        flag.1.store(true, SeqCst);
     }
 }
 
@@ -861,7 +857,6 @@ impl vmount_core::wrap::Around for ReadPaths {
 #[cfg(target_os = "linux")]
 #[test]
 fn large_reads_of_host_files_are_spliced() {
-    use std::sync::atomic::Ordering::SeqCst;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
@@ -895,9 +890,24 @@ fn large_reads_of_host_files_are_spliced() {
     }
     let data: Vec<u8> = (0..(3u32 << 20) + 5).map(|i| (i % 247) as u8).collect();
     for (name, fs, host) in targets {
-        let paths = ReadPaths::default();
-        let wrapped: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(fs, paths.clone()));
-        let srv = start(wrapped, &[]);
+        // The filesystem's `read` calls and `read_fd` helpers.
+        let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let (c1, c2) = (Arc::clone(&counts), Arc::clone(&counts));
+        let hook = Hook::new(
+            move |op| {
+                if op == vmount_core::stats::Op::Read {
+                    c1.0.fetch_add(1, SeqCst);
+                }
+                None
+            },
+            |_| {},
+            move |name| {
+                if name == "read_fd" {
+                    c2.1.fetch_add(1, SeqCst);
+                }
+            },
+        );
+        let srv = start(hook.over(fs), &[]);
         let (mut c, root) = connect(&srv);
         let (fh, _) = c.create(&root, "f", 0o644).unwrap();
         for (i, chunk) in data.chunks(1 << 20).enumerate() {
@@ -911,7 +921,7 @@ fn large_reads_of_host_files_are_spliced() {
             (3 << 20, 65_536),
         ];
         let small = [(4096u64, 65_535u32), (5, 100)];
-        let read_calls = paths.0.0.load(SeqCst);
+        let read_calls = counts.0.load(SeqCst);
         for (off, count) in large.iter().chain(&small).copied() {
             let b = c.nfs(6, Args::new().opaque(&fh).u64(off).u32(count));
             let mut r = R(&b);
@@ -930,8 +940,8 @@ fn large_reads_of_host_files_are_spliced() {
                 "{name}: nothing after the data and its padding"
             );
         }
-        let reads = paths.0.0.load(SeqCst) - read_calls;
-        let spliced = paths.0.1.load(SeqCst);
+        let reads = counts.0.load(SeqCst) - read_calls;
+        let spliced = counts.1.load(SeqCst);
         if host {
             assert_eq!(
                 spliced,
@@ -949,36 +959,27 @@ fn large_reads_of_host_files_are_spliced() {
     }
 }
 
-/// Makes the filesystem's `write` slow, so that a write applied behind its reply is
-/// still being applied when the next call arrives.
-#[derive(Default, Clone)]
-struct SlowWrites(Arc<std::sync::atomic::AtomicUsize>);
-
-impl vmount_core::wrap::Around for SlowWrites {
-    fn call<T>(
-        &self,
-        op: vmount_core::stats::Op,
-        _bytes: fn(&T) -> u64,
-        f: impl FnOnce() -> vmount_core::VfsResult<T>,
-    ) -> vmount_core::VfsResult<T> {
-        if op == vmount_core::stats::Op::Write {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        f()
-    }
-
-    fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
-        Some(f())
-    }
-}
-
-fn slow(fs: Arc<dyn Vfs>) -> (Arc<dyn Vfs>, SlowWrites) {
-    let hook = SlowWrites::default();
-    (
-        Arc::new(vmount_core::wrap::Wrapped::with(fs, hook.clone())),
-        hook,
-    )
+/// `fs` with a slow `write`, so that a write applied behind its reply is still being
+/// applied when the next call arrives, and the count of writes done.
+fn slow(fs: Arc<dyn Vfs>) -> (Arc<dyn Vfs>, Arc<AtomicUsize>) {
+    use vmount_core::stats::Op;
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = Arc::clone(&done);
+    let hook = Hook::new(
+        |op| {
+            if op == Op::Write {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            None
+        },
+        move |op| {
+            if op == Op::Write {
+                d.fetch_add(1, SeqCst);
+            }
+        },
+        |_| {},
+    );
+    (hook.over(fs), done)
 }
 
 /// COMMIT of `fh`: its status.
@@ -990,8 +991,7 @@ fn commit(c: &mut Client, fh: &[u8]) -> u32 {
 /// its reply (READ, GETATTR, a stable WRITE over it, SETATTR, COMMIT) sees it applied.
 #[test]
 fn writes_behind_their_replies_are_seen_by_every_later_call() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let (fs, hook) = slow(memfs());
+    let (fs, writes) = slow(memfs());
     let srv = start(fs, &[]);
     let (mut c, root) = connect(&srv);
     let (fh, _) = c.create(&root, "f", 0o644).unwrap();
@@ -1000,14 +1000,14 @@ fn writes_behind_their_replies_are_seen_by_every_later_call() {
     let (n, committed, _) = c.write(&fh, 0, &block, UNSTABLE).unwrap();
     assert_eq!((n as usize, committed), (block.len(), UNSTABLE));
     assert_eq!(
-        hook.0.load(SeqCst),
+        writes.load(SeqCst),
         0,
         "answered before the write was applied"
     );
     assert!(t.elapsed() < std::time::Duration::from_millis(100));
     let (got, eof) = c.read(&fh, 0, 1 << 20).unwrap();
     assert!(got == block && eof, "READ sees the write");
-    assert_eq!(hook.0.load(SeqCst), 1);
+    assert_eq!(writes.load(SeqCst), 1);
 
     c.write(&fh, 1 << 20, &block, UNSTABLE).unwrap();
     assert_eq!(c.getattr(&fh).unwrap().size, 2 << 20, "GETATTR sees it");
@@ -1025,9 +1025,9 @@ fn writes_behind_their_replies_are_seen_by_every_later_call() {
     assert_eq!(c.getattr(&fh).unwrap().size, 10);
     assert_eq!(commit(&mut c, &fh), OK);
     // Small UNSTABLE writes are applied before their replies.
-    let before = hook.0.load(SeqCst);
+    let before = writes.load(SeqCst);
     c.write(&fh, 0, &block[..1000], UNSTABLE).unwrap();
-    assert_eq!(hook.0.load(SeqCst), before + 1);
+    assert_eq!(writes.load(SeqCst), before + 1);
 }
 
 /// A write that fails after its reply is reported by the file's next COMMIT (once), or
@@ -1064,9 +1064,8 @@ fn failures_behind_replies_are_reported_at_commit_or_the_next_write() {
 /// released.
 #[test]
 fn stopping_the_server_applies_the_writes_it_answered() {
-    use std::sync::atomic::Ordering::SeqCst;
     let mem = memfs();
-    let (fs, hook) = slow(mem.clone());
+    let (fs, writes) = slow(mem.clone());
     let srv = start(fs, &[]);
     let (mut c, root) = connect(&srv);
     let (fh, attr) = c.create(&root, "f", 0o644).unwrap();
@@ -1074,9 +1073,9 @@ fn stopping_the_server_applies_the_writes_it_answered() {
     for i in 0..3u64 {
         c.write(&fh, i << 20, &block, UNSTABLE).unwrap();
     }
-    assert!(hook.0.load(SeqCst) < 3, "some writes still queued");
+    assert!(writes.load(SeqCst) < 3, "some writes still queued");
     srv.stop();
-    assert_eq!(hook.0.load(SeqCst), 3);
+    assert_eq!(writes.load(SeqCst), 3);
     let size = mem
         .getattr(&Ctx::root(), Ino(attr.fileid), None)
         .unwrap()
