@@ -1082,3 +1082,35 @@ fn stopping_the_server_applies_the_writes_it_answered() {
         .size;
     assert_eq!(size, 3 << 20);
 }
+
+/// A write applied behind its reply is the caller's: checked before the reply (a
+/// refused one fails at once) and applied with the caller's credentials, so a non-owner's
+/// write still clears setuid.
+#[test]
+fn writes_behind_their_replies_are_the_callers() {
+    let srv = start(memfs(), &[1000]);
+    let (mut root_c, root) = connect(&srv);
+    let (fh, _) = root_c.create(&root, "suid", 0o644).unwrap();
+    // SETATTR: mode only (no uid, gid or size; times unchanged; no guard).
+    let chmod = |c: &mut Client, mode: u32| {
+        let sattr = Args::new().opaque(&fh).u32(1).u32(mode).u32(0).u32(0);
+        let b = c.nfs(2, sattr.u32(0).u32(0).u32(0).u32(0));
+        assert_eq!(R(&b).u32(), OK);
+    };
+    let block = vec![5u8; 1 << 20];
+    let mut u = Client::connect(srv.port()).with_user(1000, 1000);
+    assert_eq!(
+        u.write(&fh, 0, &block, UNSTABLE).unwrap_err(),
+        ERR_ACCES,
+        "refused in the reply"
+    );
+    chmod(&mut root_c, 0o4777);
+    u.write(&fh, 0, &block, UNSTABLE).unwrap();
+    assert_eq!(commit(&mut u, &fh), OK);
+    let a = root_c.getattr(&fh).unwrap();
+    assert_eq!(
+        (a.size, a.mode & 0o7777),
+        (1 << 20, 0o777),
+        "setuid cleared"
+    );
+}
