@@ -14,7 +14,7 @@
 //! - **A failed write is reported at the file's next WRITE or COMMIT** (the first failure
 //!   per file, once), as the client's own write-back reports errors at `fsync`/`close`.
 //!   The Linux and libnfs clients COMMIT on close, so `close(2)` still fails.
-//! - **Bounded.** At most [`QUEUE_MAX`] bytes wait; a WRITE that finds the queue full
+//! - **Bounded.** At most [`WRITE_BEHIND_MAX`] bytes wait; a WRITE that finds the queue full
 //!   waits for room. Stopping the server drains the queue before the filesystem is
 //!   released, so a replied write is never lost by an unmount.
 //! - **Only WRITEs of [`BEHIND_MIN`] bytes or more.** Smaller ones cost less to apply
@@ -34,8 +34,9 @@ use crate::auth::Caller;
 /// Smallest WRITE applied behind its reply.
 pub(crate) const BEHIND_MIN: usize = 32 * 1024;
 
-/// Most bytes waiting to be applied.
-pub(crate) const QUEUE_MAX: usize = 32 << 20;
+/// Most bytes of WRITE data waiting to be applied behind their replies; a WRITE that
+/// would pass it waits for room before it is answered.
+pub const WRITE_BEHIND_MAX: usize = 32 << 20;
 
 /// One queued WRITE: its data is `record[range]`, the call's own buffer (no copy).
 pub(crate) struct Job {
@@ -96,7 +97,7 @@ impl WriteBehind {
         }
         let len = job.range.len();
         let mut st = self.inner.state.lock();
-        while !st.stop && st.bytes > 0 && st.bytes + len > QUEUE_MAX {
+        while !st.stop && st.bytes > 0 && st.bytes + len > WRITE_BEHIND_MAX {
             self.inner.done.wait(&mut st);
         }
         if st.stop {
@@ -205,94 +206,5 @@ impl Inner {
             drop(st);
             self.done.notify_all();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::time::Duration;
-    use vmount_core::memfs::{MemFs, MemFsOptions};
-    use vmount_core::{Ctx, OpenFlags};
-
-    /// Holds every write until opened.
-    #[derive(Clone, Default)]
-    struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-    impl vmount_core::wrap::Around for Gate {
-        fn call<T>(
-            &self,
-            op: vmount_core::stats::Op,
-            _bytes: fn(&T) -> u64,
-            f: impl FnOnce() -> vmount_core::VfsResult<T>,
-        ) -> vmount_core::VfsResult<T> {
-            if op == vmount_core::stats::Op::Write {
-                let mut open = self.0.0.lock();
-                while !*open {
-                    self.0.1.wait(&mut open);
-                }
-            }
-            f()
-        }
-
-        fn helper<T>(&self, _name: &'static str, f: impl FnOnce() -> T) -> Option<T> {
-            Some(f())
-        }
-    }
-
-    #[test]
-    fn a_full_queue_makes_writers_wait_and_finish_drains_it() {
-        let mem = Arc::new(MemFs::new(MemFsOptions::default()));
-        let (a, o) = mem
-            .create(
-                &Ctx::root(),
-                Ino::ROOT,
-                "f".as_ref(),
-                0o644,
-                OpenFlags::WRITE,
-            )
-            .unwrap();
-        mem.release(&Ctx::root(), a.ino, o.fh).unwrap();
-        let gate = Gate::default();
-        let fs: Arc<dyn Vfs> = Arc::new(vmount_core::wrap::Wrapped::with(
-            mem.clone() as Arc<dyn Vfs>,
-            gate.clone(),
-        ));
-        let wb = Arc::new(WriteBehind::new(fs));
-        let block = Arc::new(vec![1u8; 1 << 20]);
-        let job = |i: u64| Job {
-            caller: Caller {
-                uid: 0,
-                gid: 0,
-                gids: Vec::new(),
-            },
-            ino: a.ino,
-            offset: i << 20,
-            record: Arc::clone(&block),
-            range: 0..block.len(),
-        };
-        let n = (QUEUE_MAX >> 20) as u64;
-        for i in 0..n {
-            assert!(wb.queue(job(i)).is_ok());
-        }
-        let waited = Arc::new(AtomicBool::new(false));
-        let t = {
-            let (wb, waited) = (Arc::clone(&wb), Arc::clone(&waited));
-            let j = job(n);
-            std::thread::spawn(move || {
-                assert!(wb.queue(j).is_ok());
-                waited.store(true, SeqCst);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!waited.load(SeqCst), "no room: the writer waits");
-        *gate.0.0.lock() = true;
-        gate.0.1.notify_all();
-        t.join().unwrap();
-        wb.finish();
-        let size = mem.getattr(&Ctx::root(), a.ino, None).unwrap().size;
-        assert_eq!(size, (n + 1) << 20, "every queued write applied");
-        assert!(wb.queue(job(0)).is_err(), "a finished queue takes no more");
     }
 }

@@ -65,6 +65,7 @@ mod splice;
 use std::io;
 use std::path::PathBuf;
 
+pub use behind::WRITE_BEHIND_MAX;
 pub use mount::{NfsMount, mount, unmount_path};
 pub use os::available;
 // server

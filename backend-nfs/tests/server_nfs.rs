@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 use server_common::{Args, Client, MOUNT, NFS, PORTMAP, R, Reply};
-use vmount_backend_nfs::{NfsServer, ServeOptions, serve};
+use vmount_backend_nfs::{NfsServer, ServeOptions, WRITE_BEHIND_MAX, serve};
 use vmount_core::memfs::{MemFs, MemFsOptions};
 use vmount_core::{Ctx, Ino, Vfs, VfsError};
 
@@ -1113,4 +1113,62 @@ fn writes_behind_their_replies_are_the_callers() {
         (1 << 20, 0o777),
         "setuid cleared"
     );
+}
+
+/// Opens a gate (a flag and its condition variable) when dropped, so that a failed
+/// assertion does not leave the server's writes waiting on it forever.
+struct OpenOnDrop(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+}
+
+/// At most `WRITE_BEHIND_MAX` bytes wait to be applied: while the filesystem's writes
+/// are held, that much is answered, and the WRITE past it is answered only once there
+/// is room. Nothing is lost on the way.
+#[test]
+fn a_full_write_behind_queue_makes_the_next_write_wait() {
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let g = Arc::clone(&gate);
+    let hook = Hook::new(
+        move |op| {
+            if op == vmount_core::stats::Op::Write {
+                let mut open = g.0.lock().unwrap();
+                while !*open {
+                    open = g.1.wait(open).unwrap();
+                }
+            }
+            None
+        },
+        |_| {},
+        |_| {},
+    );
+    let srv = start(hook.over(memfs()), &[]);
+    let opener = OpenOnDrop(gate);
+    let (mut c, root) = connect(&srv);
+    let (fh, _) = c.create(&root, "f", 0o644).unwrap();
+    let block = vec![1u8; 1 << 20];
+    let n = (WRITE_BEHIND_MAX >> 20) as u64;
+    for i in 0..n {
+        c.write(&fh, i << 20, &block, UNSTABLE).unwrap();
+    }
+    let answered = Arc::new(AtomicBool::new(false));
+    let t = {
+        let (answered, port, fh) = (Arc::clone(&answered), srv.port(), fh.clone());
+        std::thread::spawn(move || {
+            let mut c = Client::connect(port);
+            c.write(&fh, n << 20, &vec![1u8; 1 << 20], UNSTABLE)
+                .unwrap();
+            answered.store(true, SeqCst);
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!answered.load(SeqCst), "no room: not answered yet");
+    drop(opener);
+    t.join().unwrap();
+    assert!(answered.load(SeqCst));
+    assert_eq!(c.getattr(&fh).unwrap().size, (n + 1) << 20);
 }
