@@ -384,6 +384,9 @@ fn sigkill_during_writes(kind: Kind, test: &str) {
     };
 
     // A new daemon mounts at the same place and works; loopback shows the files again.
+    // The killed daemon's guard, dropped once the new one has started, must not unmount
+    // the new mount.
+    m.daemon.disown_mount();
     m.daemon = Daemon::spawn(&[m.setup.config_str()], &root);
     m.daemon.wait_mounted(kind.name());
     let remounted_ok = match kind {

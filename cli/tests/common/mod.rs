@@ -346,9 +346,18 @@ pub struct Daemon {
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
     stdout_lines: mpsc::Receiver<String>,
+    /// Whether dropping this guard unmounts whatever is at `mountpoint`.
+    owns_mount: bool,
 }
 
 impl Daemon {
+    /// Stops this guard from unmounting `mountpoint` when dropped: for a dead daemon whose
+    /// mount was cleared and whose place a new daemon takes (the guard is dropped after
+    /// the new daemon starts, and would race its mount).
+    pub fn disown_mount(&mut self) {
+        self.owns_mount = false;
+    }
+
     /// Starts `vmount ARGS` expected to mount at `mountpoint`.
     pub fn spawn(args: &[&str], mountpoint: &Path) -> Daemon {
         let mut child = Command::new(VMOUNT)
@@ -382,6 +391,7 @@ impl Daemon {
             stderr,
             stderr_thread,
             stdout_lines: rx,
+            owns_mount: true,
         }
     }
 
@@ -479,7 +489,9 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        force_unmount(&self.mountpoint);
+        if self.owns_mount {
+            force_unmount(&self.mountpoint);
+        }
     }
 }
 
