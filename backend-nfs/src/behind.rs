@@ -123,11 +123,7 @@ impl WriteBehind {
     /// The first failure of a queued write to `ino` not yet reported; reporting it
     /// clears it. Call after [`WriteBehind::barrier`] to see every earlier write's.
     pub(crate) fn take_failure(&self, ino: Ino) -> Option<nfsstat3> {
-        let mut st = self.inner.state.lock();
-        if st.failed.is_empty() {
-            return None;
-        }
-        st.failed.remove(&ino)
+        self.inner.state.lock().failed.remove(&ino)
     }
 
     /// Applies what is queued, then stops the worker; later writes are the callers'.

@@ -583,7 +583,7 @@ impl<'a> Proc<'a, '_> {
                 return Ok(());
             }
         };
-        if let Some(tail) = splice::read(&*self.s.fs, ino, offset, count) {
+        if let Some(tail) = splice::read(&*self.s.fs, ino, offset, count, before.size) {
             let n = tail.len();
             let after = self.attr(ino);
             let size = after.as_ref().map_or(before.size, |a| a.size);

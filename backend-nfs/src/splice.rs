@@ -43,20 +43,19 @@ pub(crate) enum Tail {}
 
 #[cfg(target_os = "linux")]
 impl Tail {
-    /// Takes up to `count` bytes at `offset` of `file` into a new pipe. `None` when
-    /// nothing could be taken (the caller reads instead); a tail shorter than `count`
-    /// ends at EOF or where the pipe was full.
-    pub(crate) fn from_file(file: BorrowedFd<'_>, offset: u64, count: usize) -> Option<Tail> {
+    /// Takes up to `count` bytes at `offset` of `file`, whose size the caller just read
+    /// as `size`, into a new pipe. `None` when nothing could be taken (the caller reads
+    /// instead); a tail shorter than `count` ends at EOF.
+    pub(crate) fn from_file(
+        file: BorrowedFd<'_>,
+        offset: u64,
+        count: usize,
+        size: u64,
+    ) -> Option<Tail> {
         const PAGE: u64 = 4096;
-        // Only the pages up to EOF need room (a READ may ask past it).
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `st` has room for a stat; it is read only after fstat filled it.
-        let size = unsafe {
-            if libc::fstat(file.as_raw_fd(), st.as_mut_ptr()) != 0 {
-                return None;
-            }
-            u64::try_from(st.assume_init().st_size).ok()?
-        };
+        // Only the pages up to EOF need room (a READ may ask past it). A file that grew
+        // since gives a READ without EOF, which the client continues; one that shrank
+        // ends the splice early.
         let count = usize::try_from(size.saturating_sub(offset)).map_or(count, |n| n.min(count));
         if count == 0 {
             return None;
@@ -114,28 +113,10 @@ impl Tail {
     /// The data and its padding as bytes, for callers without a socket (the duplicate
     /// request cache, fuzzing).
     pub(crate) fn into_bytes(self) -> io::Result<Vec<u8>> {
+        use std::io::Read;
         let mut out = vec![0; self.wire_len()];
-        let mut at = 0;
-        while at < self.len {
-            // SAFETY: `out[at..self.len]` is writable memory of that length.
-            let n = unsafe {
-                libc::read(
-                    self.pipe.as_raw_fd(),
-                    out[at..].as_mut_ptr().cast(),
-                    self.len - at,
-                )
-            };
-            match n {
-                n if n > 0 => at += n as usize,
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        // The pipe already holds all of it: non-blocking reads do not run dry.
+        std::fs::File::from(self.pipe).read_exact(&mut out[..self.len])?;
         Ok(out)
     }
 
@@ -199,13 +180,14 @@ impl Tail {
     }
 }
 
-/// Takes up to `count` bytes at `offset` of `ino` into a tail, if the filesystem has a
-/// host file for it and the READ is large enough to be worth it.
+/// Takes up to `count` bytes at `offset` of `ino`, `size` bytes long, into a tail, if
+/// the filesystem has a host file for it and the READ is large enough to be worth it.
 pub(crate) fn read(
     fs: &dyn vmount_core::Vfs,
     ino: vmount_core::Ino,
     offset: u64,
     count: u32,
+    size: u64,
 ) -> Option<Tail> {
     if count < SPLICE_MIN {
         return None;
@@ -213,11 +195,11 @@ pub(crate) fn read(
     #[cfg(target_os = "linux")]
     {
         let fd = fs.read_fd(ino)?;
-        Tail::from_file(std::os::fd::AsFd::as_fd(&fd), offset, count as usize)
+        Tail::from_file(std::os::fd::AsFd::as_fd(&fd), offset, count as usize, size)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (fs, ino, offset);
+        let _ = (fs, ino, offset, size);
         None
     }
 }
@@ -268,7 +250,7 @@ mod tests {
     #[test]
     fn tails_hold_the_bytes_asked_for_up_to_eof() {
         let data: Vec<u8> = (0..3_000_001u32).map(|i| (i % 251) as u8).collect();
-        let f = file(&data);
+        let (f, size) = (file(&data), data.len() as u64);
         for (off, count) in [
             (0usize, 1usize << 20),
             (1 << 20, 1 << 20),
@@ -277,7 +259,7 @@ mod tests {
             (data.len() - 10, 1 << 20),
             (data.len() - 65_537, 65_536),
         ] {
-            let t = Tail::from_file(f.as_fd(), off as u64, count).expect("a tail");
+            let t = Tail::from_file(f.as_fd(), off as u64, count, size).expect("a tail");
             let end = (off + count).min(data.len());
             assert_eq!(t.len(), end - off, "{off}+{count}");
             assert_eq!(t.wire_len() % 4, 0);
@@ -293,7 +275,7 @@ mod tests {
     fn reads_are_whole_or_not_spliced() {
         let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 249) as u8).collect();
         let f = file(&data);
-        let t = Tail::from_file(f.as_fd(), 4095, 1 << 20);
+        let t = Tail::from_file(f.as_fd(), 4095, 1 << 20, data.len() as u64);
         let two_mib = Pipe::new(2 << 20).is_some();
         assert_eq!(
             t.is_some(),
@@ -308,13 +290,13 @@ mod tests {
     #[test]
     fn nothing_to_take_gives_no_tail() {
         let f = file(b"abc");
-        assert!(Tail::from_file(f.as_fd(), 3, 65_536).is_none(), "at EOF");
+        assert!(Tail::from_file(f.as_fd(), 3, 65_536, 3).is_none(), "at EOF");
         assert!(
-            Tail::from_file(f.as_fd(), 1 << 40, 65_536).is_none(),
+            Tail::from_file(f.as_fd(), 1 << 40, 65_536, 3).is_none(),
             "past EOF"
         );
         assert!(
-            Tail::from_file(f.as_fd(), u64::MAX, 65_536).is_none(),
+            Tail::from_file(f.as_fd(), u64::MAX, 65_536, u64::MAX).is_none(),
             "offset beyond i64"
         );
     }

@@ -1383,7 +1383,6 @@ impl Vfs for MemFs {
     fn read_fd(&self, ino: Ino) -> Option<std::os::fd::OwnedFd> {
         let node = self.get(ino).ok()?;
         let host = node.host.as_ref()?;
-        let fd = host.duplicate()?;
         let mut m = node.meta.lock();
         if m.dead {
             return None;
@@ -1391,7 +1390,7 @@ impl Vfs for MemFs {
         if !self.opts.read_only {
             m.touch_atime();
         }
-        Some(fd)
+        host.duplicate()
     }
 
     fn fsync(&self, _ctx: &Ctx, ino: Ino, fh: Option<Fh>, _datasync: bool) -> VfsResult<()> {
