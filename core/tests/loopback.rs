@@ -820,3 +820,84 @@ fn remembered_xattr_misses_follow_changes() {
     assert_eq!(r, 0);
     assert_eq!(xattr(&fs, f, "user.u").unwrap(), b"u");
 }
+
+/// A file created through the filesystem is born knowing which of the xattrs asked of
+/// every new file it lacks (no host call for them later), but not those the host gave it
+/// at birth: here an ACL inherited from the directory's default ACL.
+#[test]
+fn xattrs_a_new_file_lacks_are_known_at_creation() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let test = "xattrs_a_new_file_lacks_are_known_at_creation";
+    let (dir, fs) = setup(false);
+    if !is_root() {
+        eprintln!("skipping {test}: the watcher needs root");
+        return;
+    }
+    std::fs::create_dir(dir.path().join("inherits")).unwrap();
+    sh(dir.path(), "setfacl -d -m u:nobody:r inherits");
+    assert!(fs.watch_changes(Arc::new(Recorded::default())));
+    let c = Ctx::root();
+    let plain = fs
+        .create(&c, Ino::ROOT, os("plain"), 0o644, RW)
+        .unwrap()
+        .0
+        .ino;
+    let sub = fs.lookup(&c, Ino::ROOT, os("inherits")).unwrap().ino;
+    let acl = fs.create(&c, sub, os("acl"), 0o644, RW).unwrap().0.ino;
+    // Set directly by this process, which the watcher ignores as it ignores everything
+    // done through the mount: a file whose misses were noted at creation does not see
+    // them; without that note the host would be asked and answer.
+    for (path, name) in [
+        ("plain", "security.capability"),
+        ("plain", "security.selinux"),
+        ("inherits/acl", "security.selinux"),
+    ] {
+        let p = std::ffi::CString::new(dir.path().join(path).as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        // A valid version 2 capability set (no capabilities) for security.capability.
+        let value: &[u8] = if name == "security.capability" {
+            &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        } else {
+            b"label"
+        };
+        // SAFETY: valid C strings and a value buffer of the given length.
+        let r = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(r, 0, "{path} {name}: {}", std::io::Error::last_os_error());
+    }
+    for name in [
+        "security.capability",
+        "security.selinux",
+        "system.posix_acl_access",
+    ] {
+        assert!(
+            matches!(xattr(&fs, plain, name), Err(VfsError::NoAttribute)),
+            "{name} of plain"
+        );
+    }
+    assert!(
+        xattr(&fs, acl, "system.posix_acl_access").is_ok(),
+        "the ACL the new file inherited"
+    );
+    assert!(matches!(
+        xattr(&fs, acl, "security.selinux"),
+        Err(VfsError::NoAttribute)
+    ));
+    // Another process's change is seen as for any remembered miss.
+    sh(
+        dir.path(),
+        "python3 -c \"import os; os.setxattr('plain', 'security.selinux', b'other')\"",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while xattr(&fs, plain, "security.selinux").is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(xattr(&fs, plain, "security.selinux").unwrap(), b"other");
+}

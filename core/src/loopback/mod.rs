@@ -812,13 +812,50 @@ impl Loopback {
         creds::as_daemon(|| sys::chmod_entry(fd.as_fd(), inode.kind, mode)).map_err(|_| ())
     }
 
-    /// macOS only: a root daemon gives objects it just created to the caller.
-    fn give_to_caller(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<()> {
+    /// macOS only: a root daemon gives objects it just created to the caller. Returns
+    /// whether the owner changed (and the attributes read before are stale).
+    fn give_to_caller(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<bool> {
         if cfg!(target_os = "linux") || !self.daemon_root || ctx.is_root() {
-            return Ok(());
+            return Ok(false);
         }
         sys::chown_entry(inode.fd()?.as_fd(), Some(ctx.uid), Some(ctx.gid))?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Remembers, for a file this filesystem just created, which of the xattrs asked of
+    /// every new file it was born without: the kernel's `security.capability` check
+    /// before the first write, and `ls -l`'s `security.selinux` and
+    /// `system.posix_acl_access`. The host may give a new file some (an LSM label, an
+    /// ACL inherited from the directory's default), so one `flistxattr` on the open
+    /// descriptor finds out, where the three getxattrs would each cost a host call
+    /// through `/proc/self/fd` (3-4 us). Same conditions as `getxattr`'s memory:
+    /// only while the source is watched, and not if an event batch began meanwhile.
+    #[cfg(target_os = "linux")]
+    fn note_xattrs_at_birth(&self, inode: &Inode, io: std::os::fd::BorrowedFd<'_>) {
+        const ASKED: [&[u8]; 3] = [
+            b"security.capability",
+            b"security.selinux",
+            b"system.posix_acl_access",
+        ];
+        if self.watch.get().is_none() {
+            return;
+        }
+        let epoch = self.xattr_epoch.load(Ordering::SeqCst);
+        let Ok(list) = sys::list_xattrs_of_open(io) else {
+            return;
+        };
+        let mut absent = inode.absent_xattrs.lock();
+        if self.xattr_epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        for name in ASKED {
+            if absent.len() < ABSENT_XATTRS_MAX
+                && !list.split(|&b| b == 0).any(|n| n == name)
+                && !absent.iter().any(|n| **n == *name)
+            {
+                absent.push(name.into());
+            }
+        }
     }
 
     /// Registers the object just created as `parent/name` (one lookup), gives it the
@@ -1415,7 +1452,10 @@ impl Vfs for Loopback {
         self.writable()?;
         let cname = sys::cname(name)?;
         let perm = mode & !ctx.umask & 0o7777;
-        let base = host_flags(flags) | libc::O_NONBLOCK;
+        // An exclusive create either makes a new regular file or opens nothing, so only
+        // the open of an existing name needs O_NONBLOCK (never hang on a fifo's open or a
+        // lease break), which is then cleared for I/O.
+        let base = host_flags(flags);
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         let (fd, created) = {
             let _g = self.creds(ctx)?;
@@ -1444,7 +1484,12 @@ impl Vfs for Loopback {
                             }
                             Err(e) => return Err(e.into()),
                         }
-                        match sys::open_beneath(dir.fd()?.as_fd(), &cname, base, 0) {
+                        match sys::open_beneath(
+                            dir.fd()?.as_fd(),
+                            &cname,
+                            base | libc::O_NONBLOCK,
+                            0,
+                        ) {
                             Ok(fd) => break (fd, false),
                             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && tries < 8 => {
                                 tries += 1;
@@ -1462,9 +1507,15 @@ impl Vfs for Loopback {
             Some(FileType::Directory) => return Err(VfsError::IsDir),
             _ => return Err(VfsError::Exists),
         }
-        sys::clear_nonblock(fd.as_fd())?;
+        if !created {
+            sys::clear_nonblock(fd.as_fd())?;
+        }
         let entry = sys::entry_from_io(fd.as_fd(), FileType::RegularFile)?;
         let inode = self.register(entry, &st)?;
+        #[cfg(target_os = "linux")]
+        if created {
+            self.note_xattrs_at_birth(&inode, fd.as_fd());
+        }
         if !created {
             let mut mask = AccessMask::empty();
             if can_read(flags) {
@@ -1479,8 +1530,10 @@ impl Vfs for Loopback {
                 return Err(e);
             }
         }
-        self.give_to_caller(ctx, &inode)?;
-        let mut st = sys::fstat(fd.as_fd())?;
+        let mut st = st;
+        if self.give_to_caller(ctx, &inode)? {
+            st = sys::fstat(fd.as_fd())?;
+        }
         if created {
             self.fix_mode(&inode, &mut st, FileType::RegularFile, perm)?;
         }

