@@ -154,6 +154,26 @@ pub(crate) fn dispatch(
     r.map(|()| p.tail)
 }
 
+/// Whether NFSv3 procedure `proc_` with arguments `args` waits on the disk by design: a
+/// COMMIT, or a WRITE the client asked to be stable (both flush to storage). Unreadable
+/// arguments count as quick: such a call is refused at once.
+pub(crate) fn waits_on_storage(proc_: u32, args: &[u8]) -> bool {
+    match proc_ {
+        21 => true,
+        7 => {
+            let mut d = Dec::new(args);
+            let stable = (|| {
+                d.opaque(FHSIZE)?;
+                d.u64()?;
+                d.u32()?;
+                d.u32()
+            })();
+            stable.is_ok_and(|s| s != UNSTABLE)
+        }
+        _ => false,
+    }
+}
+
 /// The counted operation of each procedure number (see `vmount_core::stats`).
 const STAT_OPS: [vmount_core::stats::Op; 22] = {
     use vmount_core::stats::Op::*;

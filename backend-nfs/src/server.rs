@@ -8,6 +8,15 @@
 //!   [`MAX_IN_FLIGHT`] per connection, so a 1 MiB READ does not wait behind another
 //!   client's slow COMMIT, and a client cannot queue unbounded work. Replies go out whole
 //!   under a per-connection write lock; RPC matches them by xid, so order does not matter.
+//! - **Except a call that arrives alone:** when nothing else of its connection is in
+//!   flight, no further bytes have arrived, and it is not a call that flushes to storage
+//!   (COMMIT, a stable WRITE), the reader answers it itself (`block_in_place`). A client
+//!   waiting for each reply (libnfs's `nfs-cp`, any single-threaded program) then pays
+//!   no thread handoffs: the pool's three wakeups cost about 250 us a call on the 2-CPU
+//!   VM this was measured on, where a 256 MiB `nfs-cp` copy in took 0.16 s instead of
+//!   0.22 s and a copy out 0.20-0.21 s instead of 0.21-0.23 s. A call sent while one is
+//!   answered this way waits for it, which is why only calls that do not wait on
+//!   storage by design are.
 //! - **A connection that sends something that is not an RPC call is dropped**: after
 //!   garbage the record boundaries cannot be trusted. A well-framed call with undecodable
 //!   arguments gets GARBAGE_ARGS and the connection stays.
@@ -297,42 +306,94 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>, client_port: u16) ->
         let Some(record) = record else {
             return Ok(());
         };
+        if in_flight.available_permits() == MAX_IN_FLIGHT - 1
+            && nothing_waiting(rd.as_ref())
+            && quick(&record)
+        {
+            let answer = tokio::task::block_in_place(|| answer(&shared, record, client_port));
+            send(answer, &wr, &bad_tx).await;
+            drop(permit);
+            continue;
+        }
         let shared = Arc::clone(&shared);
         let wr = Arc::clone(&wr);
         let bad_tx = bad_tx.clone();
         tokio::spawn(async move {
-            let xid = record
-                .get(..4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let record = Arc::new(record);
-            let answer =
-                tokio::task::spawn_blocking(move || handle_record(&shared, &record, client_port))
-                    .await
-                    .unwrap_or_else(|_| match xid {
-                        Some(x) => Answer::Reply(rpc::accept_error(x, AcceptError::SystemErr)),
-                        None => Answer::Drop,
-                    });
-            match answer {
-                Answer::Reply(reply) => {
-                    let mut w = wr.lock().await;
-                    if w.write_all(&reply).await.is_err() {
-                        let _ = bad_tx.send(true);
-                    }
-                }
-                Answer::Spliced(head, tail) => {
-                    let mut w = wr.lock().await;
-                    if w.write_all(&head).await.is_err() || tail.send(&mut w).await.is_err() {
-                        let _ = bad_tx.send(true);
-                    }
-                }
-                Answer::Silent => {}
-                Answer::Drop => {
-                    let _ = bad_tx.send(true);
-                    let _ = wr.lock().await.shutdown().await;
-                }
-            }
+            let answer = tokio::task::spawn_blocking(move || answer(&shared, record, client_port))
+                .await
+                .unwrap_or(Answer::Drop);
+            send(answer, &wr, &bad_tx).await;
             drop(permit);
         });
+    }
+}
+
+/// Whether no bytes of a further call have arrived on `stream`: the client waits for
+/// this answer before it sends more, so answering here costs no concurrency.
+#[cfg(unix)]
+fn nothing_waiting(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the descriptor is open.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    r == 0 && n == 0
+}
+
+/// Windows: every call goes to the blocking pool.
+#[cfg(not(unix))]
+fn nothing_waiting(_stream: &TcpStream) -> bool {
+    false
+}
+
+/// Whether a call may be answered by the connection's reader: anything but the calls
+/// that wait on storage by design (see [`nfs3::waits_on_storage`]), which would hold up
+/// the calls sent while they run.
+fn quick(record: &[u8]) -> bool {
+    match rpc::parse_call(record) {
+        Ok(Header::Call(c)) if c.prog == PROG_NFS => !nfs3::waits_on_storage(c.proc_, c.args),
+        _ => true,
+    }
+}
+
+/// Answers one record, a panic in its handling (a bug) with SYSTEM_ERR.
+fn answer(shared: &Shared, record: Vec<u8>, client_port: u16) -> Answer {
+    let xid = record
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let record = Arc::new(record);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle_record(shared, &record, client_port)
+    }))
+    .unwrap_or_else(|_| match xid {
+        Some(x) => Answer::Reply(rpc::accept_error(x, AcceptError::SystemErr)),
+        None => Answer::Drop,
+    })
+}
+
+/// Sends an answer on the connection's writer; a failed write stops the reader.
+async fn send(
+    answer: Answer,
+    wr: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    bad_tx: &watch::Sender<bool>,
+) {
+    match answer {
+        Answer::Reply(reply) => {
+            let mut w = wr.lock().await;
+            if w.write_all(&reply).await.is_err() {
+                let _ = bad_tx.send(true);
+            }
+        }
+        Answer::Spliced(head, tail) => {
+            let mut w = wr.lock().await;
+            if w.write_all(&head).await.is_err() || tail.send(&mut w).await.is_err() {
+                let _ = bad_tx.send(true);
+            }
+        }
+        Answer::Silent => {}
+        Answer::Drop => {
+            let _ = bad_tx.send(true);
+            let _ = wr.lock().await.shutdown().await;
+        }
     }
 }
 

@@ -1172,3 +1172,97 @@ fn a_full_write_behind_queue_makes_the_next_write_wait() {
     assert!(answered.load(SeqCst));
     assert_eq!(c.getattr(&fh).unwrap().size, (n + 1) << 20);
 }
+
+/// The order in which the replies to `records` (sent as given, `gap` apart) come back,
+/// as indexes into `records`.
+fn reply_order(c: &mut Client, records: &[(u32, Vec<u8>)], gap: std::time::Duration) -> Vec<usize> {
+    for (i, (_, rec)) in records.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
+        c.send_raw(rec);
+    }
+    (0..records.len())
+        .map(|_| {
+            let reply = c.read_reply().expect("a reply");
+            let xid = R(&reply).u32();
+            records
+                .iter()
+                .position(|(x, _)| *x == xid)
+                .expect("a known xid")
+        })
+        .collect()
+}
+
+/// A call that arrives while its connection is idle is answered by the connection's
+/// reader (a call sent meanwhile waits for it), but never a COMMIT or a stable WRITE,
+/// which flush to storage; and calls that arrive together are answered concurrently.
+#[test]
+fn a_lone_call_is_answered_by_the_reader_but_never_a_flush() {
+    use vmount_core::stats::Op;
+    let slow = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&slow);
+    let hook = Hook::new(
+        move |op| {
+            if s.load(SeqCst) && matches!(op, Op::Getattr | Op::Fsync | Op::Write) {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            None
+        },
+        |_| {},
+        |_| {},
+    );
+    let srv = start(hook.over(memfs()), &[]);
+    let (mut c, root) = connect(&srv);
+    let (fh, _) = c.create(&root, "f", 0o644).unwrap();
+    let record = |c: &mut Client, proc_: u32, args: Args| {
+        let rec = c.call_record(NFS, 3, proc_, &args.0);
+        (R(&rec[4..]).u32(), rec)
+    };
+    let getattr = record(&mut c, 1, Args::new().opaque(&fh));
+    let null = record(&mut c, 0, Args::new());
+    let commit = record(&mut c, 21, Args::new().opaque(&fh).u64(0).u32(0));
+    let null2 = record(&mut c, 0, Args::new());
+    let stable = record(
+        &mut c,
+        7,
+        Args::new()
+            .opaque(&fh)
+            .u64(0)
+            .u32(1)
+            .u32(FILE_SYNC)
+            .opaque(b"x"),
+    );
+    let null3 = record(&mut c, 0, Args::new());
+    let getattr2 = record(&mut c, 1, Args::new().opaque(&fh));
+    let null4 = record(&mut c, 0, Args::new());
+    slow.store(true, SeqCst);
+    let gap = std::time::Duration::from_millis(50);
+    if cfg!(unix) {
+        assert_eq!(
+            reply_order(&mut c, &[getattr, null], gap),
+            [0, 1],
+            "a lone GETATTR holds up the call sent after it"
+        );
+    }
+    assert_eq!(
+        reply_order(&mut c, &[commit, null2], gap),
+        [1, 0],
+        "a COMMIT does not hold up the call sent after it"
+    );
+    assert_eq!(
+        reply_order(&mut c, &[stable, null3], gap),
+        [1, 0],
+        "a stable WRITE does not hold up the call sent after it"
+    );
+    let mut both = getattr2.1.clone();
+    both.extend_from_slice(&null4.1);
+    c.send_raw(&both);
+    let first = c.read_reply().unwrap();
+    assert_eq!(
+        R(&first).u32(),
+        null4.0,
+        "calls sent together run concurrently"
+    );
+    assert_eq!(R(&c.read_reply().unwrap()).u32(), getattr2.0);
+}
