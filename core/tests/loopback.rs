@@ -739,12 +739,49 @@ fn xattr(fs: &Loopback, ino: Ino, name: &str) -> Result<Vec<u8>, VfsError> {
     fs.getxattr(&Ctx::root(), ino, os(name))
 }
 
+/// Sets xattr `name` of `path` directly on the host, from this process (whose changes
+/// the watcher ignores, as it ignores everything done through the mount).
+fn set_host_xattr(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a value buffer of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "{} {name}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Xattr `name` of `ino`, waiting up to 5 s for it to appear (a change made by another
+/// process reaches the filesystem through the watcher).
+fn xattr_soon(fs: &Loopback, ino: Ino, name: &str) -> Result<Vec<u8>, VfsError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = xattr(fs, ino, name);
+        if r.is_ok() || std::time::Instant::now() >= deadline {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Where the source is watched, a missing `security.*`/`system.*` xattr is remembered,
 /// and forgotten as soon as one can appear: another process setting it directly in the
 /// source is seen within the watcher's delay, a setxattr through the filesystem at once.
 #[test]
 fn remembered_xattr_misses_follow_changes() {
-    use std::os::unix::ffi::OsStrExt as _;
     let test = "remembered_xattr_misses_follow_changes";
     let (dir, fs) = setup(false);
     if !is_root() {
@@ -764,18 +801,7 @@ fn remembered_xattr_misses_follow_changes() {
     }
     // Remembered: this process's own direct change, which the watcher ignores as it
     // ignores everything done through the mount, is not seen.
-    let path = std::ffi::CString::new(dir.path().join("f").as_os_str().as_bytes()).unwrap();
-    // SAFETY: valid C strings and a value buffer of the given length.
-    let r = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            c"security.mine".as_ptr(),
-            b"m".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    set_host_xattr(&dir.path().join("f"), "security.mine", b"m");
     assert!(matches!(
         xattr(&fs, f, "security.mine"),
         Err(VfsError::NoAttribute)
@@ -785,11 +811,7 @@ fn remembered_xattr_misses_follow_changes() {
         dir.path(),
         "python3 -c \"import os; os.setxattr('f', 'security.vmtest', b'yes')\" && setfacl -m u:nobody:r f",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while xattr(&fs, f, "security.vmtest").is_err() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(xattr(&fs, f, "security.vmtest").unwrap(), b"yes");
+    assert_eq!(xattr_soon(&fs, f, "security.vmtest").unwrap(), b"yes");
     assert!(
         xattr(&fs, f, "system.posix_acl_access").is_ok(),
         "the ACL set outside"
@@ -807,17 +829,7 @@ fn remembered_xattr_misses_follow_changes() {
         xattr(&fs, f, "user.u"),
         Err(VfsError::NoAttribute)
     ));
-    // SAFETY: as above.
-    let r = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            c"user.u".as_ptr(),
-            b"u".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
-    assert_eq!(r, 0);
+    set_host_xattr(&dir.path().join("f"), "user.u", b"u");
     assert_eq!(xattr(&fs, f, "user.u").unwrap(), b"u");
 }
 
@@ -826,7 +838,6 @@ fn remembered_xattr_misses_follow_changes() {
 /// at birth: here an ACL inherited from the directory's default ACL.
 #[test]
 fn xattrs_a_new_file_lacks_are_known_at_creation() {
-    use std::os::unix::ffi::OsStrExt as _;
     let test = "xattrs_a_new_file_lacks_are_known_at_creation";
     let (dir, fs) = setup(false);
     if !is_root() {
@@ -852,25 +863,13 @@ fn xattrs_a_new_file_lacks_are_known_at_creation() {
         ("plain", "security.selinux"),
         ("inherits/acl", "security.selinux"),
     ] {
-        let p = std::ffi::CString::new(dir.path().join(path).as_os_str().as_bytes()).unwrap();
-        let n = std::ffi::CString::new(name).unwrap();
         // A valid version 2 capability set (no capabilities) for security.capability.
         let value: &[u8] = if name == "security.capability" {
             &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         } else {
             b"label"
         };
-        // SAFETY: valid C strings and a value buffer of the given length.
-        let r = unsafe {
-            libc::setxattr(
-                p.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        assert_eq!(r, 0, "{path} {name}: {}", std::io::Error::last_os_error());
+        set_host_xattr(&dir.path().join(path), name, value);
     }
     for name in [
         "security.capability",
@@ -895,9 +894,8 @@ fn xattrs_a_new_file_lacks_are_known_at_creation() {
         dir.path(),
         "python3 -c \"import os; os.setxattr('plain', 'security.selinux', b'other')\"",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while xattr(&fs, plain, "security.selinux").is_err() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(xattr(&fs, plain, "security.selinux").unwrap(), b"other");
+    assert_eq!(
+        xattr_soon(&fs, plain, "security.selinux").unwrap(),
+        b"other"
+    );
 }
