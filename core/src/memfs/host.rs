@@ -34,7 +34,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -59,14 +59,19 @@ pub(crate) struct HostStore {
     budget: AtomicU64,
     /// Files made ahead and files waiting to be closed, where a helper thread runs.
     spares: Option<Spares>,
+    /// Tests: how long the helper takes to make each file, in ms.
+    #[cfg(test)]
+    helper_delay_ms: AtomicU64,
 }
 
 /// What the helper thread of a [`HostStore`] works on. Fresh files are made ahead, never
 /// reused: a file that held another file's bytes could still be mapped by someone.
 #[derive(Debug, Default)]
 struct Spares {
-    /// Fresh unnamed files, each already counted against the descriptor budget.
-    ready: Mutex<Vec<OwnedFd>>,
+    /// Fresh unnamed files, and whether the helper is making one now.
+    ready: Mutex<Ready>,
+    /// Signalled when the helper has finished making a file (see [`HostStore::file`]).
+    made: Condvar,
     /// Emptied files of deleted nodes, still counted against the budget until closed.
     closing: Mutex<Vec<OwnedFd>>,
     /// The helper, once started.
@@ -74,6 +79,22 @@ struct Spares {
     /// Its join handle, for tests to see it end.
     #[cfg(test)]
     handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The spare files of a [`Spares`]. Each descriptor, and the one being made, is already
+/// counted against the descriptor budget, so budget + `fds` + `making` stays constant
+/// (changed only under the lock).
+///
+/// Why `making`: the helper makes each file *outside* the lock. Making one under it (an
+/// `O_TMPFILE`, a few µs) made every create that came meanwhile wait for the lock and
+/// then sleep and wake on it: 3.5-5 µs more per create over a 5,000-file burst on the
+/// 2-CPU VM (30.6-33.9 vs 25.3-29.7 µs per create, side by side). A create that finds no
+/// spare and no budget while a file is being made waits for that file instead of
+/// falling back to the heap.
+#[derive(Debug, Default)]
+struct Ready {
+    fds: Vec<OwnedFd>,
+    making: bool,
 }
 
 /// Fresh files kept ready: a burst of creates takes them faster than one helper makes
@@ -175,6 +196,8 @@ impl HostStore {
             root,
             budget: AtomicU64::new(fd_budget()),
             spares: inodes.is_none().then(Spares::default),
+            #[cfg(test)]
+            helper_delay_ms: AtomicU64::new(0),
         });
         if let Some(spares) = &store.spares {
             let weak = Arc::downgrade(&store);
@@ -230,19 +253,26 @@ impl HostStore {
             fd: ManuallyDrop::new(fd),
             store: Arc::clone(self),
         };
-        // Under the `ready` lock the helper cannot turn budget into a spare between the
-        // pop and the budget check, which would leave this file on the heap.
-        let ready = self.spares.as_ref().map(|s| s.ready.lock());
-        if let Some(mut ready) = ready {
-            let fd = ready.pop();
-            if ready.len() < SPARES / 2 {
-                self.wake_helper();
-            }
-            if let Some(fd) = fd {
-                return Some(made(fd));
-            }
-            if !self.take_budget() {
-                return None;
+        if let Some(spares) = &self.spares {
+            // Under the `ready` lock the helper cannot turn budget into a spare between
+            // the pop and the budget check, which would leave this file on the heap.
+            let mut ready = spares.ready.lock();
+            loop {
+                let fd = ready.fds.pop();
+                if ready.fds.len() < SPARES / 2 {
+                    self.wake_helper();
+                }
+                if let Some(fd) = fd {
+                    return Some(made(fd));
+                }
+                if self.take_budget() {
+                    break;
+                }
+                if !ready.making {
+                    return None;
+                }
+                // The last of the budget is the file the helper is making: wait for it.
+                spares.made.wait(&mut ready);
             }
         } else if !self.take_budget() {
             return None;
@@ -263,25 +293,50 @@ impl HostStore {
     /// Spare files made ahead and emptied files not yet closed (tests).
     #[cfg(test)]
     pub(crate) fn spares(&self) -> (usize, usize) {
-        self.spares
-            .as_ref()
-            .map_or((0, 0), |s| (s.ready.lock().len(), s.closing.lock().len()))
+        self.spares.as_ref().map_or((0, 0), |s| {
+            (s.ready.lock().fds.len(), s.closing.lock().len())
+        })
+    }
+
+    /// The `ready` lock, once the helper is not making a file (tests: the books then
+    /// balance without counting one in flight).
+    #[cfg(test)]
+    fn settled(&self) -> Option<parking_lot::MutexGuard<'_, Ready>> {
+        let spares = self.spares.as_ref()?;
+        let mut ready = spares.ready.lock();
+        while ready.making {
+            spares.made.wait(&mut ready);
+        }
+        Some(ready)
     }
 
     /// Descriptors left for new files, spare files made ahead included.
     #[cfg(test)]
     pub(crate) fn budget(&self) -> u64 {
         // Budget moves to spares only under the `ready` lock (see `helper`).
-        let ready = self.spares.as_ref().map(|s| s.ready.lock());
-        self.budget.load(Ordering::Acquire) + ready.map_or(0, |r| r.len() as u64)
+        let ready = self.settled();
+        self.budget.load(Ordering::Acquire) + ready.map_or(0, |r| r.fds.len() as u64)
+    }
+
+    /// Makes the helper take `ms` to make each spare file and wakes it (to test a create
+    /// that comes while the helper is making one).
+    #[cfg(test)]
+    pub(crate) fn slow_helper(&self, ms: u64) {
+        self.helper_delay_ms.store(ms, Ordering::Relaxed);
+        self.wake_helper();
+    }
+
+    /// Whether the helper is making a spare file now (tests).
+    #[cfg(test)]
+    pub(crate) fn making(&self) -> bool {
+        self.spares.as_ref().is_some_and(|s| s.ready.lock().making)
     }
 
     /// Sets the descriptors left for new files, spares included (to test running out).
     #[cfg(test)]
     pub(crate) fn set_budget(&self, n: u64) {
-        let ready = self.spares.as_ref().map(|s| s.ready.lock());
-        if let Some(mut r) = ready {
-            r.clear();
+        if let Some(mut r) = self.settled() {
+            r.fds.clear();
         }
         self.budget.store(n, Ordering::Release);
     }
@@ -566,17 +621,33 @@ fn helper(store: std::sync::Weak<HostStore>) {
             s.budget.fetch_add(n, Ordering::AcqRel);
         }
         loop {
-            // Budget becomes a spare under the lock, so the two always add up.
-            let mut ready = spares.ready.lock();
-            if ready.len() >= SPARES || !s.take_budget() {
-                break;
-            }
-            match s.make() {
-                Some(fd) => ready.push(fd),
-                None => {
-                    s.budget.fetch_add(1, Ordering::AcqRel);
+            // Budget becomes a file being made, then a spare, under the lock, so the three
+            // always add up; the file itself is made outside it (see [`Ready`]).
+            {
+                let mut ready = spares.ready.lock();
+                if ready.fds.len() >= SPARES || !s.take_budget() {
                     break;
                 }
+                ready.making = true;
+            }
+            #[cfg(test)]
+            std::thread::sleep(std::time::Duration::from_millis(
+                s.helper_delay_ms.load(Ordering::Relaxed),
+            ));
+            let fd = s.make();
+            let mut ready = spares.ready.lock();
+            ready.making = false;
+            let failed = fd.is_none();
+            match fd {
+                Some(fd) => ready.fds.push(fd),
+                None => {
+                    s.budget.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            drop(ready);
+            spares.made.notify_all();
+            if failed {
+                break;
             }
         }
     }

@@ -216,7 +216,9 @@ impl Inode {
         }
     }
 
-    fn heap_attr(&self, m: &Meta) -> Attr {
+    /// The attributes from memfs's own records alone: exact for a node whose host file,
+    /// if any, nobody has had a chance to write yet (see `MemFs::make`).
+    pub(super) fn heap_attr(&self, m: &Meta) -> Attr {
         Attr {
             ino: Ino(self.ino),
             kind: self.kind,

@@ -613,7 +613,10 @@ impl MemFs {
             }
         }
         drop(d);
-        let attr = node.attr(&node.meta.lock());
+        // A new regular file's host file was made empty, and before the times memfs just
+        // set, so its fstat would change nothing. (A write through another open of the
+        // name just linked may race this reply; it is then ordered after the create.)
+        let attr = node.heap_attr(&node.meta.lock());
         Ok((node, attr))
     }
 

@@ -1290,6 +1290,30 @@ fn kernel_data_spares_and_batched_closes_keep_the_books() {
     assert_eq!(limited.host.clone().unwrap().spares(), (0, 0));
 }
 
+/// A create that finds no spare file and no budget left while the helper is making a
+/// file from the last of it waits for that file instead of keeping its bytes on the heap.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_create_waits_for_the_spare_being_made() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let store = fs.host.clone().unwrap();
+    store.set_budget(1);
+    store.slow_helper(300);
+    eventually(|| store.making());
+    assert!(store.making(), "the helper never started making a spare");
+    let (a, _) = create(&fs, "a");
+    assert!(
+        fs.get(a).unwrap().host.is_some(),
+        "the create fell back to the heap while the last descriptor was being made"
+    );
+    store.slow_helper(0);
+    let (b, _) = create(&fs, "b");
+    assert!(fs.get(b).unwrap().host.is_none(), "past the budget: heap");
+    assert_eq!(store.budget(), 0);
+}
+
 /// The helper thread ends with its filesystem.
 #[cfg(target_os = "linux")]
 #[test]
