@@ -74,6 +74,10 @@ struct Spares {
     made: Condvar,
     /// Emptied files of deleted nodes, still counted against the budget until closed.
     closing: Mutex<Vec<OwnedFd>>,
+    /// How many taken from `closing` the helper is closing now (their budget is not back
+    /// yet); set under the `closing` lock, so that the two never miss a file between them.
+    #[cfg(test)]
+    closing_now: AtomicU64,
     /// The helper, once started.
     helper: std::sync::OnceLock<std::thread::Thread>,
     /// Its join handle, for tests to see it end.
@@ -259,7 +263,9 @@ impl HostStore {
             let mut ready = spares.ready.lock();
             loop {
                 let fd = ready.fds.pop();
-                if ready.fds.len() < SPARES / 2 {
+                // Past the budget there is nothing to refill with: no wakeup (a futex
+                // call) for every create.
+                if ready.fds.len() < SPARES / 2 && self.budget.load(Ordering::Relaxed) > 0 {
                     self.wake_helper();
                 }
                 if let Some(fd) = fd {
@@ -294,7 +300,9 @@ impl HostStore {
     #[cfg(test)]
     pub(crate) fn spares(&self) -> (usize, usize) {
         self.spares.as_ref().map_or((0, 0), |s| {
-            (s.ready.lock().fds.len(), s.closing.lock().len())
+            let closing = s.closing.lock();
+            let now = s.closing_now.load(Ordering::Acquire) as usize;
+            (s.ready.lock().fds.len(), closing.len() + now)
         })
     }
 
@@ -615,10 +623,19 @@ fn helper(store: std::sync::Weak<HostStore>) {
         let Some(spares) = &s.spares else { return };
         if !spares.closing.lock().is_empty() {
             std::thread::sleep(CLOSE_BATCH_WAIT);
-            let batch = std::mem::take(&mut *spares.closing.lock());
+            let batch = {
+                let mut closing = spares.closing.lock();
+                #[cfg(test)]
+                spares
+                    .closing_now
+                    .store(closing.len() as u64, Ordering::Release);
+                std::mem::take(&mut *closing)
+            };
             let n = batch.len() as u64;
             drop(batch);
             s.budget.fetch_add(n, Ordering::AcqRel);
+            #[cfg(test)]
+            spares.closing_now.store(0, Ordering::Release);
         }
         loop {
             // Budget becomes a file being made, then a spare, under the lock, so the three
