@@ -11,13 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nfs3_client::nfs3_types::mount::{dirpath, mountstat3};
 use nfs3_client::nfs3_types::nfs3::{
     ACCESS3_DELETE, ACCESS3_EXECUTE, ACCESS3_EXTEND, ACCESS3_LOOKUP, ACCESS3_MODIFY, ACCESS3_READ,
-    ACCESS3args, COMMIT3args, CREATE3args, FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_LINK,
-    FSF3_SYMLINK, FSINFO3args, FSSTAT3args, FSSTAT3resok, GETATTR3args, LINK3args, LOOKUP3args,
-    MKDIR3args, MKNOD3args, Nfs3Option, Nfs3Result, PATHCONF3args, READ3args, READ3resok,
-    READDIR3args, READDIRPLUS3args, READLINK3args, REMOVE3args, RENAME3args, RMDIR3args,
-    SETATTR3args, SYMLINK3args, WRITE3args, WRITE3resok, cookieverf3, createhow3, createverf3,
-    devicedata3, diropargs3, fattr3, filename3, ftype3, mknoddata3, nfs_fh3, nfspath3, nfsstat3,
-    nfstime3, sattr3, set_atime, set_mtime, specdata3, stable_how, symlinkdata3,
+    ACCESS3args, COMMIT3args, COMMIT3resok, CREATE3args, FSF3_CANSETTIME, FSF3_HOMOGENEOUS,
+    FSF3_LINK, FSF3_SYMLINK, FSINFO3args, FSSTAT3args, FSSTAT3resok, GETATTR3args, LINK3args,
+    LOOKUP3args, MKDIR3args, MKNOD3args, Nfs3Option, Nfs3Result, PATHCONF3args, READ3args,
+    READ3resok, READDIR3args, READDIRPLUS3args, READLINK3args, REMOVE3args, RENAME3args,
+    RMDIR3args, SETATTR3args, SYMLINK3args, WRITE3args, WRITE3resok, cookieverf3, createhow3,
+    createverf3, devicedata3, diropargs3, fattr3, filename3, ftype3, mknoddata3, nfs_fh3, nfspath3,
+    nfsstat3, nfstime3, sattr3, set_atime, set_mtime, specdata3, stable_how, symlinkdata3,
 };
 use nfs3_client::nfs3_types::rpc::{auth_stat, auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::{Opaque, Pack};
@@ -250,6 +250,18 @@ async fn write(
             count: u32::try_from(data.len()).unwrap(),
             stable,
             data: Opaque::borrowed(data),
+        })
+        .await;
+    st(r)
+}
+
+/// COMMIT of the whole file.
+async fn commit(c: &mut Conn, fh: &nfs_fh3) -> Result<COMMIT3resok, nfsstat3> {
+    let r = c
+        .commit(&COMMIT3args {
+            file: fh.clone(),
+            offset: 0,
+            count: 0,
         })
         .await;
     st(r)
@@ -703,14 +715,7 @@ async fn read_write_commit(b: Backend) {
     assert_eq!((w2.count, w2.committed), (400, stable_how::UNSTABLE));
     assert_eq!(w1.verf, w2.verf);
     assert_ne!(w1.verf.0, [0; 8]);
-    let r = c
-        .commit(&COMMIT3args {
-            file: fh.clone(),
-            offset: 0,
-            count: 0,
-        })
-        .await;
-    let ok = st(r).unwrap();
+    let ok = commit(&mut c, &fh).await.unwrap();
     assert_eq!(ok.verf, w1.verf);
     assert_eq!(attrs(ok.file_wcc.after).size, 1000);
 
@@ -1542,14 +1547,7 @@ async fn fsstat_follows_usage_memfs() {
         }
     }
     if status == nfsstat3::NFS3_OK {
-        let r = c
-            .commit(&COMMIT3args {
-                file: fh.clone(),
-                offset: 0,
-                count: 0,
-            })
-            .await;
-        status = st(r).err().unwrap_or(nfsstat3::NFS3_OK);
+        status = commit(&mut c, &fh).await.err().unwrap_or(nfsstat3::NFS3_OK);
     }
     assert_eq!(status, nfsstat3::NFS3ERR_NOSPC);
     create(&mut c, &root, "g", 0o644).await.unwrap();
@@ -1605,14 +1603,7 @@ async fn big_file(b: Backend) {
         );
         assert_eq!(*verf.get_or_insert(w.verf), w.verf);
     }
-    let r = c
-        .commit(&COMMIT3args {
-            file: fh.clone(),
-            offset: 0,
-            count: 0,
-        })
-        .await;
-    let ok = st(r).unwrap();
+    let ok = commit(&mut c, &fh).await.unwrap();
     assert_eq!(Some(ok.verf), verf);
     assert_eq!(attrs(ok.file_wcc.after).size, CHUNKS * CHUNK as u64);
     let mut sum_read = 0xcbf2_9ce4_8422_2325;
@@ -1751,14 +1742,7 @@ async fn stale_everywhere(b: Backend) {
         })
         .await;
     assert_eq!(st(r).unwrap_err(), stale);
-    let r = c
-        .commit(&COMMIT3args {
-            file: file.clone(),
-            offset: 0,
-            count: 0,
-        })
-        .await;
-    assert_eq!(st(r).unwrap_err(), stale);
+    assert_eq!(commit(&mut c, &file).await.unwrap_err(), stale);
     // Nothing was created anywhere, and the live file is untouched.
     assert_eq!(
         lookup(&mut c, &root, "y").await.unwrap_err(),
