@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use fuser::{Errno, FileAttr, FopenFlags, TimeOrNow};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use vmount_core::{
     Attr, Ctx, DirEntry, DirSink, Fh, FileType, Ino, OpenFlags, Opened, SetAttr, SetTime, Vfs,
     VfsError,
@@ -374,61 +374,72 @@ impl Ops {
         }
     }
 
-    /// The backing file for a new open handle `fh` of `ino`, if passthrough is on and the
-    /// filesystem has a host descriptor for it. `None` serves the open through the daemon.
-    fn backing_for(&self, ino: Ino, fh: Fh) -> Option<u32> {
+    /// How the new open handle `fh` of `ino` is served (see [`Io`]): through a backing
+    /// file if passthrough is on, the filesystem offers a host descriptor for this handle
+    /// and no open of the inode uses the page cache; else through the daemon, without the
+    /// page cache while the inode has a passthrough open.
+    fn io_for(&self, ino: Ino, fh: Fh, direct_io: bool) -> Io<Backing> {
         if !self.passthrough.load(Ordering::Relaxed) {
-            return None;
+            return Io::Cached;
         }
-        let res = self.backing.attach(ino.0, fh.0, || {
-            self.fs.passthrough_fd(ino, fh).map(|fd| {
-                let Some(dev) = self.device.get() else {
-                    // Only before the handshake hands the descriptor over (tests).
-                    let e = io::Error::from_raw_os_error(libc::ENOTCONN);
-                    return Err((RegisterError::Other, e));
-                };
-                Backing::open(dev, &fd).map_err(|e| (fd_error(&e), e))
-            })
+        // Asked for every open, also when the inode has a backing file already: the
+        // filesystem may refuse passthrough to this one handle (memfs does for a
+        // non-root writer of a setuid file, whose writes must reach it to clear the bit).
+        let offered = self.fs.passthrough_fd(ino, fh);
+        let (io, failed) = self.backing.attach(ino.0, fh.0, offered, direct_io, |fd| {
+            let Some(dev) = self.device.get() else {
+                // Only before the handshake hands the descriptor over (tests).
+                let e = io::Error::from_raw_os_error(libc::ENOTCONN);
+                return Err((RegisterError::Other, e));
+            };
+            Backing::open(dev, &fd).map_err(|e| (fd_error(&e), e))
         });
-        match res {
-            Ok(b) => b.map(|b| b.id),
-            Err((RegisterError::NotPermitted, e)) => {
-                // Only the first refusal is logged: after it no open asks again.
-                if self.passthrough.swap(false, Ordering::Relaxed) {
-                    let msg = "the kernel refused to register a FUSE passthrough backing file \
-                               (needs CAP_SYS_ADMIN); file data goes through the daemon";
-                    if self.want_passthrough == Passthrough::On {
-                        tracing::warn!(error = %e, "{msg}");
-                    } else {
-                        tracing::info!(error = %e, "{msg}");
-                    }
+        let Some((why, e)) = failed else {
+            return io;
+        };
+        if why == RegisterError::NotPermitted {
+            // Only the first refusal is logged: after it no open asks again.
+            if self.passthrough.swap(false, Ordering::Relaxed) {
+                let msg = "the kernel refused to register a FUSE passthrough backing file \
+                           (needs CAP_SYS_ADMIN); file data goes through the daemon";
+                if self.want_passthrough == Passthrough::On {
+                    tracing::warn!(error = %e, "{msg}");
+                } else {
+                    tracing::info!(error = %e, "{msg}");
                 }
-                None
             }
-            Err((RegisterError::Other, e)) => {
-                tracing::debug!(
-                    ino = ino.0,
-                    error = %e,
-                    "passthrough refused for this file; serving it through the daemon"
-                );
-                None
-            }
+        } else {
+            tracing::debug!(
+                ino = ino.0,
+                error = %e,
+                "passthrough refused for this file; serving it through the daemon"
+            );
         }
+        io
     }
 
-    fn opened(&self, ino: Ino, o: &Opened) -> OpenOut {
-        match self.backing_for(ino, o.fh) {
-            Some(id) => OpenOut {
+    /// The reply to an open the filesystem made, or ETXTBSY (the filesystem's handle
+    /// released again) when the kernel could not take it beside the inode's other opens.
+    fn opened(&self, ctx: &Ctx, ino: Ino, o: &Opened) -> OpResult<OpenOut> {
+        let flags = fopen_flags(o);
+        Ok(match self.io_for(ino, o.fh, o.direct_io) {
+            Io::Passthrough(b) => OpenOut {
                 fh: o.fh.0,
-                flags: (fopen_flags(o) & PASSTHROUGH_FOPEN_MASK) | FopenFlags::FOPEN_PASSTHROUGH,
-                backing_id: Some(id),
+                flags: (flags & PASSTHROUGH_FOPEN_MASK) | FopenFlags::FOPEN_PASSTHROUGH,
+                backing_id: Some(b.id),
             },
-            None => OpenOut {
+            Io::Cached | Io::Direct => OpenOut {
                 fh: o.fh.0,
-                flags: fopen_flags(o),
+                flags,
                 backing_id: None,
             },
-        }
+            Io::Busy => {
+                if let Err(e) = self.fs.release(ctx, ino, o.fh) {
+                    tracing::debug!(ino = ino.0, error = %e, "releasing a refused open failed");
+                }
+                return Err(Errno::from_i32(libc::ETXTBSY));
+            }
+        })
     }
 
     /// LOOKUP. A missing name is answered as an entry with node id 0 when negative
@@ -568,7 +579,7 @@ impl Ops {
         let o = self
             .with_open_flags(flags, |f| self.fs.open(ctx, Ino(ino), f))
             .map_err(|e| self.fail("open", e))?;
-        Ok(self.opened(Ino(ino), &o))
+        self.opened(ctx, Ino(ino), &o)
     }
 
     /// Reads into `buf` (as long as the request's size); returns the bytes read.
@@ -817,7 +828,7 @@ impl Ops {
         let (a, o) = self
             .with_open_flags(flags, |f| self.fs.create(ctx, Ino(parent), name, perm, f))
             .map_err(|e| self.fail("create", e))?;
-        let out = self.opened(a.ino, &o);
+        let out = self.opened(ctx, a.ino, &o)?;
         Ok((convert::file_attr(&a), out))
     }
 
@@ -985,22 +996,65 @@ fn fd_error(e: &io::Error) -> RegisterError {
     }
 }
 
-/// The kernel's backing files of passthrough opens.
+/// How one open handle's reads and writes are served.
 ///
-/// The kernel allows one backing file per FUSE inode at a time (a second, different one
-/// fails the open with EBUSY), and an inode open in passthrough mode must be opened in
-/// passthrough mode by every later open too. So the first open of an inode registers its
-/// host descriptor and every later one reuses that [`Backing`]: `by_inode` finds it
-/// (weakly), `by_handle` keeps it alive, one strong reference per open handle, until that
-/// handle's `release`. The last release closes it in the kernel (`Backing`'s `Drop`).
+/// The kernel keeps an I/O mode per inode (`fs/fuse/iomode.c`): while one open of an inode
+/// uses the page cache ("cached"), an open in passthrough mode fails with EIO, and while
+/// one is in passthrough mode, every other open must be in passthrough mode too (else
+/// EIO). Opens with FOPEN_DIRECT_IO take no mode of their own, but are refused beside a
+/// passthrough open all the same. It also allows one backing file per inode at a time (a
+/// second, different one fails the open with EBUSY).
+#[derive(Debug)]
+pub(crate) enum Io<T> {
+    /// Through the inode's backing file, in the kernel.
+    Passthrough(Arc<T>),
+    /// Through the daemon, with the page cache.
+    Cached,
+    /// Through the daemon, without the page cache, as the filesystem asked.
+    Direct,
+    /// Not at all: the filesystem refused passthrough to this handle while the inode has
+    /// passthrough opens (still, after [`RELEASE_WAIT`]), beside which the kernel takes no
+    /// other kind (the open fails with ETXTBSY, as writing to a running program does). memfs and loopback refuse it
+    /// to a write handle whose writes must reach them to clear setuid, setgid or file
+    /// capabilities; passing it through anyway would keep those privileges after the
+    /// file changed.
+    Busy,
+}
+
+/// The kernel's backing files of passthrough opens, and the I/O mode of every open
+/// handle, so that no open is given a mode the kernel refuses beside the others (see
+/// [`Io`]).
+///
+/// The first passthrough open of an inode registers the host descriptor the filesystem
+/// offers; later ones reuse that [`Backing`]: `by_inode` finds it (weakly), `by_handle`
+/// keeps it alive, one strong reference per open handle, until that handle's `release`.
+/// The last release closes it in the kernel (`Backing`'s `Drop`). An inode with cached
+/// opens gets no passthrough open until they are released; an open the filesystem
+/// refuses passthrough, of an inode that has passthrough opens, is served directly.
 /// Generic only so that the bookkeeping can be tested without a kernel.
 struct BackingTable<T> {
     inner: Mutex<BackingMaps<T>>,
+    /// Signalled whenever a handle is released.
+    released: Condvar,
 }
 
+/// How long an open the filesystem refuses passthrough waits for the inode's passthrough
+/// opens to be released before it is refused as busy. The kernel ends a passthrough open
+/// when the file is closed and sends RELEASE afterwards, asynchronously, so a write right
+/// after another process's close would otherwise find a passthrough open that is gone.
+const RELEASE_WAIT: Duration = Duration::from_millis(20);
+
 struct BackingMaps<T> {
-    by_inode: HashMap<u64, Weak<T>>,
-    by_handle: HashMap<u64, Arc<T>>,
+    by_inode: HashMap<u64, InodeIo<T>>,
+    by_handle: HashMap<u64, Io<T>>,
+}
+
+/// The open handles of one inode, as far as the kernel's I/O mode is concerned.
+struct InodeIo<T> {
+    /// The backing file of its passthrough opens, while there are any.
+    backing: Weak<T>,
+    /// Its open handles in the cached mode.
+    cached: u32,
 }
 
 impl<T> Default for BackingTable<T> {
@@ -1010,54 +1064,107 @@ impl<T> Default for BackingTable<T> {
                 by_inode: HashMap::new(),
                 by_handle: HashMap::new(),
             }),
+            released: Condvar::new(),
         }
     }
 }
 
 impl<T> BackingTable<T> {
-    /// The backing of inode `ino`, now also held by handle `fh`: the live one if another
-    /// handle holds it, else the result of `create` (`None` when the filesystem has no
-    /// host file, an error when registration failed; both leave the handle unbacked).
+    /// Decides how handle `fh` of inode `ino` is served and records it: `offered` is the
+    /// host descriptor the filesystem offers this handle for passthrough, `direct_io`
+    /// whether the filesystem asked for direct I/O, and `register` makes a backing file
+    /// of the descriptor when the inode has none live. A failed registration serves the
+    /// handle through the daemon and is returned beside that.
     ///
-    /// The lock is held across `create` so that two concurrent first opens of an inode
+    /// The lock is held across `register` so that two concurrent first opens of an inode
     /// cannot register two different backing files.
-    fn attach<E>(
+    fn attach<F, E>(
         &self,
         ino: u64,
         fh: u64,
-        create: impl FnOnce() -> Option<Result<T, E>>,
-    ) -> Result<Option<Arc<T>>, E> {
+        offered: Option<F>,
+        direct_io: bool,
+        register: impl FnOnce(F) -> Result<T, E>,
+    ) -> (Io<T>, Option<E>) {
         let mut maps = self.inner.lock();
-        let live = maps.by_inode.get(&ino).and_then(Weak::upgrade);
-        let id = match live {
-            Some(id) => id,
-            None => match create() {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(id)) => {
-                    let id = Arc::new(id);
-                    maps.by_inode.insert(ino, Arc::downgrade(&id));
-                    id
+        if offered.is_none() {
+            let deadline = std::time::Instant::now() + RELEASE_WAIT;
+            while maps
+                .by_inode
+                .get(&ino)
+                .is_some_and(|i| i.backing.strong_count() > 0)
+            {
+                if self.released.wait_until(&mut maps, deadline).timed_out() {
+                    break;
                 }
+            }
+        }
+        let inode = maps.by_inode.entry(ino).or_insert_with(|| InodeIo {
+            backing: Weak::new(),
+            cached: 0,
+        });
+        let live = inode.backing.upgrade();
+        let through_daemon = if direct_io { Io::Direct } else { Io::Cached };
+        let (io, failed) = match (offered, live) {
+            (Some(_), _) if inode.cached > 0 => (through_daemon, None),
+            (Some(_), Some(b)) => (Io::Passthrough(b), None),
+            (Some(fd), None) => match register(fd) {
+                Ok(t) => {
+                    let b = Arc::new(t);
+                    inode.backing = Arc::downgrade(&b);
+                    (Io::Passthrough(b), None)
+                }
+                Err(e) => (through_daemon, Some(e)),
             },
+            (None, Some(_)) => (Io::Busy, None),
+            (None, None) => (through_daemon, None),
         };
-        // A handle number is not reused before its release, so nothing is replaced here;
-        // if a filesystem broke that, the old reference would simply be dropped.
-        maps.by_handle.insert(fh, Arc::clone(&id));
-        Ok(Some(id))
-    }
-
-    /// Drops handle `fh`'s reference and returns it, so that the caller can drop it
-    /// outside the lock (dropping the last `Backing` makes an ioctl).
-    fn detach(&self, ino: u64, fh: u64) -> Option<Arc<T>> {
-        let mut maps = self.inner.lock();
-        let id = maps.by_handle.remove(&fh)?;
-        // Ours is the last strong reference: forget the inode's entry (a concurrent open
-        // re-registers, which is correct once the kernel has released the old one).
-        if Arc::strong_count(&id) == 1 {
+        let held = match &io {
+            Io::Passthrough(b) => Io::Passthrough(Arc::clone(b)),
+            Io::Cached => {
+                inode.cached += 1;
+                Io::Cached
+            }
+            Io::Direct => Io::Direct,
+            Io::Busy => Io::Busy,
+        };
+        if inode.cached == 0 && inode.backing.strong_count() == 0 {
             maps.by_inode.remove(&ino);
         }
-        Some(id)
+        if matches!(held, Io::Busy) {
+            return (io, failed);
+        }
+        // A handle number is not reused before its release, so nothing is replaced here;
+        // if a filesystem broke that, the old reference would simply be dropped.
+        maps.by_handle.insert(fh, held);
+        (io, failed)
+    }
+
+    /// Forgets handle `fh` and returns what it held, so that the caller can drop it
+    /// outside the lock (dropping the last `Backing` makes an ioctl).
+    fn detach(&self, ino: u64, fh: u64) -> Option<Io<T>> {
+        let mut maps = self.inner.lock();
+        let held = maps.by_handle.remove(&fh)?;
+        self.released.notify_all();
+        if let Some(inode) = maps.by_inode.get_mut(&ino) {
+            if matches!(held, Io::Cached) {
+                inode.cached = inode.cached.saturating_sub(1);
+            }
+            // Ours is the last strong reference: the inode has no passthrough open left
+            // (a concurrent open registers anew, which is correct once the kernel has
+            // released the old one).
+            let last = match &held {
+                Io::Passthrough(b) => Arc::strong_count(b) == 1,
+                _ => inode.backing.strong_count() == 0,
+            };
+            if last {
+                inode.backing = Weak::new();
+                if inode.cached == 0 {
+                    maps.by_inode.remove(&ino);
+                }
+            }
+        }
+        Some(held)
     }
 
     #[cfg(test)]
@@ -1452,18 +1559,21 @@ mod tests {
         let made = std::cell::Cell::new(0);
         let make = |v: u32| {
             made.set(made.get() + 1);
-            Some(Ok::<_, ()>(v))
+            Ok::<_, ()>(v)
         };
-        let a = table.attach(7, 100, || make(1)).unwrap().unwrap();
-        // A second open of the same inode reuses it: `create` is not called.
-        let b = table
-            .attach(7, 101, || -> Option<Result<u32, ()>> {
+        let backed = |(io, failed): (Io<u32>, Option<()>)| match (io, failed) {
+            (Io::Passthrough(b), None) => b,
+            (io, failed) => panic!("not passthrough: {io:?} {failed:?}"),
+        };
+        let a = backed(table.attach(7, 100, Some(1), false, make));
+        // A second open of the same inode reuses it: `register` is not called.
+        let b = backed(
+            table.attach(7, 101, Some(9), false, |_| -> Result<u32, ()> {
                 panic!("must reuse")
-            })
-            .unwrap()
-            .unwrap();
+            }),
+        );
         assert!(Arc::ptr_eq(&a, &b));
-        let c = table.attach(8, 102, || make(2)).unwrap().unwrap();
+        let c = backed(table.attach(8, 102, Some(2), false, make));
         assert_eq!(*c, 2);
         assert_eq!(made.get(), 2);
         drop((a, b, c));
@@ -1471,7 +1581,9 @@ mod tests {
         // Releasing one of two handles keeps the inode's backing.
         assert!(table.detach(7, 100).is_some());
         assert_eq!(table.len(), (2, 2));
-        let last = table.detach(7, 101).unwrap();
+        let Some(Io::Passthrough(last)) = table.detach(7, 101) else {
+            panic!("a passthrough handle");
+        };
         assert_eq!(
             Arc::strong_count(&last),
             1,
@@ -1479,23 +1591,107 @@ mod tests {
         );
         assert_eq!(table.len(), (1, 1));
         drop(last);
-        // Unknown handles (opened without passthrough) are ignored.
+        // Unknown handles are ignored.
         assert!(table.detach(9, 999).is_none());
-        // No host file, or a failed registration: the handle stays unbacked.
-        assert!(
-            table
-                .attach(9, 103, || None::<Result<u32, ()>>)
-                .unwrap()
-                .is_none()
-        );
-        assert!(table.attach(9, 104, || Some(Err::<u32, _>("no"))).is_err());
+        // A failed registration serves the handle through the daemon and says why.
+        let (io, failed) = table.attach(9, 104, Some(3), false, |_| Err::<u32, _>("no"));
+        assert!(matches!(io, Io::Cached) && failed == Some("no"));
+        assert!(matches!(table.detach(9, 104), Some(Io::Cached)));
         assert_eq!(table.len(), (1, 1));
         // A new open after the last release registers afresh.
-        let d = table.attach(7, 105, || make(3)).unwrap().unwrap();
+        let d = backed(table.attach(7, 105, Some(3), false, make));
         assert_eq!((*d, made.get()), (3, 3));
         drop(d);
         assert!(table.detach(8, 102).is_some());
         assert!(table.detach(7, 105).is_some());
+        assert_eq!(table.len(), (0, 0));
+    }
+
+    /// No open gets an I/O mode the kernel refuses beside the inode's other opens (EIO):
+    /// an open refused passthrough beside passthrough opens is refused (ETXTBSY), and an
+    /// inode with cached opens gets no passthrough open until they are released.
+    #[test]
+    fn opens_never_mix_cached_and_passthrough_modes() {
+        let table = BackingTable::<u32>::default();
+        let reg = |v: u32| Ok::<_, ()>(v);
+        let never = |_: u32| -> Result<u32, ()> { panic!("must not register") };
+        // A passthrough open, then one the filesystem refuses (a setuid file's non-root
+        // writer): busy, whether or not it asked for direct I/O, and not recorded.
+        assert!(matches!(
+            table.attach(1, 10, Some(1), false, reg).0,
+            Io::Passthrough(_)
+        ));
+        assert!(matches!(
+            table.attach(1, 11, None, false, never).0,
+            Io::Busy
+        ));
+        assert!(matches!(table.attach(1, 12, None, true, never).0, Io::Busy));
+        assert!(table.detach(1, 11).is_none());
+        // Once the passthrough open is released, a refused open is cached.
+        assert!(matches!(table.detach(1, 10), Some(Io::Passthrough(_))));
+        assert!(matches!(
+            table.attach(1, 13, None, false, never).0,
+            Io::Cached
+        ));
+        // While that cached open lives, an open offered passthrough stays cached (or
+        // direct, if the filesystem asked for it), and registers nothing.
+        assert!(matches!(
+            table.attach(1, 14, Some(1), false, never).0,
+            Io::Cached
+        ));
+        assert!(matches!(
+            table.attach(1, 15, Some(1), true, never).0,
+            Io::Direct
+        ));
+        assert!(matches!(table.detach(1, 13), Some(Io::Cached)));
+        assert!(matches!(
+            table.attach(1, 16, Some(1), false, never).0,
+            Io::Cached
+        ));
+        // Only when every cached open is released does passthrough come back; a direct
+        // open beside it is no obstacle.
+        for fh in [14, 16] {
+            assert!(matches!(table.detach(1, fh), Some(Io::Cached)));
+        }
+        assert!(matches!(
+            table.attach(1, 17, Some(2), false, reg).0,
+            Io::Passthrough(_)
+        ));
+        // A refused open of an inode with no passthrough open that asked for direct I/O.
+        assert!(matches!(
+            table.attach(2, 20, None, true, never).0,
+            Io::Direct
+        ));
+        for (ino, fh) in [(1, 15), (1, 17), (2, 20)] {
+            assert!(table.detach(ino, fh).is_some());
+        }
+        assert_eq!(table.len(), (0, 0));
+    }
+
+    /// An open refused passthrough waits for a passthrough open whose release is on its
+    /// way, rather than failing as busy.
+    #[test]
+    fn refused_opens_wait_for_releases_in_flight() {
+        let table = Arc::new(BackingTable::<u32>::default());
+        let reg = |v: u32| Ok::<_, ()>(v);
+        let never = |_: u32| -> Result<u32, ()> { panic!("must not register") };
+        assert!(matches!(
+            table.attach(1, 10, Some(1), false, reg).0,
+            Io::Passthrough(_)
+        ));
+        let t = Arc::clone(&table);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            t.detach(1, 10)
+        });
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            table.attach(1, 11, None, false, never).0,
+            Io::Cached
+        ));
+        assert!(start.elapsed() < RELEASE_WAIT * 5);
+        assert!(matches!(releaser.join().unwrap(), Some(Io::Passthrough(_))));
+        assert!(matches!(table.detach(1, 11), Some(Io::Cached)));
         assert_eq!(table.len(), (0, 0));
     }
 

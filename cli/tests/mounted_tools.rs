@@ -597,6 +597,45 @@ except OSError:
         mode, 0o777,
         "a write by another user must drop setuid and setgid"
     );
+    // While root holds the file open for reading, which gives the inode a passthrough
+    // open, another user's write handle cannot be passed through (the kernel takes no
+    // other kind beside it) and must not be (its writes must reach the filesystem to drop
+    // the bits): the open fails with ETXTBSY and the bits stay; once root closes, the
+    // write works and drops them. And while that user holds a write handle, which is not
+    // passed through, root's reads must work (the kernel refuses a passthrough open
+    // beside a cached one with EIO).
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups sh -c";
+    // (The mode is read with stat(2): a statx asking for the mode alone may be answered
+    // from the kernel's cache, which a write does not refresh.)
+    let out = sh(
+        mnt,
+        &format!(
+            "mode() {{ python3 -c 'import os; print(oct(os.stat(\"f\").st_mode & 0o7777)[2:])'; }}
+             chmod 6777 f
+             exec 3< f
+             {nobody} 'echo again >> f' 2>&1 || true
+             mode
+             exec 3<&-
+             {nobody} 'echo again >> f'
+             mode
+             chmod 6777 f
+             a=$(mktemp -u) b=$(mktemp -u)
+             mkfifo -m 666 $a $b
+             {nobody} \"exec 4>> f; echo opened > $a; timeout 10 cat $b > /dev/null; echo later >&4\" &
+             read x < $a
+             if cat f > /dev/null; then r=read; else r=unreadable; fi
+             echo go > $b
+             wait
+             rm $a $b
+             echo $r
+             mode
+             tail -n 1 f"
+        ),
+    );
+    assert_eq!(
+        out, "sh: 1: cannot create f: Text file busy\n6777\n777\nread\n777\nlater\n",
+        "a write handle that must not be passed through, beside one that is"
+    );
     m.finish();
 }
 
