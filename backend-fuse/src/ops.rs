@@ -283,11 +283,12 @@ impl Ops {
     /// each read naps (a batch's rest then waits that millisecond, which costs nothing).
     /// Deleting 10,000 memfs files took 0.26 s with a wakeup each and 0.22 s with a nap
     /// at most every 2 ms per worker, the rule before this one, which still left the
-    /// other worker in `read` about half the time. Side by side with this rule: 4,600-5,500
-    /// reads and 16.7-17.1 µs per delete against 250-290 reads and 13.2-13.6 µs. Nothing waits for a FORGET (it
-    /// only lets the filesystem drop an inode it no longer has to keep), so the delay
-    /// costs nothing but that memory for that long. Interrupts, which come the same way,
-    /// wait at most the millisecond while both workers nap.
+    /// other worker in `read` about half the time. Side by side with this rule:
+    /// 4,600-5,500 reads and 16.7-17.1 µs per delete against 250-290 reads and
+    /// 13.2-13.6 µs. Nothing waits for a FORGET (it only lets the filesystem drop an inode
+    /// it no longer has to keep), so the delay costs nothing but that memory for that
+    /// long. Interrupts, which come the same way, wait at most the millisecond while both
+    /// workers nap.
     pub(crate) fn pace_forgets(&self) {
         use std::cell::Cell;
         use std::time::Instant;
@@ -1013,12 +1014,24 @@ pub(crate) enum Io<T> {
     /// Through the daemon, without the page cache, as the filesystem asked.
     Direct,
     /// Not at all: the filesystem refused passthrough to this handle while the inode has
-    /// passthrough opens (still, after [`RELEASE_WAIT`]), beside which the kernel takes no
-    /// other kind (the open fails with ETXTBSY, as writing to a running program does). memfs and loopback refuse it
-    /// to a write handle whose writes must reach them to clear setuid, setgid or file
-    /// capabilities; passing it through anyway would keep those privileges after the
-    /// file changed.
+    /// passthrough opens (still, after [`RELEASE_WAIT`]), beside which the kernel takes
+    /// no other kind (the open fails with ETXTBSY, as writing to a running program does).
+    /// memfs and loopback refuse it to a write handle whose writes must reach them to
+    /// clear setuid, setgid or file capabilities; passing it through anyway would keep
+    /// those privileges after the file changed.
     Busy,
+}
+
+impl<T> Io<T> {
+    /// The same mode, sharing the backing file.
+    fn share(&self) -> Io<T> {
+        match self {
+            Io::Passthrough(b) => Io::Passthrough(Arc::clone(b)),
+            Io::Cached => Io::Cached,
+            Io::Direct => Io::Direct,
+            Io::Busy => Io::Busy,
+        }
+    }
 }
 
 /// The kernel's backing files of passthrough opens, and the I/O mode of every open
@@ -1030,7 +1043,7 @@ pub(crate) enum Io<T> {
 /// keeps it alive, one strong reference per open handle, until that handle's `release`.
 /// The last release closes it in the kernel (`Backing`'s `Drop`). An inode with cached
 /// opens gets no passthrough open until they are released; an open the filesystem
-/// refuses passthrough, of an inode that has passthrough opens, is served directly.
+/// refuses passthrough, of an inode that has passthrough opens, is refused ([`Io::Busy`]).
 /// Generic only so that the bookkeeping can be tested without a kernel.
 struct BackingTable<T> {
     inner: Mutex<BackingMaps<T>>,
@@ -1119,24 +1132,17 @@ impl<T> BackingTable<T> {
             (None, Some(_)) => (Io::Busy, None),
             (None, None) => (through_daemon, None),
         };
-        let held = match &io {
-            Io::Passthrough(b) => Io::Passthrough(Arc::clone(b)),
-            Io::Cached => {
-                inode.cached += 1;
-                Io::Cached
-            }
-            Io::Direct => Io::Direct,
-            Io::Busy => Io::Busy,
-        };
+        if matches!(io, Io::Cached) {
+            inode.cached += 1;
+        }
         if inode.cached == 0 && inode.backing.strong_count() == 0 {
             maps.by_inode.remove(&ino);
         }
-        if matches!(held, Io::Busy) {
-            return (io, failed);
+        if !matches!(io, Io::Busy) {
+            // A handle number is not reused before its release, so nothing is replaced
+            // here; if a filesystem broke that, the old reference would simply be dropped.
+            maps.by_handle.insert(fh, io.share());
         }
-        // A handle number is not reused before its release, so nothing is replaced here;
-        // if a filesystem broke that, the old reference would simply be dropped.
-        maps.by_handle.insert(fh, held);
         (io, failed)
     }
 
@@ -1607,14 +1613,22 @@ mod tests {
         assert_eq!(table.len(), (0, 0));
     }
 
+    /// A registration that succeeds with the descriptor as its id.
+    fn reg(v: u32) -> Result<u32, ()> {
+        Ok(v)
+    }
+
+    /// A registration that must not happen.
+    fn never(_: u32) -> Result<u32, ()> {
+        panic!("must not register")
+    }
+
     /// No open gets an I/O mode the kernel refuses beside the inode's other opens (EIO):
     /// an open refused passthrough beside passthrough opens is refused (ETXTBSY), and an
     /// inode with cached opens gets no passthrough open until they are released.
     #[test]
     fn opens_never_mix_cached_and_passthrough_modes() {
         let table = BackingTable::<u32>::default();
-        let reg = |v: u32| Ok::<_, ()>(v);
-        let never = |_: u32| -> Result<u32, ()> { panic!("must not register") };
         // A passthrough open, then one the filesystem refuses (a setuid file's non-root
         // writer): busy, whether or not it asked for direct I/O, and not recorded.
         assert!(matches!(
@@ -1673,8 +1687,6 @@ mod tests {
     #[test]
     fn refused_opens_wait_for_releases_in_flight() {
         let table = Arc::new(BackingTable::<u32>::default());
-        let reg = |v: u32| Ok::<_, ()>(v);
-        let never = |_: u32| -> Result<u32, ()> { panic!("must not register") };
         assert!(matches!(
             table.attach(1, 10, Some(1), false, reg).0,
             Io::Passthrough(_)

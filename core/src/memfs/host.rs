@@ -92,7 +92,7 @@ struct Spares {
 /// Why `making`: the helper makes each file *outside* the lock. Making one under it (an
 /// `O_TMPFILE`, a few µs) made every create that came meanwhile wait for the lock and
 /// then sleep and wake on it: 3.5-5 µs more per create over a 5,000-file burst on the
-/// 2-CPU VM (30.6-33.9 vs 25.3-29.7 µs per create, side by side). A create that finds no
+/// 2-CPU VM (32.4-33.8 vs 28.8-29.0 µs per create with passthrough, side by side). A create that finds no
 /// spare and no budget while a file is being made waits for that file instead of
 /// falling back to the heap.
 #[derive(Debug, Default)]
@@ -654,13 +654,16 @@ fn helper(store: std::sync::Weak<HostStore>) {
             let fd = s.make();
             let mut ready = spares.ready.lock();
             ready.making = false;
-            let failed = fd.is_none();
-            match fd {
-                Some(fd) => ready.fds.push(fd),
+            let failed = match fd {
+                Some(fd) => {
+                    ready.fds.push(fd);
+                    false
+                }
                 None => {
                     s.budget.fetch_add(1, Ordering::AcqRel);
+                    true
                 }
-            }
+            };
             drop(ready);
             spares.made.notify_all();
             if failed {
