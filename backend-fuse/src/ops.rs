@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -247,6 +247,7 @@ impl Ops {
     pub(crate) fn negotiated(&self, plan: &Negotiation, uring: bool, auto_inval_data: bool) {
         self.writeback.store(plan.writeback, Ordering::Relaxed);
         self.passthrough.store(plan.passthrough, Ordering::Relaxed);
+        self.offer_registry();
         self.uring.store(uring, Ordering::Relaxed);
         self.cache_dirs.store(
             auto_inval_data && !self.attr_ttl.is_zero(),
@@ -310,6 +311,20 @@ impl Ops {
     /// Hands over the connection's descriptor once the handshake is done.
     pub(crate) fn set_device(&self, fd: OwnedFd) {
         let _ = self.device.set(Arc::new(fd));
+        self.offer_registry();
+    }
+
+    /// Gives the filesystem a registry for its host files once both the handshake
+    /// agreed to passthrough and the connection's descriptor is here (whichever comes
+    /// last; the filesystem keeps the first it gets).
+    fn offer_registry(&self) {
+        if self.passthrough.load(Ordering::Relaxed)
+            && let Some(device) = self.device.get()
+        {
+            self.fs.use_backing_registry(Arc::new(DeviceRegistry {
+                device: Arc::downgrade(device),
+            }));
+        }
     }
 
     #[cfg(target_os = "linux")]
@@ -386,15 +401,24 @@ impl Ops {
         // Asked for every open, also when the inode has a backing file already: the
         // filesystem may refuse passthrough to this one handle (memfs does for a
         // non-root writer of a setuid file, whose writes must reach it to clear the bit).
-        let offered = self.fs.passthrough_fd(ino, fh);
-        let (io, failed) = self.backing.attach(ino.0, fh.0, offered, direct_io, |fd| {
-            let Some(dev) = self.device.get() else {
-                // Only before the handshake hands the descriptor over (tests).
-                let e = io::Error::from_raw_os_error(libc::ENOTCONN);
-                return Err((RegisterError::Other, e));
-            };
-            Backing::open(dev, &fd).map_err(|e| (fd_error(&e), e))
-        });
+        let offered = match self.fs.backing_id(ino, fh) {
+            Some(id) => Some(Offer::Id(id)),
+            None => self.fs.passthrough_fd(ino, fh).map(Offer::Fd),
+        };
+        let (io, failed) = self
+            .backing
+            .attach(ino.0, fh.0, offered, direct_io, |offer| {
+                let fd = match offer {
+                    Offer::Id(id) => return Ok(Backing::borrowed(id)),
+                    Offer::Fd(fd) => fd,
+                };
+                let Some(dev) = self.device.get() else {
+                    // Only before the handshake hands the descriptor over (tests).
+                    let e = io::Error::from_raw_os_error(libc::ENOTCONN);
+                    return Err((RegisterError::Other, e));
+                };
+                Backing::open(dev, &fd).map_err(|e| (fd_error(&e), e))
+            });
         let Some((why, e)) = failed else {
             return io;
         };
@@ -915,9 +939,12 @@ impl Ops {
 const FORGET_BATCH_GAP: Duration = Duration::from_micros(3);
 
 /// A registered passthrough backing file: the kernel's id for a host descriptor, closed
-/// in the kernel when the last open handle sharing it is released.
+/// in the kernel when the last open handle sharing it is released, unless the
+/// filesystem registered it ([`Vfs::backing_id`](vmount_core::Vfs::backing_id)) and
+/// ends it itself.
 pub(crate) struct Backing {
     id: u32,
+    /// The connection to close it on; empty for a registration the filesystem owns.
     device: Weak<OwnedFd>,
 }
 
@@ -934,48 +961,96 @@ struct BackingMap {
     padding: u64,
 }
 
+/// Registers the open file of `fd` on connection `device`; returns the kernel's id.
+fn backing_open(device: RawFd, fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let map = BackingMap {
+        fd: fd.as_raw_fd(),
+        flags: 0,
+        padding: 0,
+    };
+    // SAFETY: the ioctl reads one `fuse_backing_map` from the pointer, which lives across
+    // the call; both descriptors are open.
+    let id = unsafe {
+        libc::ioctl(
+            device,
+            FUSE_DEV_IOC_BACKING_OPEN as _,
+            &map as *const BackingMap,
+        )
+    };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(id as u32)
+}
+
+/// Ends registration `id` on connection `device`.
+fn backing_close(device: RawFd, id: u32) {
+    // SAFETY: the ioctl reads one u32 from the pointer, which lives across the call.
+    let r = unsafe { libc::ioctl(device, FUSE_DEV_IOC_BACKING_CLOSE as _, &id as *const u32) };
+    if r < 0 {
+        tracing::debug!(
+            id,
+            error = %io::Error::last_os_error(),
+            "closing a passthrough backing file failed"
+        );
+    }
+}
+
 impl Backing {
     fn open(device: &Arc<OwnedFd>, fd: &OwnedFd) -> io::Result<Backing> {
-        let map = BackingMap {
-            fd: fd.as_raw_fd(),
-            flags: 0,
-            padding: 0,
-        };
-        // SAFETY: the ioctl reads one `fuse_backing_map` from the pointer, which lives
-        // across the call; both descriptors are open.
-        let id = unsafe {
-            libc::ioctl(
-                device.as_raw_fd(),
-                FUSE_DEV_IOC_BACKING_OPEN as _,
-                &map as *const BackingMap,
-            )
-        };
-        if id < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Backing {
-            id: id as u32,
+            id: backing_open(device.as_raw_fd(), fd.as_fd())?,
             device: Arc::downgrade(device),
         })
+    }
+
+    /// A registration the filesystem made and ends itself.
+    fn borrowed(id: u32) -> Backing {
+        Backing {
+            id,
+            device: Weak::new(),
+        }
     }
 }
 
 impl Drop for Backing {
     fn drop(&mut self) {
-        let Some(device) = self.device.upgrade() else {
-            return;
-        };
-        let fd: RawFd = device.as_raw_fd();
-        // SAFETY: the ioctl reads one u32 from the pointer, which lives across the call.
-        let r = unsafe { libc::ioctl(fd, FUSE_DEV_IOC_BACKING_CLOSE as _, &self.id as *const u32) };
-        if r < 0 {
-            tracing::debug!(
-                id = self.id,
-                error = %io::Error::last_os_error(),
-                "closing a passthrough backing file failed"
-            );
+        if let Some(device) = self.device.upgrade() {
+            backing_close(device.as_raw_fd(), self.id);
         }
     }
+}
+
+/// The registry a filesystem registers its host files with ahead of any open
+/// ([`Vfs::use_backing_registry`](vmount_core::Vfs::use_backing_registry)): the
+/// connection's descriptor, weakly, so that registrations outliving the mount fail
+/// instead of keeping it.
+struct DeviceRegistry {
+    device: Weak<OwnedFd>,
+}
+
+impl vmount_core::BackingRegistry for DeviceRegistry {
+    fn register(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+        let device = self
+            .device
+            .upgrade()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOTCONN))?;
+        backing_open(device.as_raw_fd(), fd)
+    }
+
+    fn unregister(&self, id: u32) {
+        if let Some(device) = self.device.upgrade() {
+            backing_close(device.as_raw_fd(), id);
+        }
+    }
+}
+
+/// What the filesystem offers an open handle for passthrough.
+enum Offer {
+    /// A registration it owns (see [`Vfs::backing_id`](vmount_core::Vfs::backing_id)).
+    Id(u32),
+    /// A descriptor to register for this inode's passthrough opens.
+    Fd(OwnedFd),
 }
 
 /// How registering a backing file failed.

@@ -62,6 +62,8 @@ use std::ffi::OsStr;
 pub use error::{Unavailable, VfsError, VfsResult};
 pub use guard::{CatchPanics, PanicGuard};
 pub use types::*;
+#[cfg(unix)]
+pub use vfs::BackingRegistry;
 pub use vfs::Vfs;
 
 /// Longest single name, in bytes, that vmount's own filesystems accept (the POSIX

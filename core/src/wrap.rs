@@ -277,6 +277,17 @@ impl<A: Around> Vfs for Wrapped<A> {
             .helper("passthrough_fd", || self.inner.passthrough_fd(ino, fh))
             .flatten()
     }
+    // Not an operation of its own: part of an open.
+    #[cfg(unix)]
+    fn backing_id(&self, ino: Ino, fh: Fh) -> Option<u32> {
+        self.around
+            .helper("backing_id", || self.inner.backing_id(ino, fh))
+            .flatten()
+    }
+    #[cfg(unix)]
+    fn use_backing_registry(&self, registry: std::sync::Arc<dyn crate::BackingRegistry>) {
+        self.inner.use_backing_registry(registry);
+    }
     // Not an operation of its own: the caller's read, counted by the caller.
     #[cfg(unix)]
     fn read_fd(&self, ino: Ino) -> Option<std::os::fd::OwnedFd> {

@@ -23,6 +23,13 @@
 //! before the unlink that freed it returns (a write right after must not see ENOSPC).
 //! With `max_inodes` set there is no helper: spare files would take the tmpfs's inodes.
 //!
+//! Under a FUSE mount that does passthrough, the helper also registers each spare with
+//! the kernel as it makes it (see [`Vfs::backing_id`](crate::Vfs::backing_id)): a create
+//! then hands the kernel an id instead of registering a descriptor, and the release
+//! closes nothing. Side by side on the 2-CPU VM, 6 rounds of 5,000 creates: 24.3-25.0
+//! against 27.5-28.3 µs per create (median per call). A registration is ended just
+//! before its file is closed, so a deleted file's space still comes back at the unlink.
+//!
 //! Costs, and the bounds on them: one descriptor per regular file (a budget of half the
 //! open-file limit; past it new files keep their bytes on the heap), and tmpfs's page
 //! granularity (a 10-byte file takes a 4 KiB page, as on tmpfs itself). Making the mount
@@ -31,16 +38,16 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 pub(crate) use super::HostStat;
 use crate::types::Whence;
-use crate::{VfsError, VfsResult};
+use crate::{BackingRegistry, VfsError, VfsResult};
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -51,7 +58,6 @@ const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 const MOUNT_ATTR_NOEXEC: libc::c_uint = 0x8;
 
 /// The private tmpfs holding file contents.
-#[derive(Debug)]
 pub(crate) struct HostStore {
     /// The root of the detached mount (an `O_PATH` descriptor from `fsmount`).
     root: OwnedFd,
@@ -59,9 +65,35 @@ pub(crate) struct HostStore {
     budget: AtomicU64,
     /// Files made ahead and files waiting to be closed, where a helper thread runs.
     spares: Option<Spares>,
+    /// Where files are registered for FUSE passthrough, once a FUSE mount that does
+    /// passthrough offers it (see [`HostStore::use_registry`]).
+    registry: OnceLock<Arc<dyn BackingRegistry>>,
+    /// Set when a registration failed: none is tried again.
+    registry_failed: AtomicBool,
+    /// Set by `use_registry` until the helper has registered the spares made before.
+    register_spares: AtomicBool,
     /// Tests: how long the helper takes to make each file, in ms.
     #[cfg(test)]
     helper_delay_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for HostStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostStore")
+            .field("root", &self.root)
+            .field("budget", &self.budget)
+            .field("spares", &self.spares)
+            .field("registry", &self.registry.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One unnamed file of the store and, once registered for FUSE passthrough, the
+/// kernel's id for it.
+#[derive(Debug)]
+struct Held {
+    fd: OwnedFd,
+    id: Option<u32>,
 }
 
 /// What the helper thread of a [`HostStore`] works on. Fresh files are made ahead, never
@@ -72,8 +104,9 @@ struct Spares {
     ready: Mutex<Ready>,
     /// Signalled when the helper has finished making a file (see [`HostStore::file`]).
     made: Condvar,
-    /// Emptied files of deleted nodes, still counted against the budget until closed.
-    closing: Mutex<Vec<OwnedFd>>,
+    /// Emptied files of deleted nodes, still counted against the budget until closed
+    /// (and registered until then).
+    closing: Mutex<Vec<Held>>,
     /// How many taken from `closing` the helper is closing now (their budget is not back
     /// yet); set under the `closing` lock, so that the two never miss a file between them.
     #[cfg(test)]
@@ -97,7 +130,7 @@ struct Spares {
 /// falling back to the heap.
 #[derive(Debug, Default)]
 struct Ready {
-    fds: Vec<OwnedFd>,
+    fds: Vec<Held>,
     making: bool,
 }
 
@@ -114,6 +147,9 @@ const CLOSE_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1
 pub(crate) struct HostFile {
     /// Taken only by `drop`, which may hand it to the helper to close.
     fd: ManuallyDrop<OwnedFd>,
+    /// Its FUSE passthrough registration, made before it was handed out (see
+    /// [`Vfs::backing_id`](crate::Vfs::backing_id)); ended by `drop`.
+    id: Option<u32>,
     store: Arc<HostStore>,
 }
 
@@ -200,6 +236,9 @@ impl HostStore {
             root,
             budget: AtomicU64::new(fd_budget()),
             spares: inodes.is_none().then(Spares::default),
+            registry: OnceLock::new(),
+            registry_failed: AtomicBool::new(false),
+            register_spares: AtomicBool::new(false),
             #[cfg(test)]
             helper_delay_ms: AtomicU64::new(0),
         });
@@ -253,8 +292,9 @@ impl HostStore {
     /// A new empty file, or `None` when the descriptor budget is spent or the kernel
     /// refuses (the caller then keeps the file's bytes on the heap).
     pub(crate) fn file(self: &Arc<Self>) -> Option<HostFile> {
-        let made = |fd| HostFile {
-            fd: ManuallyDrop::new(fd),
+        let made = |h: Held| HostFile {
+            fd: ManuallyDrop::new(h.fd),
+            id: h.id,
             store: Arc::clone(self),
         };
         if let Some(spares) = &self.spares {
@@ -268,8 +308,8 @@ impl HostStore {
                 if ready.fds.len() < SPARES / 2 && self.budget.load(Ordering::Relaxed) > 0 {
                     self.wake_helper();
                 }
-                if let Some(fd) = fd {
-                    return Some(made(fd));
+                if let Some(h) = fd {
+                    return Some(made(h));
                 }
                 if self.take_budget() {
                     break;
@@ -287,7 +327,43 @@ impl HostStore {
             self.budget.fetch_add(1, Ordering::AcqRel);
             return None;
         };
-        Some(made(fd))
+        // Made on the request path (no helper, or it fell behind): not registered here,
+        // which would cost the request what registering ahead saves; the adapter
+        // registers it per open instead.
+        Some(made(Held { fd, id: None }))
+    }
+
+    /// Takes `registry` for registering files from now on (the first one offered; a
+    /// memfs is mounted once). The spares made before are registered by the helper.
+    pub(crate) fn use_registry(&self, registry: Arc<dyn BackingRegistry>) {
+        if self.registry.set(registry).is_ok() {
+            self.register_spares.store(true, Ordering::Release);
+            self.wake_helper();
+        }
+    }
+
+    /// Registers `fd` for FUSE passthrough, if a registry was given and none failed.
+    fn register(&self, fd: &OwnedFd) -> Option<u32> {
+        let registry = self.registry.get()?;
+        if self.registry_failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        match registry.register(fd.as_fd()) {
+            Ok(id) => Some(id),
+            // Opens register their files instead; if they fail too, the adapter says so.
+            Err(_) => {
+                self.registry_failed.store(true, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Ends registration `id` (before the file's descriptor is closed, so that the
+    /// kernel's reference does not keep the file's space).
+    fn unregister(&self, id: Option<u32>) {
+        if let (Some(id), Some(registry)) = (id, self.registry.get()) {
+            registry.unregister(id);
+        }
     }
 
     /// The helper thread's join handle (tests).
@@ -344,7 +420,9 @@ impl HostStore {
     #[cfg(test)]
     pub(crate) fn set_budget(&self, n: u64) {
         if let Some(mut r) = self.settled() {
-            r.fds.clear();
+            for h in std::mem::take(&mut r.fds) {
+                self.unregister(h.id);
+            }
         }
         self.budget.store(n, Ordering::Release);
     }
@@ -572,18 +650,32 @@ impl HostFile {
     pub(crate) fn duplicate(&self) -> Option<OwnedFd> {
         self.fd.try_clone().ok()
     }
+
+    /// The kernel's id for this file, if it was registered for FUSE passthrough.
+    pub(crate) fn backing_id(&self) -> Option<u32> {
+        self.id
+    }
 }
 
 impl Drop for HostStore {
-    /// Wakes the helper so that it sees the store gone and ends.
+    /// Ends the registrations of the files still held, and wakes the helper so that it
+    /// sees the store gone and ends.
     fn drop(&mut self) {
+        if let Some(spares) = &self.spares {
+            let ready = std::mem::take(&mut spares.ready.lock().fds);
+            let closing = std::mem::take(&mut *spares.closing.lock());
+            for h in ready.into_iter().chain(closing) {
+                self.unregister(h.id);
+            }
+        }
         self.wake_helper();
     }
 }
 
 impl Drop for HostFile {
     /// An empty file is handed to the helper to close; one holding data is closed here,
-    /// so that its space is back when the unlink that dropped it returns.
+    /// so that its space is back when the unlink that dropped it returns (unregistered
+    /// first: the kernel's reference would keep it).
     fn drop(&mut self) {
         // With a helper, an empty file is closed by it (fstat: passthrough writes that
         // memfs never saw may have given it blocks).
@@ -599,7 +691,7 @@ impl Drop for HostFile {
             Some(spares) => {
                 let first = {
                     let mut closing = spares.closing.lock();
-                    closing.push(fd);
+                    closing.push(Held { fd, id: self.id });
                     closing.len() == 1
                 };
                 if first {
@@ -607,6 +699,7 @@ impl Drop for HostFile {
                 }
             }
             None => {
+                self.store.unregister(self.id);
                 drop(fd);
                 self.store.budget.fetch_add(1, Ordering::AcqRel);
             }
@@ -621,6 +714,14 @@ fn helper(store: std::sync::Weak<HostStore>) {
         std::thread::park();
         let Some(s) = store.upgrade() else { return };
         let Some(spares) = &s.spares else { return };
+        if s.register_spares.swap(false, Ordering::AcqRel) {
+            // Once, when a registry comes: the spares made before it. Under the lock, a
+            // few hundred ioctls (well under 1 ms) before the mount serves anything.
+            let mut ready = spares.ready.lock();
+            for h in ready.fds.iter_mut().filter(|h| h.id.is_none()) {
+                h.id = s.register(&h.fd);
+            }
+        }
         if !spares.closing.lock().is_empty() {
             std::thread::sleep(CLOSE_BATCH_WAIT);
             let batch = {
@@ -632,7 +733,10 @@ fn helper(store: std::sync::Weak<HostStore>) {
                 std::mem::take(&mut *closing)
             };
             let n = batch.len() as u64;
-            drop(batch);
+            for h in batch {
+                s.unregister(h.id);
+                drop(h.fd);
+            }
             s.budget.fetch_add(n, Ordering::AcqRel);
             #[cfg(test)]
             spares.closing_now.store(0, Ordering::Release);
@@ -651,12 +755,15 @@ fn helper(store: std::sync::Weak<HostStore>) {
             std::thread::sleep(std::time::Duration::from_millis(
                 s.helper_delay_ms.load(Ordering::Relaxed),
             ));
-            let fd = s.make();
+            let made = s.make().map(|fd| {
+                let id = s.register(&fd);
+                Held { fd, id }
+            });
             let mut ready = spares.ready.lock();
             ready.making = false;
-            let failed = match fd {
-                Some(fd) => {
-                    ready.fds.push(fd);
+            let failed = match made {
+                Some(h) => {
+                    ready.fds.push(h);
                     false
                 }
                 None => {

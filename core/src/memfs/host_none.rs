@@ -29,6 +29,11 @@ impl HostStore {
     pub(crate) fn used(&self) -> u64 {
         match *self {}
     }
+    #[cfg(unix)]
+    #[allow(dead_code)]
+    pub(crate) fn use_registry(&self, _registry: Arc<dyn crate::BackingRegistry>) {
+        match *self {}
+    }
 }
 
 impl HostFile {
@@ -60,6 +65,11 @@ impl HostFile {
     #[cfg(unix)]
     #[allow(dead_code)]
     pub(crate) fn duplicate(&self) -> Option<OwnedFd> {
+        match *self {}
+    }
+    #[cfg(unix)]
+    #[allow(dead_code)]
+    pub(crate) fn backing_id(&self) -> Option<u32> {
         match *self {}
     }
 }

@@ -230,6 +230,21 @@ fn can_read(flags: OpenFlags) -> bool {
 }
 
 impl MemFs {
+    /// `f` of the host file of `ino` for handle `fh`, if the handle may pass through.
+    #[cfg(unix)]
+    fn passthrough_host<T>(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        f: impl FnOnce(&HostFile) -> Option<T>,
+    ) -> Option<T> {
+        let shard = self.handle_shard(fh.0).lock();
+        let h = shard.get(&fh.0).filter(|h| h.inode.ino == ino.0)?;
+        if !h.passthrough {
+            return None;
+        }
+        f(h.inode.host.as_ref()?)
+    }
     /// A fresh filesystem holding only its root directory.
     pub fn new(opts: MemFsOptions) -> MemFs {
         let capacity = opts.size_limit.unwrap_or_else(memory_total);
@@ -1372,12 +1387,21 @@ impl Vfs for MemFs {
     /// `Handle::passthrough`).
     #[cfg(unix)]
     fn passthrough_fd(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
-        let shard = self.handle_shard(fh.0).lock();
-        let h = shard.get(&fh.0).filter(|h| h.inode.ino == ino.0)?;
-        if !h.passthrough {
-            return None;
+        self.passthrough_host(ino, fh, |host| host.duplicate())
+    }
+
+    /// Its registration, made ahead when the file was made (kept while the handle is open:
+    /// a host file is dropped only with its last handle).
+    #[cfg(unix)]
+    fn backing_id(&self, ino: Ino, fh: Fh) -> Option<u32> {
+        self.passthrough_host(ino, fh, |host| host.backing_id())
+    }
+
+    #[cfg(unix)]
+    fn use_backing_registry(&self, registry: Arc<dyn crate::BackingRegistry>) {
+        if let Some(store) = &self.host {
+            store.use_registry(registry);
         }
-        h.inode.host.as_ref()?.duplicate()
     }
 
     /// The host file of a kernel-held file. The read it stands for happens now, so the

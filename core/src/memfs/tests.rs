@@ -1333,3 +1333,129 @@ fn kernel_data_helper_ends_with_the_filesystem() {
     assert!(helper.is_finished(), "the helper outlived its filesystem");
     helper.join().unwrap();
 }
+
+/// A registry that, like the kernel, keeps each registered file open until it is
+/// unregistered, and fails the test on an id ended twice or never given.
+#[cfg(target_os = "linux")]
+#[derive(Default)]
+struct FakeRegistry {
+    live: parking_lot::Mutex<std::collections::HashMap<u32, std::os::fd::OwnedFd>>,
+    next: std::sync::atomic::AtomicU32,
+    calls: std::sync::atomic::AtomicU32,
+    fail: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl BackingRegistry for FakeRegistry {
+    fn register(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        if self.fail {
+            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let id = self.next.fetch_add(1, Relaxed) + 1;
+        self.live.lock().insert(id, fd.try_clone_to_owned()?);
+        Ok(id)
+    }
+    fn unregister(&self, id: u32) {
+        assert!(
+            self.live.lock().remove(&id).is_some(),
+            "id {id} ended twice or never given"
+        );
+    }
+}
+
+/// With a registry (a FUSE mount doing passthrough), the helper registers files before
+/// they are handed out: a create's handle has a backing id at once, spares made before the
+/// registry came are registered too, deleted files are unregistered (a file holding data
+/// before its last descriptor closes, so that its space is back when the unlink returns),
+/// and so is every spare when the filesystem goes. A registry that fails is not asked
+/// again, and opens fall back to a descriptor.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let store = fs.host.clone().unwrap();
+    let settle = |want: (usize, usize)| {
+        eventually(|| store.spares() == want);
+        assert_eq!(store.spares(), want, "(ready, closing)");
+    };
+    settle((super::host::SPARES, 0));
+    let reg = Arc::new(FakeRegistry::default());
+    fs.use_backing_registry(reg.clone());
+    let live = || reg.live.lock().len();
+    eventually(|| live() == super::host::SPARES);
+    assert_eq!(
+        live(),
+        super::host::SPARES,
+        "spares made before the registry"
+    );
+    let (a, fa) = create(&fs, "a");
+    let id = fs.backing_id(a, fa).expect("a registered spare");
+    assert!(reg.live.lock().contains_key(&id));
+    assert!(fs.passthrough_fd(a, fa).is_some());
+    fs.release(&root(), a, fa).unwrap();
+    assert_eq!(fs.backing_id(a, fa), None, "released handle");
+
+    // Data: unregistered and closed by the unlink, so the space is back at once (the
+    // registry holds the file open like the kernel does).
+    let (f, fh) = create(&fs, "big");
+    let big = fs.backing_id(f, fh).unwrap();
+    fs.write(&root(), f, Some(fh), 0, &vec![7u8; 4 << 20])
+        .unwrap();
+    fs.release(&root(), f, fh).unwrap();
+    fs.unlink(&root(), Ino::ROOT, os("big")).unwrap();
+    assert!(store.used() < 1 << 20, "{} bytes still held", store.used());
+    assert!(!reg.live.lock().contains_key(&big));
+
+    // Empty files: unregistered by the helper with their batched close. (Creates that
+    // outrun the helper get files made on the spot, unregistered.)
+    let made: Vec<_> = (0..1000).map(|i| create(&fs, &format!("e{i}"))).collect();
+    let registered = made
+        .iter()
+        .filter(|(ino, fh)| fs.backing_id(*ino, *fh).is_some())
+        .count();
+    assert!(
+        registered >= super::host::SPARES / 2,
+        "{registered} registered"
+    );
+    for (i, (ino, fh)) in made.iter().enumerate() {
+        fs.release(&root(), *ino, *fh).unwrap();
+        fs.unlink(&root(), Ino::ROOT, os(&format!("e{i}"))).unwrap();
+    }
+    settle((super::host::SPARES, 0));
+    // The spares and "a".
+    eventually(|| live() == super::host::SPARES + 1);
+    assert_eq!(
+        live(),
+        super::host::SPARES + 1,
+        "deleted files still registered"
+    );
+    drop(store);
+    drop(fs);
+    assert_eq!(live(), 0, "registrations outlived the filesystem");
+
+    let Some(fs) = kernel_fs(MemFsOptions::default()) else {
+        return;
+    };
+    let failing = Arc::new(FakeRegistry {
+        fail: true,
+        ..FakeRegistry::default()
+    });
+    fs.use_backing_registry(failing.clone());
+    let (b, fb) = create(&fs, "b");
+    eventually(|| failing.calls.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(fs.backing_id(b, fb), None);
+    assert!(
+        fs.passthrough_fd(b, fb).is_some(),
+        "opens register a descriptor"
+    );
+    assert_eq!(
+        failing.calls.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "asked again after failing"
+    );
+}
