@@ -108,6 +108,9 @@ pub(crate) struct Ops {
     /// Whether opens may register backing files: FUSE_PASSTHROUGH was negotiated in `init`,
     /// and cleared for good if the kernel later refuses registration (EPERM).
     passthrough: AtomicBool,
+    /// Whether the filesystem took this connection's [`DeviceRegistry`]: only then are its
+    /// backing ids this connection's (one filesystem may be mounted more than once).
+    registry_taken: AtomicBool,
     pub(crate) want_uring: IoUring,
     /// Whether FUSE_OVER_IO_URING was negotiated in `init`.
     uring: AtomicBool,
@@ -226,6 +229,7 @@ impl Ops {
             writeback: AtomicBool::new(false),
             want_passthrough: passthrough,
             passthrough: AtomicBool::new(false),
+            registry_taken: AtomicBool::new(false),
             want_uring: opts.io_uring,
             uring: AtomicBool::new(false),
             cache_dirs: AtomicBool::new(false),
@@ -320,10 +324,11 @@ impl Ops {
     fn offer_registry(&self) {
         if self.passthrough.load(Ordering::Relaxed)
             && let Some(device) = self.device.get()
-        {
-            self.fs.use_backing_registry(Arc::new(DeviceRegistry {
+            && self.fs.use_backing_registry(Arc::new(DeviceRegistry {
                 device: Arc::downgrade(device),
-            }));
+            }))
+        {
+            self.registry_taken.store(true, Ordering::Relaxed);
         }
     }
 
@@ -401,7 +406,12 @@ impl Ops {
         // Asked for every open, also when the inode has a backing file already: the
         // filesystem may refuse passthrough to this one handle (memfs does for a
         // non-root writer of a setuid file, whose writes must reach it to clear the bit).
-        let offered = match self.fs.backing_id(ino, fh) {
+        let id = if self.registry_taken.load(Ordering::Relaxed) {
+            self.fs.backing_id(ino, fh)
+        } else {
+            None
+        };
+        let offered = match id {
             Some(id) => Some(Offer::Id(id)),
             None => self.fs.passthrough_fd(ino, fh).map(Offer::Fd),
         };

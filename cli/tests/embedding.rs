@@ -166,3 +166,66 @@ fn a_dropped_guard_unmounts_and_an_external_unmount_ends_wait() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(common::mounted_fstype(&mp), None);
 }
+
+/// One kernel-held memfs mounted twice (`mount_shared`): its host files are registered
+/// for passthrough on the first mount's connection, whose ids mean nothing on the
+/// second's, so the second must register descriptors per open. Files made through either
+/// mount are written, read and seen through both.
+#[test]
+fn one_memfs_mounted_twice_serves_both_mounts() {
+    let test = "one_memfs_mounted_twice_serves_both_mounts";
+    if !common::fuse_or_skip(test) || !common::root_or_skip(test) {
+        return;
+    }
+    use vmount::core::memfs::{MemFs, MemFsOptions};
+    let fs = MemFs::new(MemFsOptions {
+        kernel_data: true,
+        ..MemFsOptions::default()
+    });
+    assert!(fs.kernel_data(), "root on Linux gets memfs's private tmpfs");
+    let fs: std::sync::Arc<dyn vmount::core::Vfs> = std::sync::Arc::new(fs);
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mp1, mp2) = (
+        d1.path().canonicalize().unwrap(),
+        d2.path().canonicalize().unwrap(),
+    );
+    let (_c1, _c2) = (Cleanup(&mp1), Cleanup(&mp2));
+    // A plan from a config: the builder's plans keep passthrough off (no host files).
+    let passthrough = |mp: &Path, name: &str| {
+        let cfg = mp.parent().unwrap().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "mountpoint = \"{}\"\nname = \"{name}\"\nbackend = \"fuse\"\n\
+                 [filesystem]\ntype = \"memfs\"\ndata = \"kernel\"\n\
+                 [fuse]\npassthrough = \"on\"\n",
+                mp.display()
+            ),
+        )
+        .unwrap();
+        let plan = MountPlan::from_config_file(&cfg, None).unwrap();
+        std::fs::remove_file(cfg).unwrap();
+        plan
+    };
+    let m1 = vmount::mount_shared(fs.clone(), &passthrough(&mp1, "twice-1")).unwrap();
+    let m2 = vmount::mount_shared(fs, &passthrough(&mp2, "twice-2")).unwrap();
+    // Let the helper register its spares on the first connection.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for i in 0..20 {
+        let (a, b) = (format!("one{i}"), format!("two{i}"));
+        std::fs::write(mp1.join(&a), format!("first {i}")).unwrap();
+        std::fs::write(mp2.join(&b), format!("second {i}")).unwrap();
+        for mp in [&mp1, &mp2] {
+            assert_eq!(
+                std::fs::read_to_string(mp.join(&a)).unwrap(),
+                format!("first {i}")
+            );
+            assert_eq!(
+                std::fs::read_to_string(mp.join(&b)).unwrap(),
+                format!("second {i}")
+            );
+        }
+    }
+    drop(m2);
+    drop(m1);
+}

@@ -438,11 +438,15 @@ pub trait Vfs: Send + Sync + 'static {
         None
     }
 
-    /// Gives the filesystem the registry of a FUSE connection that does passthrough, once
-    /// the kernel agreed to it (see [`backing_id`](Vfs::backing_id)). The default ignores it.
+    /// Offers the filesystem the registry of a FUSE connection that does passthrough, once
+    /// the kernel agreed to it (see [`backing_id`](Vfs::backing_id)). Returns whether it
+    /// took it: only then does that connection ask `backing_id`, whose ids are valid on
+    /// one connection alone (a filesystem mounted twice takes the first registry, and the
+    /// second mount registers descriptors per open). The default declines.
     #[cfg(unix)]
-    fn use_backing_registry(&self, registry: std::sync::Arc<dyn BackingRegistry>) {
+    fn use_backing_registry(&self, registry: std::sync::Arc<dyn BackingRegistry>) -> bool {
         let _ = registry;
+        false
     }
 
     /// For servers that move file data without copying it through this process (the NFS

@@ -285,8 +285,8 @@ impl<A: Around> Vfs for Wrapped<A> {
             .flatten()
     }
     #[cfg(unix)]
-    fn use_backing_registry(&self, registry: std::sync::Arc<dyn crate::BackingRegistry>) {
-        self.inner.use_backing_registry(registry);
+    fn use_backing_registry(&self, registry: std::sync::Arc<dyn crate::BackingRegistry>) -> bool {
+        self.inner.use_backing_registry(registry)
     }
     // Not an operation of its own: the caller's read, counted by the caller.
     #[cfg(unix)]

@@ -333,13 +333,16 @@ impl HostStore {
         Some(made(Held { fd, id: None }))
     }
 
-    /// Takes `registry` for registering files from now on (the first one offered; a
-    /// memfs is mounted once). The spares made before are registered by the helper.
-    pub(crate) fn use_registry(&self, registry: Arc<dyn BackingRegistry>) {
-        if self.registry.set(registry).is_ok() {
-            self.register_spares.store(true, Ordering::Release);
-            self.wake_helper();
+    /// Takes `registry` for registering files from now on, if it is the first one offered
+    /// (see [`Vfs::use_backing_registry`](crate::Vfs::use_backing_registry)); returns
+    /// whether it did. The spares made before are registered by the helper.
+    pub(crate) fn use_registry(&self, registry: Arc<dyn BackingRegistry>) -> bool {
+        if self.registry.set(registry).is_err() {
+            return false;
         }
+        self.register_spares.store(true, Ordering::Release);
+        self.wake_helper();
+        true
     }
 
     /// Registers `fd` for FUSE passthrough, if a registry was given and none failed.

@@ -31,7 +31,7 @@ impl HostStore {
     }
     #[cfg(unix)]
     #[allow(dead_code)]
-    pub(crate) fn use_registry(&self, _registry: Arc<dyn crate::BackingRegistry>) {
+    pub(crate) fn use_registry(&self, _registry: Arc<dyn crate::BackingRegistry>) -> bool {
         match *self {}
     }
 }

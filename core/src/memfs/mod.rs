@@ -1398,10 +1398,10 @@ impl Vfs for MemFs {
     }
 
     #[cfg(unix)]
-    fn use_backing_registry(&self, registry: Arc<dyn crate::BackingRegistry>) {
-        if let Some(store) = &self.host {
-            store.use_registry(registry);
-        }
+    fn use_backing_registry(&self, registry: Arc<dyn crate::BackingRegistry>) -> bool {
+        self.host
+            .as_ref()
+            .is_some_and(|store| store.use_registry(registry))
     }
 
     /// The host file of a kernel-held file. The read it stands for happens now, so the

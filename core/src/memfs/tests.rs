@@ -1384,7 +1384,12 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
     };
     settle((super::host::SPARES, 0));
     let reg = Arc::new(FakeRegistry::default());
-    fs.use_backing_registry(reg.clone());
+    assert!(fs.use_backing_registry(reg.clone()));
+    let second = Arc::new(FakeRegistry::default());
+    assert!(
+        !fs.use_backing_registry(second.clone()),
+        "a second connection's registry is declined"
+    );
     let live = || reg.live.lock().len();
     eventually(|| live() == super::host::SPARES);
     assert_eq!(
@@ -1436,6 +1441,7 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
     drop(store);
     drop(fs);
     assert_eq!(live(), 0, "registrations outlived the filesystem");
+    assert_eq!(second.calls.load(std::sync::atomic::Ordering::Relaxed), 0);
 
     let Some(fs) = kernel_fs(MemFsOptions::default()) else {
         return;
@@ -1444,7 +1450,7 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
         fail: true,
         ..FakeRegistry::default()
     });
-    fs.use_backing_registry(failing.clone());
+    assert!(fs.use_backing_registry(failing.clone()));
     let (b, fb) = create(&fs, "b");
     eventually(|| failing.calls.load(std::sync::atomic::Ordering::Relaxed) > 0);
     std::thread::sleep(Duration::from_millis(50));
