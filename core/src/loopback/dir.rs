@@ -34,6 +34,9 @@ pub(super) struct DirStream {
     len: usize,
     /// Cookie the next entry read follows (0 = start), or `None` when unknown.
     at: Option<u64>,
+    /// Where the last entry returned starts in `buf`, and the cookie before it, for
+    /// [`DirStream::unread`].
+    last: Option<(usize, Option<u64>)>,
 }
 
 #[cfg(target_os = "linux")]
@@ -45,6 +48,7 @@ impl DirStream {
             pos: 0,
             len: 0,
             at: Some(0),
+            last: None,
         }
     }
 
@@ -52,6 +56,11 @@ impl DirStream {
     pub(super) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.fd.as_fd()
+    }
+
+    /// The cookie a [`DirStream::seek`] to would not move the stream, if known.
+    pub(super) fn resumes_at(&self) -> Option<u64> {
+        self.at
     }
 
     /// Positions the stream so that the next entry is the one after `cookie`.
@@ -70,18 +79,32 @@ impl DirStream {
         self.pos = 0;
         self.len = 0;
         self.at = Some(cookie);
+        self.last = None;
         Ok(())
     }
 
-    /// Marks the position unknown (an entry was read but not consumed), forcing the
-    /// next [`DirStream::seek`] to reposition.
+    /// Puts back the last entry read (a listing that had no room for it): the next read
+    /// returns it again, from the buffer.
+    ///
+    /// Why not reposition: a reply takes far fewer entries than one `getdents64` buffer
+    /// holds (a FUSE READDIRPLUS page about 25, an NFS READDIRPLUS of 32 KiB about 190,
+    /// the buffer about 1,000 short names), and seeking dropped the rest, so every reply
+    /// read the host directory again from its cookie: 40 times the entries it returned.
     pub(super) fn unread(&mut self) {
-        self.at = None;
+        match self.last.take() {
+            Some((pos, at)) => {
+                self.pos = pos;
+                self.at = at;
+            }
+            None => self.at = None,
+        }
     }
 
     /// The next entry, `.` and `..` included (callers skip them).
     pub(super) fn next_entry(&mut self) -> io::Result<Option<RawEntry>> {
         use std::os::fd::AsRawFd;
+        self.last = None;
+        let at = self.at;
         if self.pos >= self.len {
             // SAFETY: `buf` is writable for its length.
             let r = unsafe {
@@ -122,6 +145,7 @@ impl DirStream {
             .position(|&b| b == 0)
             .unwrap_or(raw_name.len());
         let name = raw_name[..end].to_vec();
+        self.last = Some((self.pos, at));
         self.pos += reclen;
         let cookie = u64::try_from(d_off)
             .ok()
@@ -143,6 +167,8 @@ pub(super) struct DirStream {
     dir: *mut libc::DIR,
     /// Ordinal of the next entry (entries read so far).
     index: u64,
+    /// The stream's position before the last entry returned (`telldir`).
+    last: Option<libc::c_long>,
 }
 
 // SAFETY: a DIR stream may be used from any thread as long as only one uses it at a
@@ -171,7 +197,11 @@ impl DirStream {
             unsafe { libc::close(raw) };
             return Err(e);
         }
-        Ok(DirStream { dir, index: 0 })
+        Ok(DirStream {
+            dir,
+            index: 0,
+            last: None,
+        })
     }
 
     /// The descriptor (for fsyncdir).
@@ -180,11 +210,17 @@ impl DirStream {
         unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::dirfd(self.dir)) }
     }
 
+    /// The cookie a [`DirStream::seek`] to would not move the stream, if known.
+    pub(super) fn resumes_at(&self) -> Option<u64> {
+        (self.index != u64::MAX).then_some(self.index)
+    }
+
     pub(super) fn seek(&mut self, cookie: u64) -> io::Result<()> {
         if cookie < self.index {
             // SAFETY: live stream.
             unsafe { libc::rewinddir(self.dir) };
             self.index = 0;
+            self.last = None;
         }
         while self.index < cookie {
             if self.next_entry()?.is_none() {
@@ -194,12 +230,23 @@ impl DirStream {
         Ok(())
     }
 
+    /// Puts back the last entry read: back to where the stream was before it
+    /// (`seekdir` to the `telldir` taken then), else a rewind on the next seek.
     pub(super) fn unread(&mut self) {
-        // Forces a rewind on the next seek.
-        self.index = u64::MAX;
+        match self.last.take() {
+            Some(loc) => {
+                // SAFETY: live stream; `loc` came from telldir on this stream.
+                unsafe { libc::seekdir(self.dir, loc) };
+                self.index = self.index.wrapping_sub(1);
+            }
+            None => self.index = u64::MAX,
+        }
     }
 
     pub(super) fn next_entry(&mut self) -> io::Result<Option<RawEntry>> {
+        // SAFETY: live stream.
+        let before = unsafe { libc::telldir(self.dir) };
+        self.last = None;
         // SAFETY: live stream; errno is cleared first to tell end from error.
         unsafe { *libc::__error() = 0 };
         // SAFETY: live stream.
@@ -218,6 +265,7 @@ impl DirStream {
             .to_bytes()
             .to_vec();
         self.index = self.index.wrapping_add(1);
+        self.last = (before >= 0).then_some(before);
         Ok(Some(RawEntry {
             name,
             d_type: ent.d_type,

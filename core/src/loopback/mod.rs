@@ -365,7 +365,31 @@ pub struct Loopback {
     /// and check mode bits (macOS).
     daemon_root: bool,
     daemon_groups: Vec<libc::gid_t>,
+    /// Streams of stateless listings (NFS READDIR), kept between calls (see
+    /// [`Parked`]).
+    parked: Mutex<Vec<Parked>>,
 }
+
+/// A directory stream of a stateless listing that stopped part way, kept for the call
+/// that continues it (the same directory, from the cookie where it stopped), so that the
+/// next call neither reopens the directory nor reads its entries again.
+///
+/// Why: an NFS READDIRPLUS reply holds about 190 entries; opening the directory for
+/// each call and reading it from the cookie read 1,000 entries a call (one
+/// `getdents64` buffer) to use 190. A kept stream is an open directory like any other:
+/// entries made or removed while a listing runs may or may not show, as POSIX allows
+/// (removed ones are skipped: their lookup fails). At most [`PARKED_MAX`], none older
+/// than [`PARKED_FOR`]; a listing from the start always opens anew.
+struct Parked {
+    dir: Ino,
+    stream: DirStream,
+    since: std::time::Instant,
+}
+
+/// Most stateless listings kept part way at once.
+const PARKED_MAX: usize = 8;
+/// How long a stream is kept for the listing's next call.
+const PARKED_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Loopback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -526,7 +550,38 @@ impl Loopback {
             entry_fds,
             daemon_root: sys::geteuid() == 0,
             daemon_groups: sys::getgroups(),
+            parked: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The kept stream of a listing of `dir` that stopped at cookie `after`, if any.
+    fn unpark(&self, dir: Ino, after: u64) -> Option<DirStream> {
+        let mut parked = self.parked.lock();
+        parked.retain(|p| p.since.elapsed() < PARKED_FOR);
+        let i = parked
+            .iter()
+            .position(|p| p.dir == dir && p.stream.resumes_at() == Some(after))?;
+        Some(parked.swap_remove(i).stream)
+    }
+
+    /// Keeps `stream`, which stopped part way through `dir`, for the next call (the
+    /// oldest kept one goes when there are [`PARKED_MAX`]).
+    fn park(&self, dir: Ino, stream: DirStream) {
+        let mut parked = self.parked.lock();
+        if parked.len() >= PARKED_MAX {
+            parked.remove(0);
+        }
+        parked.push(Parked {
+            dir,
+            stream,
+            since: std::time::Instant::now(),
+        });
+    }
+
+    /// Stateless listings kept part way (tests).
+    #[doc(hidden)]
+    pub fn parked_listings(&self) -> usize {
+        self.parked.lock().len()
     }
 
     /// Number of live table entries, root included (for tests and diagnostics).
@@ -625,18 +680,36 @@ impl Loopback {
     /// the name is opened, which pins the object, before it is matched.
     fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
         let before = self.next_ino.load(Ordering::Acquire);
-        let st = sys::fstatat(parent.fd()?.as_fd(), name)?;
-        {
+        let pfd = parent.fd()?;
+        let st = sys::fstatat(pfd.as_fd(), name)?;
+        let known = {
             let t = self.table.read();
-            if let Some(inode) = t.by_key.get(&sys::key(&st)).and_then(|i| t.by_ino.get(i))
-                && inode.ino.0 < before
-                && inode.holds_fd()
-            {
+            t.by_key
+                .get(&sys::key(&st))
+                .and_then(|i| t.by_ino.get(i))
+                .filter(|inode| inode.ino.0 < before)
+                .cloned()
+        };
+        if let Some(inode) = known {
+            // An entry holding its descriptor pins its object, so the key is still its
+            // own. One whose descriptor was evicted (more entries than the descriptor
+            // cache holds, as when a big directory is listed) is the object at `name` if
+            // the handle there is its handle (which carries the inode's generation): one
+            // call instead of opening, fstat-ing, taking the handle and closing. Listing
+            // 10,000 entries through NFS with a cache of 5,000 descriptors made every
+            // entry take the long way on every listing.
+            let same = inode.holds_fd()
+                || inode.handle.is_some()
+                    && sys::name_to_handle_at(pfd.as_fd(), name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|h| Some(h) == inode.handle);
+            if same {
                 inode.lookups.fetch_add(1, Ordering::Relaxed);
-                return Ok((inode.clone(), st));
+                return Ok((inode, st));
             }
         }
-        let fd = sys::open_entry(parent.fd()?.as_fd(), name)?;
+        let fd = sys::open_entry(pfd.as_fd(), name)?;
         let st = sys::fstat(fd.as_fd())?;
         let inode = self.register(fd, &st)?;
         Ok((inode, st))
@@ -1011,7 +1084,7 @@ impl Loopback {
         stream: &mut DirStream,
         after: u64,
         sink: &mut dyn DirSink,
-    ) -> VfsResult<()> {
+    ) -> VfsResult<bool> {
         stream.seek(after)?;
         let plus = sink.wants_attr();
         while let Some(e) = stream.next_entry()? {
@@ -1066,10 +1139,10 @@ impl Loopback {
             };
             if !accepted {
                 stream.unread();
-                break;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -1650,14 +1723,27 @@ impl Vfs for Loopback {
             };
             let _g = self.creds(ctx)?;
             let mut stream = stream.lock();
-            return self.fill(&h.inode, &mut stream, after, sink);
+            return self.fill(&h.inode, &mut stream, after, sink).map(drop);
         }
         let inode = self.dir_inode(ino)?;
         self.check(ctx, &inode, AccessMask::READ)?;
         let _g = self.creds(ctx)?;
-        let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?;
-        let mut stream = dir::open_stream(fd)?;
-        self.fill(&inode, &mut stream, after, sink)
+        let kept = if after == 0 {
+            None
+        } else {
+            self.unpark(ino, after)
+        };
+        let mut stream = match kept {
+            Some(stream) => stream,
+            None => {
+                let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?;
+                dir::open_stream(fd)?
+            }
+        };
+        if self.fill(&inode, &mut stream, after, sink)? {
+            self.park(ino, stream);
+        }
+        Ok(())
     }
 
     fn releasedir(&self, _ctx: &Ctx, ino: Ino, fh: Fh) -> VfsResult<()> {

@@ -1137,21 +1137,32 @@ const MAX_HANDLE_SZ: usize = 128;
 /// (`EOPNOTSUPP`) or its handles do not fit `MAX_HANDLE_SZ` (`EOVERFLOW`).
 #[cfg(target_os = "linux")]
 pub(super) fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<Option<Box<[u8]>>> {
+    handle_at(fd, EMPTY, libc::AT_EMPTY_PATH)
+}
+
+/// The file handle of `name` in directory `dir`, not following a final symlink: what
+/// [`name_to_handle`] gives for a descriptor of it, without opening one.
+#[cfg(target_os = "linux")]
+pub(super) fn name_to_handle_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Box<[u8]>>> {
+    handle_at(dir, name, 0)
+}
+
+#[cfg(target_os = "linux")]
+fn handle_at(fd: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<Option<Box<[u8]>>> {
     // u32 words keep the header aligned for the kernel's `struct file_handle`.
     let mut buf = [0u32; (HANDLE_HEADER + MAX_HANDLE_SZ) / 4];
     buf[0] = MAX_HANDLE_SZ as u32;
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `buf` is a `struct file_handle` whose `handle_bytes` says how much room
-    // follows the header; the name is a valid empty C string; `mount_id` is a valid out
-    // pointer.
+    // follows the header; the name is a valid C string; `mount_id` is a valid out pointer.
     let r = unsafe {
         libc::syscall(
             libc::SYS_name_to_handle_at,
             fd.as_raw_fd(),
-            EMPTY.as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr(),
             &mut mount_id as *mut libc::c_int,
-            libc::AT_EMPTY_PATH,
+            flags,
         )
     };
     if r == -1 {
@@ -1203,6 +1214,15 @@ pub(super) fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result
 /// No file handles off Linux: entries keep their descriptors.
 #[cfg(not(target_os = "linux"))]
 pub(super) fn name_to_handle(_fd: BorrowedFd<'_>) -> io::Result<Option<Box<[u8]>>> {
+    Ok(None)
+}
+
+/// No file handles off Linux (never called: no entry has a handle).
+#[cfg(not(target_os = "linux"))]
+pub(super) fn name_to_handle_at(
+    _dir: BorrowedFd<'_>,
+    _name: &CStr,
+) -> io::Result<Option<Box<[u8]>>> {
     Ok(None)
 }
 
