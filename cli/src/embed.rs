@@ -154,6 +154,7 @@ impl MountPlan {
             threads: 0,
             cache_timeout: Duration::from_secs(1),
             writeback_cache: false,
+            passthrough: false,
             allow_other: false,
             default_permissions: None,
             nfs_port: 0,
@@ -185,6 +186,7 @@ pub struct MountPlanBuilder {
     threads: usize,
     cache_timeout: Duration,
     writeback_cache: bool,
+    passthrough: bool,
     allow_other: bool,
     default_permissions: Option<bool>,
     nfs_port: u16,
@@ -229,6 +231,17 @@ impl MountPlanBuilder {
     /// FUSE: let the kernel buffer writes (default false).
     pub fn writeback_cache(mut self, on: bool) -> Self {
         self.writeback_cache = on;
+        self
+    }
+
+    /// FUSE (Linux 6.9+, mounted as root): let the kernel read and write open files
+    /// straight through the host files the filesystem offers
+    /// ([`Vfs::passthrough_fd`](vmount_core::Vfs::passthrough_fd),
+    /// [`Vfs::backing_id`](vmount_core::Vfs::backing_id)), where the kernel allows it, as
+    /// the config's `passthrough = "auto"` does. Default false: a filesystem without host
+    /// files gains nothing, and passthrough rules out the writeback cache.
+    pub fn passthrough(mut self, on: bool) -> Self {
+        self.passthrough = on;
         self
     }
 
@@ -296,11 +309,16 @@ impl MountPlanBuilder {
             name: self.name,
             mountpoint,
             read_only: self.read_only,
-            // The fields of memfs are unused; "no host files" keeps passthrough off.
+            // A placeholder: only its data store is read, by
+            // `FusePlan::effective_passthrough` ("on the heap" keeps passthrough off).
             filesystem: FsPlan::Memfs {
                 size_limit: None,
                 max_inodes: None,
-                data: crate::config::DataStore::Heap,
+                data: if self.passthrough {
+                    crate::config::DataStore::Kernel
+                } else {
+                    crate::config::DataStore::Heap
+                },
             },
             backend: resolved.backend,
             requested: (self.backend, "code"),
@@ -315,7 +333,11 @@ impl MountPlanBuilder {
                 writeback_cache: self.writeback_cache,
                 allow_other: self.allow_other,
                 default_permissions: self.default_permissions,
-                passthrough: Switch::Off,
+                passthrough: if self.passthrough {
+                    Switch::Auto
+                } else {
+                    Switch::Off
+                },
                 io_uring: Switch::Auto,
                 volume_name: None,
                 noappledouble: true,

@@ -190,22 +190,13 @@ fn one_memfs_mounted_twice_serves_both_mounts() {
         d2.path().canonicalize().unwrap(),
     );
     let (_c1, _c2) = (Cleanup(&mp1), Cleanup(&mp2));
-    // A plan from a config: the builder's plans keep passthrough off (no host files).
     let passthrough = |mp: &Path, name: &str| {
-        let cfg = mp.parent().unwrap().join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "mountpoint = \"{}\"\nname = \"{name}\"\nbackend = \"fuse\"\n\
-                 [filesystem]\ntype = \"memfs\"\ndata = \"kernel\"\n\
-                 [fuse]\npassthrough = \"on\"\n",
-                mp.display()
-            ),
-        )
-        .unwrap();
-        let plan = MountPlan::from_config_file(&cfg, None).unwrap();
-        std::fs::remove_file(cfg).unwrap();
-        plan
+        MountPlan::builder(mp)
+            .backend(BackendChoice::Fuse)
+            .name(name)
+            .passthrough(true)
+            .build()
+            .unwrap()
     };
     let m1 = vmount::mount_shared(fs.clone(), &passthrough(&mp1, "twice-1")).unwrap();
     let m2 = vmount::mount_shared(fs, &passthrough(&mp2, "twice-2")).unwrap();
