@@ -1248,6 +1248,23 @@ fn eventually(done: impl Fn() -> bool) {
     }
 }
 
+/// Waits for the store's (ready, closing) spare counts to become `want`, then checks them.
+#[cfg(target_os = "linux")]
+fn settle_spares(store: &super::host::HostStore, want: (usize, usize)) {
+    eventually(|| store.spares() == want);
+    assert_eq!(store.spares(), want, "(ready, closing)");
+}
+
+/// Releases every handle of `made` (files `{prefix}{i}` in the root) and unlinks them.
+#[cfg(target_os = "linux")]
+fn release_and_unlink(fs: &MemFs, made: &[(Ino, Fh)], prefix: &str) {
+    for (i, (ino, fh)) in made.iter().enumerate() {
+        fs.release(&root(), *ino, *fh).unwrap();
+        fs.unlink(&root(), Ino::ROOT, os(&format!("{prefix}{i}")))
+            .unwrap();
+    }
+}
+
 /// Fresh host files are made ahead by the helper, emptied ones closed by it in batches,
 /// and every descriptor comes back to the budget; a file holding data is closed by the
 /// unlink itself, so its space is free when the unlink returns.
@@ -1258,18 +1275,15 @@ fn kernel_data_spares_and_batched_closes_keep_the_books() {
         return;
     };
     let store = fs.host.clone().unwrap();
-    let settle = |want: (usize, usize)| {
-        eventually(|| store.spares() == want);
-        assert_eq!(store.spares(), want, "(ready, closing)");
-    };
+    let settle = |want| settle_spares(&store, want);
     settle((super::host::SPARES, 0));
     let budget = store.budget();
     let made: Vec<_> = (0..1000).map(|i| create(&fs, &format!("e{i}"))).collect();
-    for (i, (ino, fh)) in made.iter().enumerate() {
-        assert!(fs.get(*ino).unwrap().host.is_some());
-        fs.release(&root(), *ino, *fh).unwrap();
-        fs.unlink(&root(), Ino::ROOT, os(&format!("e{i}"))).unwrap();
-    }
+    assert!(
+        made.iter()
+            .all(|(ino, _)| fs.get(*ino).unwrap().host.is_some())
+    );
+    release_and_unlink(&fs, &made, "e");
     settle((super::host::SPARES, 0));
     assert_eq!(store.budget(), budget, "every descriptor is back");
     // Data: the space is free as soon as the unlink returns.
@@ -1378,10 +1392,7 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
         return;
     };
     let store = fs.host.clone().unwrap();
-    let settle = |want: (usize, usize)| {
-        eventually(|| store.spares() == want);
-        assert_eq!(store.spares(), want, "(ready, closing)");
-    };
+    let settle = |want| settle_spares(&store, want);
     settle((super::host::SPARES, 0));
     let reg = Arc::new(FakeRegistry::default());
     assert!(fs.use_backing_registry(reg.clone()));
@@ -1426,10 +1437,7 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
         registered >= super::host::SPARES / 2,
         "{registered} registered"
     );
-    for (i, (ino, fh)) in made.iter().enumerate() {
-        fs.release(&root(), *ino, *fh).unwrap();
-        fs.unlink(&root(), Ino::ROOT, os(&format!("e{i}"))).unwrap();
-    }
+    release_and_unlink(&fs, &made, "e");
     settle((super::host::SPARES, 0));
     // The spares and "a".
     eventually(|| live() == super::host::SPARES + 1);
