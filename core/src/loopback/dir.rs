@@ -87,9 +87,10 @@ impl DirStream {
     /// returns it again, from the buffer.
     ///
     /// Why not reposition: a reply takes far fewer entries than one `getdents64` buffer
-    /// holds (a FUSE READDIRPLUS page about 25, an NFS READDIRPLUS of 32 KiB about 190,
-    /// the buffer about 1,000 short names), and seeking dropped the rest, so every reply
-    /// read the host directory again from its cookie: 40 times the entries it returned.
+    /// holds (a FUSE or NFS READDIRPLUS reply about 200, the buffer about 1,000 short
+    /// names), and seeking dropped the rest, so every reply read the host directory again
+    /// from its cookie: about 5 times the entries it returned (a FUSE `ls -l` of 10,000
+    /// names made 52 `getdents64` calls and 49 `lseek`s; now 12 and none).
     pub(super) fn unread(&mut self) {
         match self.last.take() {
             Some((pos, at)) => {

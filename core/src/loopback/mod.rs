@@ -374,9 +374,11 @@ pub struct Loopback {
 /// that continues it (the same directory, from the cookie where it stopped), so that the
 /// next call neither reopens the directory nor reads its entries again.
 ///
-/// Why: an NFS READDIRPLUS reply holds about 190 entries; opening the directory for
-/// each call and reading it from the cookie read 1,000 entries a call (one
-/// `getdents64` buffer) to use 190. A kept stream is an open directory like any other:
+/// Why: an NFS READDIRPLUS reply holds a few hundred entries; opening the directory for
+/// each call and reading it from the cookie read a whole `getdents64` buffer (about
+/// 1,000 short names) a call to use them (`nfs-ls` of 10,000 entries: 71-83 -> 46-58
+/// ms, with the handle check of `lookup_name` in both). A kept stream is an open
+/// directory like any other:
 /// entries made or removed while a listing runs may or may not show, as POSIX allows
 /// (removed ones are skipped: their lookup fails). At most [`PARKED_MAX`], none older
 /// than [`PARKED_FOR`]; a listing from the start always opens anew.
