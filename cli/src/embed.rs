@@ -309,16 +309,12 @@ impl MountPlanBuilder {
             name: self.name,
             mountpoint,
             read_only: self.read_only,
-            // A placeholder: only its data store is read, by
-            // `FusePlan::effective_passthrough` ("on the heap" keeps passthrough off).
+            // A placeholder, read only by `FusePlan::effective_passthrough`: a data store
+            // other than the heap leaves the choice to `fuse.passthrough` below.
             filesystem: FsPlan::Memfs {
                 size_limit: None,
                 max_inodes: None,
-                data: if self.passthrough {
-                    crate::config::DataStore::Kernel
-                } else {
-                    crate::config::DataStore::Heap
-                },
+                data: crate::config::DataStore::Kernel,
             },
             backend: resolved.backend,
             requested: (self.backend, "code"),

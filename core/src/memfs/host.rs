@@ -302,13 +302,13 @@ impl HostStore {
             // the pop and the budget check, which would leave this file on the heap.
             let mut ready = spares.ready.lock();
             loop {
-                let fd = ready.fds.pop();
+                let spare = ready.fds.pop();
                 // Past the budget there is nothing to refill with: no wakeup (a futex
                 // call) for every create.
                 if ready.fds.len() < SPARES / 2 && self.budget.load(Ordering::Relaxed) > 0 {
                     self.wake_helper();
                 }
-                if let Some(h) = fd {
+                if let Some(h) = spare {
                     return Some(made(h));
                 }
                 if self.take_budget() {
