@@ -149,6 +149,14 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
     /// New change time, for protocols that may set it (macOS FUSE, WinFsp); POSIX
     /// callers leave it `None` and the filesystem sets ctime to now on any change.
+    ///
+    /// Linux FUSE with the writeback cache also sends it: the kernel then keeps mtime and
+    /// ctime of regular files itself and hands them over, both from one reading of its
+    /// clock. So with a `ctime`, an `mtime` of [`SetTime::At`] equal to it means "now"
+    /// (a `touch`, a truncate, or the times of a write being flushed) and needs only what
+    /// [`SetTime::Now`] needs, while its value is the one given; an `mtime` equal to the
+    /// current one changes nothing; and the `ctime` itself records a change that was
+    /// already permitted. See [`SetAttr::mtime_is_now`].
     pub ctime: Option<SystemTime>,
 }
 
@@ -156,6 +164,16 @@ impl SetAttr {
     /// True when the call changes nothing (a plain "touch ctime" is not a change either).
     pub fn is_empty(&self) -> bool {
         *self == SetAttr::default()
+    }
+
+    /// Whether `mtime` asks for the current time: [`SetTime::Now`], or a time equal to
+    /// the `ctime` sent with it (see [`SetAttr::ctime`]).
+    pub fn mtime_is_now(&self) -> bool {
+        match self.mtime {
+            Some(SetTime::Now) => true,
+            Some(SetTime::At(t)) => self.ctime == Some(t),
+            None => false,
+        }
     }
 }
 
@@ -498,6 +516,14 @@ pub struct Capabilities {
     /// (`FUSE_HANDLE_KILLPRIV_V2`), so the kernel stops asking for `security.capability`
     /// before every write, which otherwise doubles the round trips of small writes.
     pub kills_privileges: bool,
+    /// A kernel may buffer this filesystem's writes and send them later (FUSE's writeback
+    /// cache) without anyone noticing: nothing changes its files behind the mount's back
+    /// (which the kernel, trusting its own sizes and times, would hide), it has no host
+    /// files that the kernel writes directly instead (passthrough), and no size limit
+    /// that applications expect `write(2)` itself to enforce (a buffered write that
+    /// overflows it fails only at the flush, where `close` reports it and few check).
+    /// The CLI turns the writeback cache on by default where this holds.
+    pub buffered_writes: bool,
     /// Longest name in bytes.
     pub max_name_len: u32,
 }

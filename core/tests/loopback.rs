@@ -905,6 +905,64 @@ fn xattrs_a_new_file_lacks_are_known_at_creation() {
 /// other listings interleaved, plain and with attributes; a listing from the start opens
 /// anew; a file removed before the listing reaches it does not show; at most 8 streams
 /// are kept and a finished listing keeps none.
+/// Stateless listings are named by their cookie alone, so a listing begun after a change
+/// could reach the cookie where an older listing's kept stream stopped; that stream's
+/// buffer was read before the change and must not be resumed. Changes through the
+/// filesystem and on the host both count.
+#[test]
+fn a_listing_begun_after_a_change_never_resumes_an_older_stream() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.path().join("d").join(format!("f{i:02}")), b"x").unwrap();
+    }
+    let d = fs.lookup(&root, Ino::ROOT, os("d")).unwrap().ino;
+    let listing = |fs: &Loopback| {
+        let (mut names, mut after) = (Vec::new(), 0);
+        loop {
+            let mut sink = VecSink {
+                limit: Some(3),
+                ..VecSink::default()
+            };
+            fs.readdir(&root, d, None, after, &mut sink).unwrap();
+            let Some(last) = sink.entries.last() else {
+                break names;
+            };
+            after = last.cookie;
+            names.extend(
+                sink.entries
+                    .iter()
+                    .map(|e| e.name.to_string_lossy().into_owned()),
+            );
+        }
+    };
+    for (through_fs, victim) in [(true, "f10"), (false, "f11")] {
+        // A listing that stops after its first piece leaves its stream kept.
+        let mut sink = VecSink {
+            limit: Some(3),
+            ..VecSink::default()
+        };
+        fs.readdir(&root, d, None, 0, &mut sink).unwrap();
+        assert!(fs.parked_listings() >= 1);
+        if through_fs {
+            fs.unlink(&root, d, os(victim)).unwrap();
+        } else {
+            std::fs::remove_file(dir.path().join("d").join(victim)).unwrap();
+        }
+        let names = listing(&fs);
+        assert!(
+            !names.iter().any(|n| n == victim),
+            "a listing begun after {victim} was removed ({}) still shows it: {names:?}",
+            if through_fs {
+                "through the filesystem"
+            } else {
+                "on the host"
+            }
+        );
+    }
+}
+
 #[test]
 fn stateless_listings_continue_on_kept_streams() {
     let (dir, fs) = setup(false);

@@ -97,8 +97,8 @@ use crate::handle_table::{HandleOwner, HandleTable};
 use crate::io_cache::IoCache;
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
-    NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, StatFs, Vfs, VfsError, VfsResult, Whence,
-    XattrFlags, check_name,
+    NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, SetTime, StatFs, Vfs, VfsError, VfsResult,
+    Whence, XattrFlags, check_name,
 };
 
 /// Descriptors kept for stateless I/O.
@@ -368,6 +368,33 @@ pub struct Loopback {
     /// Streams of stateless listings (NFS READDIR), kept between calls (see
     /// [`Parked`]).
     parked: Mutex<Vec<Parked>>,
+    /// Bumped at the end of every call that may change directory entries (see
+    /// [`EntriesChange`]): a kept stream opened before it is not resumed.
+    listing_epoch: AtomicU64,
+}
+
+/// Bumps [`Loopback::listing_epoch`] when dropped, at the end of a call that may change
+/// directory entries, whether it succeeded or not.
+struct EntriesChange<'a>(&'a AtomicU64);
+
+impl Drop for EntriesChange<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// When a kept stream was opened: nothing may have changed the directory since, or its
+/// buffered entries could be stale for a listing that began after the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamOpened {
+    /// [`Loopback::listing_epoch`]: changes made through this filesystem.
+    epoch: u64,
+    /// The watcher's event batches (`xattr_epoch`): changes made on the host, where the
+    /// source is watched.
+    events: u64,
+    /// The directory's mtime and ctime (seconds, nanoseconds): host changes where it is
+    /// not watched (fine-grained on kernels with multigrain timestamps, 6.13+).
+    stamp: [i64; 4],
 }
 
 /// A directory stream of a stateless listing that stopped part way, kept for the call
@@ -381,10 +408,15 @@ pub struct Loopback {
 /// directory like any other:
 /// entries made or removed while a listing runs may or may not show, as POSIX allows
 /// (removed ones are skipped: their lookup fails). At most [`PARKED_MAX`], none older
-/// than [`PARKED_FOR`]; a listing from the start always opens anew.
+/// than [`PARKED_FOR`]; a listing from the start always opens anew. The cookie is all
+/// that names a listing, so a later one that reaches the same cookie could take the
+/// stream too: a stream whose directory changed since it was opened ([`StreamOpened`]) is
+/// therefore dropped rather than resumed, or a listing begun after an unlink would still
+/// show the name (found by `concurrent_sequences_keep_the_invariants`).
 struct Parked {
     dir: Ino,
     stream: DirStream,
+    opened: StreamOpened,
     since: std::time::Instant,
 }
 
@@ -553,22 +585,28 @@ impl Loopback {
             daemon_root: sys::geteuid() == 0,
             daemon_groups: sys::getgroups(),
             parked: Mutex::new(Vec::new()),
+            listing_epoch: AtomicU64::new(0),
         })
     }
 
-    /// The kept stream of a listing of `dir` that stopped at cookie `after`, if any.
-    fn unpark(&self, dir: Ino, after: u64) -> Option<DirStream> {
-        let mut parked = self.parked.lock();
-        parked.retain(|p| p.since.elapsed() < PARKED_FOR);
-        let i = parked
-            .iter()
-            .position(|p| p.dir == dir && p.stream.resumes_at() == Some(after))?;
-        Some(parked.swap_remove(i).stream)
+    /// The kept stream of a listing of `dir` that stopped at cookie `after`, if any and
+    /// if the directory has not changed since the stream was opened.
+    fn unpark(&self, dir: Ino, after: u64) -> Option<(DirStream, StreamOpened)> {
+        let kept = {
+            let mut parked = self.parked.lock();
+            parked.retain(|p| p.since.elapsed() < PARKED_FOR);
+            let i = parked
+                .iter()
+                .position(|p| p.dir == dir && p.stream.resumes_at() == Some(after))?;
+            parked.swap_remove(i)
+        };
+        let now = self.stream_opened(kept.stream.fd()).ok()?;
+        (now == kept.opened).then_some((kept.stream, kept.opened))
     }
 
     /// Keeps `stream`, which stopped part way through `dir`, for the next call (the
     /// oldest kept one goes when there are [`PARKED_MAX`]).
-    fn park(&self, dir: Ino, stream: DirStream) {
+    fn park(&self, dir: Ino, stream: DirStream, opened: StreamOpened) {
         let mut parked = self.parked.lock();
         if parked.len() >= PARKED_MAX {
             parked.remove(0);
@@ -576,8 +614,34 @@ impl Loopback {
         parked.push(Parked {
             dir,
             stream,
+            opened,
             since: std::time::Instant::now(),
         });
+    }
+
+    /// The state a stream of the directory open as `dir` starts from (see
+    /// [`StreamOpened`]); the epochs are read before the directory's times.
+    fn stream_opened(&self, dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<StreamOpened> {
+        let epoch = self.listing_epoch.load(Ordering::SeqCst);
+        let events = self.xattr_epoch.load(Ordering::SeqCst);
+        let st = sys::fstat(dir)?;
+        #[allow(clippy::unnecessary_cast)] // stat field types differ between platforms
+        let stamp = [
+            st.st_mtime as i64,
+            st.st_mtime_nsec as i64,
+            st.st_ctime as i64,
+            st.st_ctime_nsec as i64,
+        ];
+        Ok(StreamOpened {
+            epoch,
+            events,
+            stamp,
+        })
+    }
+
+    /// A guard for a call that may change directory entries (see [`EntriesChange`]).
+    fn entries_change(&self) -> EntriesChange<'_> {
+        EntriesChange(&self.listing_epoch)
     }
 
     /// Stateless listings kept part way (tests).
@@ -887,6 +951,35 @@ impl Loopback {
         creds::as_daemon(|| sys::chmod_entry(fd.as_fd(), inode.kind, mode)).map_err(|_| ())
     }
 
+    /// Sets times that mean "now" but carry the kernel's exact value (the writeback
+    /// cache's, see `SetAttr::ctime`): the host takes an explicit time only from the
+    /// owner, while anyone who may write the file may set it to now. So, for a caller
+    /// with a handle open for writing or write access (checked by opening the file for
+    /// writing with the caller's credentials, as a local `touch` would be judged), the
+    /// times are set as the daemon. `Err(None)`: not that case, report the host's refusal;
+    /// `Err(Some(e))`: the caller may not write the file (EACCES, as for `touch`).
+    fn set_now_for_writer(
+        &self,
+        ctx: &Ctx,
+        inode: &Inode,
+        fh: Option<Fh>,
+        ts: &[libc::timespec; 2],
+    ) -> Result<(), Option<VfsError>> {
+        if !self.daemon_root || ctx.is_root() {
+            return Err(None);
+        }
+        let fd = inode.fd().map_err(Some)?;
+        let writing = fh
+            .and_then(|fh| self.handle(inode.ino, fh).ok())
+            .is_some_and(|h| h.flags.contains(OpenFlags::WRITE));
+        if !writing {
+            // Still under the caller's credentials here: the host decides who may write.
+            sys::reopen(fd.as_fd(), inode.kind, libc::O_WRONLY).map_err(|e| Some(e.into()))?;
+        }
+        creds::as_daemon(|| sys::utimens_entry(fd.as_fd(), inode.kind, ts))
+            .map_err(|e| Some(e.into()))
+    }
+
     /// macOS only: a root daemon gives objects it just created to the caller. Returns
     /// whether the owner changed (and the attributes read before are stale).
     fn give_to_caller(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<bool> {
@@ -1163,6 +1256,8 @@ impl Vfs for Loopback {
             // whose passthrough writes would keep setuid/setgid are not passed through
             // (see `passthrough_keeps_privileges`). macFUSE has no such flag.
             kills_privileges: cfg!(target_os = "linux"),
+            // Other processes change the source.
+            buffered_writes: false,
             max_name_len: NAME_MAX as u32,
         }
     }
@@ -1292,9 +1387,31 @@ impl Vfs for Loopback {
                 }
             }
         }
-        if set.atime.is_some() || set.mtime.is_some() {
-            let ts = sys::utimes_pair(set.atime, set.mtime)?;
-            sys::utimens_entry(inode.fd()?.as_fd(), inode.kind, &ts)?;
+        let mut mtime = set.mtime;
+        // A kernel keeping the times itself (see `SetAttr::ctime`) also sends an mtime
+        // the host already has: that changes nothing, and the caller (who may only have
+        // renamed the file and closed it) needs no right to it.
+        if set.ctime.is_some()
+            && let Some(SetTime::At(t)) = mtime
+            && self.attr(&inode, &sys::fstat(inode.fd()?.as_fd())?).mtime == t
+        {
+            mtime = None;
+        }
+        if set.atime.is_some() || mtime.is_some() {
+            let ts = sys::utimes_pair(set.atime, mtime)?;
+            match sys::utimens_entry(inode.fd()?.as_fd(), inode.kind, &ts) {
+                Ok(()) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EPERM)
+                        && mtime.is_some()
+                        && set.mtime_is_now()
+                        && !matches!(set.atime, Some(SetTime::At(_))) =>
+                {
+                    self.set_now_for_writer(ctx, &inode, fh, &ts)
+                        .map_err(|why| why.unwrap_or_else(|| VfsError::from(e)))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         // `set.ctime` cannot be set on a host filesystem; the host moves it itself.
         let st = sys::fstat(inode.fd()?.as_fd())?;
@@ -1318,6 +1435,7 @@ impl Vfs for Loopback {
         mode: u32,
         rdev: u64,
     ) -> VfsResult<Attr> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         if matches!(kind, FileType::Directory | FileType::Symlink) {
@@ -1343,6 +1461,7 @@ impl Vfs for Loopback {
     }
 
     fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr, mode: u32) -> VfsResult<Attr> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         self.writable()?;
@@ -1357,6 +1476,7 @@ impl Vfs for Loopback {
     }
 
     fn unlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         self.writable()?;
@@ -1375,6 +1495,7 @@ impl Vfs for Loopback {
     }
 
     fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<()> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         self.writable()?;
@@ -1393,6 +1514,7 @@ impl Vfs for Loopback {
     }
 
     fn symlink(&self, ctx: &Ctx, parent: Ino, name: &OsStr, target: &OsStr) -> VfsResult<Attr> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         self.writable()?;
@@ -1415,6 +1537,7 @@ impl Vfs for Loopback {
         new_name: &OsStr,
         flags: RenameFlags,
     ) -> VfsResult<()> {
+        let _change = self.entries_change();
         check_name(name)?;
         check_name(new_name)?;
         let noreplace = flags.contains(RenameFlags::NOREPLACE);
@@ -1452,6 +1575,7 @@ impl Vfs for Loopback {
     }
 
     fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &OsStr) -> VfsResult<Attr> {
+        let _change = self.entries_change();
         check_name(new_name)?;
         let inode = self.inode(ino)?;
         let dir = self.dir_inode(new_parent)?;
@@ -1522,6 +1646,7 @@ impl Vfs for Loopback {
         mode: u32,
         flags: OpenFlags,
     ) -> VfsResult<(Attr, Opened)> {
+        let _change = self.entries_change();
         check_name(name)?;
         let dir = self.dir_inode(parent)?;
         self.writable()?;
@@ -1735,15 +1860,17 @@ impl Vfs for Loopback {
         } else {
             self.unpark(ino, after)
         };
-        let mut stream = match kept {
-            Some(stream) => stream,
+        let (mut stream, opened) = match kept {
+            Some(kept) => kept,
             None => {
                 let fd = sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?;
-                dir::open_stream(fd)?
+                // Before the first read: a change after this point drops the stream.
+                let opened = self.stream_opened(fd.as_fd())?;
+                (dir::open_stream(fd)?, opened)
             }
         };
         if self.fill(&inode, &mut stream, after, sink)? {
-            self.park(ino, stream);
+            self.park(ino, stream, opened);
         }
         Ok(())
     }

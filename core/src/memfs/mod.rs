@@ -757,6 +757,9 @@ impl Vfs for MemFs {
             sparse_files: true,
             enforces_permissions: true,
             kills_privileges: true,
+            // Only memfs's own calls change its files; kernel-held data is written by the
+            // kernel directly (passthrough) instead.
+            buffered_writes: self.host.is_none() && self.opts.size_limit.is_none(),
             max_name_len: crate::NAME_MAX as u32,
         }
     }
@@ -830,14 +833,26 @@ impl Vfs for MemFs {
         {
             return Err(VfsError::NotPermitted);
         }
+        // Explicit times need the owner; times set to now, write access (or a handle open
+        // for writing, whose writes the kernel is reporting). With a ctime (a kernel
+        // keeping the times itself, see `SetAttr::ctime`) an mtime equal to it is "now"
+        // and one equal to the current mtime is no change.
+        let kernel_times = set.ctime.is_some();
+        let mtime_now = set.mtime_is_now();
         let explicit = matches!(set.atime, Some(SetTime::At(_)))
-            || matches!(set.mtime, Some(SetTime::At(_)))
-            || set.ctime.is_some();
+            || matches!(set.mtime, Some(SetTime::At(t))
+                if !(mtime_now || (kernel_times && t == m.mtime)));
         if explicit && !owner {
             return Err(VfsError::NotPermitted);
         }
-        let to_now = set.atime.is_some() || set.mtime.is_some();
-        if to_now && !explicit && !owner && !m.permits(node.kind, ctx, AccessMask::WRITE) {
+        let to_now = matches!(set.atime, Some(SetTime::Now)) || mtime_now;
+        let writing = flags.is_some_and(|f| f.contains(OpenFlags::WRITE));
+        if to_now
+            && !explicit
+            && !owner
+            && !writing
+            && !m.permits(node.kind, ctx, AccessMask::WRITE)
+        {
             return Err(VfsError::PermissionDenied);
         }
 

@@ -1473,3 +1473,93 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
         "asked again after failing"
     );
 }
+
+#[test]
+fn writes_may_be_buffered_only_on_the_heap_without_a_size_limit() {
+    assert!(fs().capabilities().buffered_writes);
+    let limited = fs_with(MemFsOptions {
+        size_limit: Some(1 << 20),
+        ..MemFsOptions::default()
+    });
+    assert!(
+        !limited.capabilities().buffered_writes,
+        "a write past size_limit must fail itself, not at a later flush"
+    );
+    #[cfg(target_os = "linux")]
+    if let Some(kernel) = kernel_fs(MemFsOptions::default()) {
+        assert!(
+            !kernel.capabilities().buffered_writes,
+            "kernel-held data is written by the kernel directly (passthrough)"
+        );
+    }
+}
+
+/// Linux FUSE with the writeback cache sends the kernel's own mtime and ctime, taken from
+/// one clock reading: such an mtime is "now" for permission and kept exactly, an mtime
+/// that does not change anything needs nothing, and an explicit one still needs the owner.
+#[test]
+fn times_kept_by_the_kernel_are_checked_as_now() {
+    let fs = fs();
+    let (ino, fh) = create(&fs, "f");
+    fs.release(&root(), ino, fh).unwrap();
+    let set_mode = |mode| SetAttr {
+        mode: Some(mode),
+        ..SetAttr::default()
+    };
+    fs.setattr(&root(), ino, &set_mode(0o666), None).unwrap();
+    let user = Ctx::new(1000, 1000, 0);
+    let t = std::time::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
+    let kernel = |mtime| SetAttr {
+        mtime: Some(SetTime::At(mtime)),
+        ctime: Some(t),
+        ..SetAttr::default()
+    };
+
+    // A writer's touch or flushed write: allowed, and the kernel's value is kept.
+    let a = fs.setattr(&user, ino, &kernel(t), None).unwrap();
+    assert_eq!((a.mtime, a.ctime), (t, t));
+    // The same mtime again with a later ctime (a rename's ctime being flushed) changes
+    // nothing, so even a reader may send it.
+    fs.setattr(&root(), ino, &set_mode(0o644), None).unwrap();
+    let later = SetAttr {
+        mtime: Some(SetTime::At(t)),
+        ctime: Some(t + Duration::from_secs(1)),
+        ..SetAttr::default()
+    };
+    let a = fs.setattr(&user, ino, &later, None).unwrap();
+    assert_eq!(a.ctime, t + Duration::from_secs(1));
+    // "Now" without write access is refused, unless through a handle open for writing
+    // (the file's mode changed after the writer opened it).
+    let now = SetAttr {
+        mtime: Some(SetTime::At(t + Duration::from_secs(2))),
+        ctime: Some(t + Duration::from_secs(2)),
+        ..SetAttr::default()
+    };
+    assert!(matches!(
+        fs.setattr(&user, ino, &now, None).unwrap_err(),
+        VfsError::PermissionDenied
+    ));
+    fs.setattr(&root(), ino, &set_mode(0o666), None).unwrap();
+    let w = fs.open(&user, ino, OpenFlags::WRITE).unwrap().fh;
+    fs.setattr(&root(), ino, &set_mode(0o644), None).unwrap();
+    fs.setattr(&user, ino, &now, Some(w)).unwrap();
+    fs.release(&user, ino, w).unwrap();
+    // An explicit mtime (not the ctime sent with it, not the current one) needs the owner.
+    fs.setattr(&root(), ino, &set_mode(0o666), None).unwrap();
+    let explicit = kernel(std::time::UNIX_EPOCH + Duration::from_secs(5));
+    assert!(matches!(
+        fs.setattr(&user, ino, &explicit, None).unwrap_err(),
+        VfsError::NotPermitted
+    ));
+    let a = fs.setattr(&root(), ino, &explicit, None).unwrap();
+    assert_eq!(a.mtime, std::time::UNIX_EPOCH + Duration::from_secs(5));
+    // Without a ctime nothing changes: an explicit time is the owner's to set.
+    let plain = SetAttr {
+        mtime: Some(SetTime::At(t)),
+        ..SetAttr::default()
+    };
+    assert!(matches!(
+        fs.setattr(&user, ino, &plain, None).unwrap_err(),
+        VfsError::NotPermitted
+    ));
+}
