@@ -623,7 +623,11 @@ impl Loopback {
     /// [`StreamOpened`]); the epochs are read before the directory's times.
     fn stream_opened(&self, dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<StreamOpened> {
         let epoch = self.listing_epoch.load(Ordering::SeqCst);
+        // Only Linux watches the source.
+        #[cfg(target_os = "linux")]
         let events = self.xattr_epoch.load(Ordering::SeqCst);
+        #[cfg(not(target_os = "linux"))]
+        let events = 0;
         let st = sys::fstat(dir)?;
         #[allow(clippy::unnecessary_cast)] // stat field types differ between platforms
         let stamp = [
