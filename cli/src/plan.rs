@@ -441,8 +441,22 @@ impl fmt::Display for MountPlan {
                     ..
                 },
             ) => "auto (no: with size_limit a write must fail at once when full)".into(),
+            (
+                None,
+                FsPlan::Memfs {
+                    data: DataStore::Heap,
+                    ..
+                },
+            ) => "auto (yes: memfs keeps its data on the heap)".into(),
+            (
+                None,
+                FsPlan::Memfs {
+                    data: DataStore::Kernel,
+                    ..
+                },
+            ) => "auto (no: the kernel writes memfs's data itself)".into(),
             (None, FsPlan::Memfs { .. }) => {
-                "auto (yes where memfs keeps its data on the heap)".into()
+                "auto (yes where memfs keeps its data on the heap: without root, off Linux)".into()
             }
             (None, FsPlan::Loopback { .. }) => {
                 "auto (no: the source may change behind the mount)".into()
@@ -656,7 +670,7 @@ mod tests {
         };
         assert_eq!(p.fuse.writeback_cache, None);
         assert!(
-            s.contains("auto (yes where memfs keeps its data on the heap)"),
+            s.contains("auto (yes where memfs keeps its data on the heap: without root"),
             "{s}"
         );
         let mut caps =
