@@ -75,7 +75,6 @@ impl Vfs for HelloFs {
             sparse_files: false,
             enforces_permissions: false,
             kills_privileges: false,
-            buffered_writes: false,
             max_name_len: 255,
         }
     }

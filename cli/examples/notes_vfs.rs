@@ -156,7 +156,6 @@ impl Vfs for NotesFs {
             sparse_files: false,
             enforces_permissions: false,
             kills_privileges: false,
-            buffered_writes: false,
             max_name_len: vmount::core::NAME_MAX as u32,
         }
     }

@@ -362,7 +362,7 @@ impl RawConfig {
                      passthrough = \"auto\" or \"off\"",
                 ));
             }
-            if self.fuse.writeback_cache == Some(true) {
+            if self.fuse.writeback_cache {
                 return Err(src.error_at(
                     mode.span(),
                     "`passthrough = \"on\"` in [fuse] cannot be combined with `writeback_cache = \
@@ -537,11 +537,9 @@ pub struct RawFuse {
     /// [`default_negative_timeout`]).
     #[serde(default)]
     pub negative_timeout: Option<Seconds>,
-    /// Let the kernel buffer writes and flush them later. Unset (the default): where the
-    /// filesystem says nothing else can notice (`Capabilities::buffered_writes`: memfs
-    /// with its data on the heap and no `size_limit`), else not.
+    /// Let the kernel buffer writes and flush them later (default false).
     #[serde(default)]
-    pub writeback_cache: Option<bool>,
+    pub writeback_cache: bool,
     /// Let users other than the one who mounted use the mount (default false; a non-root
     /// user needs `user_allow_other` in /etc/fuse.conf).
     #[serde(default)]
@@ -604,7 +602,7 @@ impl Default for RawFuse {
             attr_timeout: None,
             entry_timeout: None,
             negative_timeout: None,
-            writeback_cache: None,
+            writeback_cache: false,
             allow_other: false,
             default_permissions: None,
             passthrough: None,
@@ -1066,7 +1064,7 @@ mod tests {
         assert!(c.filesystem.size_limit.is_none() && c.filesystem.max_inodes.is_none());
         assert_eq!(c.fuse.threads, Threads(0));
         assert!(c.fuse.attr_timeout.is_none() && c.fuse.entry_timeout.is_none());
-        assert!(c.fuse.writeback_cache.is_none() && !c.fuse.allow_other);
+        assert!(!c.fuse.writeback_cache && !c.fuse.allow_other);
         assert!(c.fuse.default_permissions.is_none());
         assert!(c.fuse.passthrough.is_none());
         assert_eq!(c.nfs.port, Port(0));
@@ -1097,7 +1095,7 @@ mod tests {
         assert_eq!(c.fuse.threads, Threads(4));
         assert_eq!(c.fuse.attr_timeout.unwrap().0, Duration::from_millis(500));
         assert_eq!(c.fuse.entry_timeout.unwrap().0, Duration::from_millis(250));
-        assert!(c.fuse.writeback_cache == Some(true) && c.fuse.allow_other);
+        assert!(c.fuse.writeback_cache && c.fuse.allow_other);
         assert_eq!(c.fuse.default_permissions, Some(false));
         assert_eq!(c.fuse.passthrough.unwrap().into_inner(), Switch::Off);
         assert_eq!(c.nfs.port, Port(2049));

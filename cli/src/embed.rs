@@ -326,9 +326,7 @@ impl MountPlanBuilder {
                 entry_timeout: self.cache_timeout,
                 negative_timeout: self.cache_timeout,
                 watched_timeout: None,
-                // Explicit: a filesystem mounted twice (`mount_shared`) must not have
-                // writes buffered in one kernel mount that the other cannot see.
-                writeback_cache: Some(self.writeback_cache),
+                writeback_cache: self.writeback_cache,
                 allow_other: self.allow_other,
                 default_permissions: self.default_permissions,
                 passthrough: if self.passthrough {

@@ -66,12 +66,8 @@ threads = 0
 # shows within that second).
 # negative_timeout = @TIMEOUT@
 
-# Let the kernel buffer writes and send them later, in larger pieces. Unset (the default):
-# on for a memfs keeping its data on the heap without a size_limit (nothing else changes
-# its files, so nobody sees the buffered data late; small writes cost a third as much),
-# off otherwise: a loopback source changes behind the mount, with size_limit a write must
-# report a full filesystem itself, and data kept in the kernel is written there directly.
-# writeback_cache = true
+# Let the kernel buffer writes and send them later, in larger pieces (default false).
+writeback_cache = false
 
 # Let users other than the one who mounted use the mount (default false). A non-root user
 # needs `user_allow_other` in /etc/fuse.conf for this.

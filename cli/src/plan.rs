@@ -109,9 +109,8 @@ pub struct FusePlan {
     /// The lifetime of both when the filesystem reports outside changes; `None` when the
     /// config sets either timeout.
     pub watched_timeout: Option<Duration>,
-    /// Kernel write-back caching; `None`: the filesystem decides (see
-    /// [`FusePlan::effective_writeback`]).
-    pub writeback_cache: Option<bool>,
+    /// Kernel write-back caching.
+    pub writeback_cache: bool,
     /// Other users may use the mount.
     pub allow_other: bool,
     /// The kernel checks permission bits; `None`: decided by the filesystem (see
@@ -141,14 +140,6 @@ impl FusePlan {
             } => Switch::Off,
             _ => self.passthrough,
         }
-    }
-
-    /// Whether to ask for the writeback cache: as configured, else where the filesystem
-    /// says a kernel may buffer its writes unnoticed (memfs on the heap without a
-    /// `size_limit`). There a stream of small writes (a 4107-byte append loop, 256 MiB)
-    /// took 0.29 s instead of 0.80 s (native tmpfs 0.13 s).
-    pub fn effective_writeback(&self, caps: &vmount_core::Capabilities) -> bool {
-        self.writeback_cache.unwrap_or(caps.buffered_writes)
     }
 }
 
@@ -432,37 +423,7 @@ impl fmt::Display for MountPlan {
             format!("{}{watched}", secs(fuse.entry_timeout)),
         )?;
         row(f, "  negative_timeout", secs(fuse.negative_timeout))?;
-        let writeback = match (fuse.writeback_cache, &self.filesystem) {
-            (Some(on), _) => yes_no(on).to_owned(),
-            (
-                None,
-                FsPlan::Memfs {
-                    size_limit: Some(_),
-                    ..
-                },
-            ) => "auto (no: with size_limit a write must fail at once when full)".into(),
-            (
-                None,
-                FsPlan::Memfs {
-                    data: DataStore::Heap,
-                    ..
-                },
-            ) => "auto (yes: memfs keeps its data on the heap)".into(),
-            (
-                None,
-                FsPlan::Memfs {
-                    data: DataStore::Kernel,
-                    ..
-                },
-            ) => "auto (no: the kernel writes memfs's data itself)".into(),
-            (None, FsPlan::Memfs { .. }) => {
-                "auto (yes where memfs keeps its data on the heap: without root, off Linux)".into()
-            }
-            (None, FsPlan::Loopback { .. }) => {
-                "auto (no: the source may change behind the mount)".into()
-            }
-        };
-        row(f, "  writeback_cache", writeback)?;
+        row(f, "  writeback_cache", yes_no(fuse.writeback_cache))?;
         row(f, "  allow_other", yes_no(fuse.allow_other))?;
         let dp = match (fuse.default_permissions, &self.filesystem) {
             (Some(on), _) => yes_no(on).to_owned(),
@@ -484,7 +445,7 @@ impl fmt::Display for MountPlan {
             (FsPlan::Memfs { .. }, Switch::Auto) => {
                 " (where memfs keeps its data in the kernel and the kernel has it: Linux 6.9+, root)"
             }
-            (_, Switch::Auto) if fuse.writeback_cache == Some(true) => {
+            (_, Switch::Auto) if fuse.writeback_cache => {
                 " (where the kernel has it, instead of writeback_cache)"
             }
             (_, Switch::Auto) => " (where the kernel has it: Linux 6.9+, root)",
@@ -645,49 +606,6 @@ mod tests {
             ),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn writeback_cache_left_unset_is_the_filesystems_call() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("mp")).unwrap();
-        std::fs::create_dir(dir.path().join("src")).unwrap();
-        let base = "mountpoint = \"mp\"\nbackend = \"fuse\"\n[filesystem]\n";
-        let shown = |extra: &str| -> Option<(MountPlan, String)> {
-            match plan(&format!("{base}{extra}"), dir.path()) {
-                Ok(p) => {
-                    let s = p.to_string();
-                    Some((p, s))
-                }
-                Err(e) => {
-                    assert!(platform::status(Backend::Fuse).is_err(), "{e:#}");
-                    None
-                }
-            }
-        };
-        let Some((p, s)) = shown("type = \"memfs\"\n") else {
-            return;
-        };
-        assert_eq!(p.fuse.writeback_cache, None);
-        assert!(
-            s.contains("auto (yes where memfs keeps its data on the heap: without root"),
-            "{s}"
-        );
-        let mut caps =
-            vmount_core::Vfs::capabilities(&vmount_core::memfs::MemFs::new(Default::default()));
-        assert!(p.fuse.effective_writeback(&caps));
-        caps.buffered_writes = false;
-        assert!(!p.fuse.effective_writeback(&caps));
-        let (_, s) = shown("type = \"memfs\"\nsize_limit = \"1GiB\"\n").unwrap();
-        assert!(s.contains("auto (no: with size_limit"), "{s}");
-        let (_, s) = shown("type = \"loopback\"\nsource = \"src\"\n").unwrap();
-        assert!(s.contains("auto (no: the source may change"), "{s}");
-        // Said in the config, it is what happens whatever the filesystem.
-        let (p, s) = shown("type = \"memfs\"\n[fuse]\nwriteback_cache = false\n").unwrap();
-        assert!(!p.fuse.effective_writeback(&vmount_core::Vfs::capabilities(
-            &vmount_core::memfs::MemFs::new(Default::default())
-        )));
-        assert!(s.contains("writeback_cache:      no"), "{s}");
     }
 
     #[test]

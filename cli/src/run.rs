@@ -382,15 +382,13 @@ mod fuse {
                 mp.display()
             );
         }
-        let caps = fs.capabilities();
-        let writeback = plan.fuse.effective_writeback(&caps);
         let opts = FuseOptions {
             threads: plan.fuse.threads,
             attr_timeout: plan.fuse.attr_timeout,
             entry_timeout: plan.fuse.entry_timeout,
             negative_timeout: plan.fuse.negative_timeout,
             watched_timeout: plan.fuse.watched_timeout,
-            writeback_cache: writeback,
+            writeback_cache: plan.fuse.writeback_cache,
             allow_other: plan.fuse.allow_other,
             default_permissions: plan
                 .fuse
@@ -402,10 +400,6 @@ mod fuse {
             // `vmount unmount` recognise vmount's mounts.
             subtype: "vmount".to_owned(),
             passthrough: match plan.fuse.effective_passthrough(&plan.filesystem) {
-                // A filesystem whose writes the kernel may buffer has no host files to
-                // pass through (a memfs whose kernel-held store could not be made), so
-                // `auto` must not cost it the writeback cache.
-                Switch::Auto if writeback && caps.buffered_writes => Passthrough::Off,
                 Switch::Auto => Passthrough::Auto,
                 Switch::On => Passthrough::On,
                 Switch::Off => Passthrough::Off,

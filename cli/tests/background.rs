@@ -231,12 +231,10 @@ fn start_status_metrics_and_stop() {
     }
     let mut g = Guard::new();
     let setup = Setup::with_body(
-        // Heap data without the writeback cache: with memfs data in the kernel, FUSE
-        // passthrough does the writes this test counts without the daemon seeing them, and
-        // with the writeback cache (on by default for heap data) the reads come from the
-        // kernel's cache.
+        // Heap data: with memfs data in the kernel, FUSE passthrough does the writes this
+        // test counts without the daemon seeing them.
         "name = \"bg\"\n[filesystem]\ntype = \"memfs\"\ndata = \"heap\"\n[metrics]\n\
-         listen = \"127.0.0.1:0\"\n[fuse]\nwriteback_cache = false\n",
+         listen = \"127.0.0.1:0\"\n",
     );
     let pid = g.start(&setup, "bg");
     // Usable the moment `start` returns.

@@ -516,14 +516,6 @@ pub struct Capabilities {
     /// (`FUSE_HANDLE_KILLPRIV_V2`), so the kernel stops asking for `security.capability`
     /// before every write, which otherwise doubles the round trips of small writes.
     pub kills_privileges: bool,
-    /// A kernel may buffer this filesystem's writes and send them later (FUSE's writeback
-    /// cache) without anyone noticing: nothing changes its files behind the mount's back
-    /// (which the kernel, trusting its own sizes and times, would hide), it has no host
-    /// files that the kernel writes directly instead (passthrough), and no size limit
-    /// that applications expect `write(2)` itself to enforce (a buffered write that
-    /// overflows it fails only at the flush, where `close` reports it and few check).
-    /// The CLI turns the writeback cache on by default where this holds.
-    pub buffered_writes: bool,
     /// Longest name in bytes.
     pub max_name_len: u32,
 }

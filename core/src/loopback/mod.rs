@@ -1260,8 +1260,6 @@ impl Vfs for Loopback {
             // whose passthrough writes would keep setuid/setgid are not passed through
             // (see `passthrough_keeps_privileges`). macFUSE has no such flag.
             kills_privileges: cfg!(target_os = "linux"),
-            // Other processes change the source.
-            buffered_writes: false,
             max_name_len: NAME_MAX as u32,
         }
     }

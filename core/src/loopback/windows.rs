@@ -1248,7 +1248,6 @@ impl Vfs for Loopback {
             sparse_files: false,
             enforces_permissions: false,
             kills_privileges: false,
-            buffered_writes: false,
             max_name_len: NAME_MAX as u32,
         }
     }

@@ -757,9 +757,6 @@ impl Vfs for MemFs {
             sparse_files: true,
             enforces_permissions: true,
             kills_privileges: true,
-            // Only memfs's own calls change its files; kernel-held data is written by the
-            // kernel directly (passthrough) instead.
-            buffered_writes: self.host.is_none() && self.opts.size_limit.is_none(),
             max_name_len: crate::NAME_MAX as u32,
         }
     }

@@ -1474,26 +1474,6 @@ fn kernel_data_files_are_registered_ahead_and_unregistered_before_close() {
     );
 }
 
-#[test]
-fn writes_may_be_buffered_only_on_the_heap_without_a_size_limit() {
-    assert!(fs().capabilities().buffered_writes);
-    let limited = fs_with(MemFsOptions {
-        size_limit: Some(1 << 20),
-        ..MemFsOptions::default()
-    });
-    assert!(
-        !limited.capabilities().buffered_writes,
-        "a write past size_limit must fail itself, not at a later flush"
-    );
-    #[cfg(target_os = "linux")]
-    if let Some(kernel) = kernel_fs(MemFsOptions::default()) {
-        assert!(
-            !kernel.capabilities().buffered_writes,
-            "kernel-held data is written by the kernel directly (passthrough)"
-        );
-    }
-}
-
 /// Linux FUSE with the writeback cache sends the kernel's own mtime and ctime, taken from
 /// one clock reading: such an mtime is "now" for permission and kept exactly, an mtime
 /// that does not change anything needs nothing, and an explicit one still needs the owner.
