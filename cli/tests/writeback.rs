@@ -9,10 +9,8 @@ mod common;
 
 use common::{Extra, Kind, Mounted};
 
-/// With the writeback cache the kernel keeps a regular file's mtime and ctime and sends
-/// them to the daemon as times, in the name of whoever closes, touches or truncates the
-/// file; another user who may write the file must still be able to do all of that, and
-/// still not set an explicit time.
+/// As nobody, writes, touches and truncates a root-owned 0666 file, and tries to set an
+/// explicit time, which must fail.
 fn other_users_write_and_touch(kind: Kind, fuse: &str) {
     let test = format!("other_users_write_and_touch_{}", kind.name());
     let extra = Extra {
