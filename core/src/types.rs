@@ -175,6 +175,13 @@ impl SetAttr {
             None => false,
         }
     }
+
+    /// Whether `mtime` is the file's `current` one, sent back by a kernel that keeps the
+    /// times itself (with a `ctime`, see [`SetAttr::ctime`]): no change, so no permission
+    /// is needed for it.
+    pub fn mtime_is_kept(&self, current: SystemTime) -> bool {
+        self.ctime.is_some() && self.mtime == Some(SetTime::At(current))
+    }
 }
 
 /// Who is asking: the credentials every permission check uses.

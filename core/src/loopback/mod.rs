@@ -950,8 +950,8 @@ impl Loopback {
         if dropped == 0 || dropped & !SUID_SGID != 0 || mode & !current != 0 {
             return Err(());
         }
-        // Still under the caller's credentials here: the host decides who may write.
-        sys::reopen(fd.as_fd(), inode.kind, libc::O_WRONLY).map_err(|_| ())?;
+        self.confirm_writer(inode, fd.as_fd(), None)
+            .map_err(|_| ())?;
         creds::as_daemon(|| sys::chmod_entry(fd.as_fd(), inode.kind, mode)).map_err(|_| ())
     }
 
@@ -973,15 +973,29 @@ impl Loopback {
             return Err(None);
         }
         let fd = inode.fd().map_err(Some)?;
+        self.confirm_writer(inode, fd.as_fd(), fh)
+            .map_err(|e| Some(e.into()))?;
+        creds::as_daemon(|| sys::utimens_entry(fd.as_fd(), inode.kind, ts))
+            .map_err(|e| Some(e.into()))
+    }
+
+    /// Confirms that the caller, whose credentials this thread still has, may write
+    /// `inode` (open as `fd`): through `fh` if it is a handle open for writing, else by
+    /// opening the file for writing, so that the host decides as for a local writer.
+    /// The two callers then act as the daemon, which the host would refuse the caller.
+    fn confirm_writer(
+        &self,
+        inode: &Inode,
+        fd: std::os::fd::BorrowedFd<'_>,
+        fh: Option<Fh>,
+    ) -> std::io::Result<()> {
         let writing = fh
             .and_then(|fh| self.handle(inode.ino, fh).ok())
             .is_some_and(|h| h.flags.contains(OpenFlags::WRITE));
         if !writing {
-            // Still under the caller's credentials here: the host decides who may write.
-            sys::reopen(fd.as_fd(), inode.kind, libc::O_WRONLY).map_err(|e| Some(e.into()))?;
+            sys::reopen(fd, inode.kind, libc::O_WRONLY)?;
         }
-        creds::as_daemon(|| sys::utimens_entry(fd.as_fd(), inode.kind, ts))
-            .map_err(|e| Some(e.into()))
+        Ok(())
     }
 
     /// macOS only: a root daemon gives objects it just created to the caller. Returns
@@ -1394,8 +1408,8 @@ impl Vfs for Loopback {
         // the host already has: that changes nothing, and the caller (who may only have
         // renamed the file and closed it) needs no right to it.
         if set.ctime.is_some()
-            && let Some(SetTime::At(t)) = mtime
-            && self.attr(&inode, &sys::fstat(inode.fd()?.as_fd())?).mtime == t
+            && matches!(mtime, Some(SetTime::At(_)))
+            && set.mtime_is_kept(self.attr(&inode, &sys::fstat(inode.fd()?.as_fd())?).mtime)
         {
             mtime = None;
         }

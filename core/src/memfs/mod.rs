@@ -812,7 +812,8 @@ impl Vfs for MemFs {
         }
         let owner = m.owned_by(ctx);
         let is_owner = ctx.uid == m.uid;
-        if set.size.is_some() && !flags.is_some_and(|f| f.contains(OpenFlags::WRITE)) {
+        let writing = flags.is_some_and(|f| f.contains(OpenFlags::WRITE));
+        if set.size.is_some() && !writing {
             m.check(node.kind, ctx, AccessMask::WRITE)?;
         }
         if set.mode.is_some() && !owner {
@@ -831,19 +832,17 @@ impl Vfs for MemFs {
             return Err(VfsError::NotPermitted);
         }
         // Explicit times need the owner; times set to now, write access (or a handle open
-        // for writing, whose writes the kernel is reporting). With a ctime (a kernel
-        // keeping the times itself, see `SetAttr::ctime`) an mtime equal to it is "now"
-        // and one equal to the current mtime is no change.
-        let kernel_times = set.ctime.is_some();
+        // for writing, whose writes the kernel is reporting). See `SetAttr::ctime` for
+        // the times a kernel keeping them itself sends.
         let mtime_now = set.mtime_is_now();
         let explicit = matches!(set.atime, Some(SetTime::At(_)))
-            || matches!(set.mtime, Some(SetTime::At(t))
-                if !(mtime_now || (kernel_times && t == m.mtime)));
+            || (matches!(set.mtime, Some(SetTime::At(_)))
+                && !mtime_now
+                && !set.mtime_is_kept(m.mtime));
         if explicit && !owner {
             return Err(VfsError::NotPermitted);
         }
         let to_now = matches!(set.atime, Some(SetTime::Now)) || mtime_now;
-        let writing = flags.is_some_and(|f| f.contains(OpenFlags::WRITE));
         if to_now
             && !explicit
             && !owner
