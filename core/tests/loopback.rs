@@ -2,7 +2,7 @@
 //! read-only, ownership through credential switching, and live host changes.
 #![cfg(target_os = "linux")]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -742,9 +742,13 @@ fn xattr(fs: &Loopback, ino: Ino, name: &str) -> Result<Vec<u8>, VfsError> {
 /// Sets xattr `name` of `path` directly on the host, from this process (whose changes
 /// the watcher ignores, as it ignores everything done through the mount).
 fn set_host_xattr(path: &Path, name: &str, value: &[u8]) {
-    use std::os::unix::ffi::OsStrExt as _;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
+    if let Err(e) = try_set_host_xattr(path, name, value) {
+        panic!("{} {name}: {e}", path.display());
+    }
+}
+
+fn try_set_host_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    let (p, n) = c_path_and_name(path, name);
     // SAFETY: valid C strings and a value buffer of the given length.
     let r = unsafe {
         libc::setxattr(
@@ -755,13 +759,30 @@ fn set_host_xattr(path: &Path, name: &str, value: &[u8]) {
             0,
         )
     };
-    assert_eq!(
-        r,
-        0,
-        "{} {name}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Xattr `name` of `path` read directly on the host (`None`: it has none).
+fn host_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = c_path_and_name(path, name);
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let len = usize::try_from(r).ok()?;
+    buf.truncate(len);
+    Some(buf)
+}
+
+fn c_path_and_name(path: &Path, name: &str) -> (std::ffi::CString, std::ffi::CString) {
+    use std::os::unix::ffi::OsStrExt as _;
+    (
+        std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap(),
+        std::ffi::CString::new(name).unwrap(),
+    )
 }
 
 /// Xattr `name` of `ino`, waiting up to 5 s for it to appear (a change made by another
@@ -858,24 +879,8 @@ fn xattrs_a_new_file_lacks_are_known_at_creation() {
     // Set directly by this process, which the watcher ignores as it ignores everything
     // done through the mount: a file whose misses were noted at creation does not see
     // them; without that note the host would be asked and answer.
-    for (path, name) in [
-        ("plain", "security.capability"),
-        ("plain", "security.selinux"),
-        ("inherits/acl", "security.selinux"),
-    ] {
-        // A valid version 2 capability set (no capabilities) for security.capability.
-        let value: &[u8] = if name == "security.capability" {
-            &[0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        } else {
-            b"label"
-        };
-        set_host_xattr(&dir.path().join(path), name, value);
-    }
-    for name in [
-        "security.capability",
-        "security.selinux",
-        "system.posix_acl_access",
-    ] {
+    set_host_xattr(&dir.path().join("plain"), "security.capability", &NO_CAPS);
+    for name in ["security.capability", "system.posix_acl_access"] {
         assert!(
             matches!(xattr(&fs, plain, name), Err(VfsError::NoAttribute)),
             "{name} of plain"
@@ -885,19 +890,61 @@ fn xattrs_a_new_file_lacks_are_known_at_creation() {
         xattr(&fs, acl, "system.posix_acl_access").is_ok(),
         "the ACL the new file inherited"
     );
-    assert!(matches!(
-        xattr(&fs, acl, "security.selinux"),
-        Err(VfsError::NoAttribute)
-    ));
     // Another process's change is seen as for any remembered miss.
     sh(
         dir.path(),
-        "python3 -c \"import os; os.setxattr('plain', 'security.selinux', b'other')\"",
+        "python3 -c \"import os; os.setxattr('plain', 'security.capability', bytes([0,0,0,2] + [0]*16))\"",
     );
     assert_eq!(
-        xattr_soon(&fs, plain, "security.selinux").unwrap(),
-        b"other"
+        xattr_soon(&fs, plain, "security.capability").unwrap(),
+        NO_CAPS
     );
+}
+
+/// A valid version 2 capability set that grants nothing (`security.capability`).
+const NO_CAPS: [u8; 20] = [0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// The SELinux label is not carried (see `vmount_core::is_selinux_label`): one the host
+/// file has is neither shown nor listed, and none can be set or removed, by root either.
+#[test]
+fn the_selinux_label_is_not_carried() {
+    let (dir, fs) = setup(false);
+    std::fs::write(dir.path().join("f"), b"1").unwrap();
+    // Root on a host without SELinux can give the host file one.
+    let labeled = try_set_host_xattr(&dir.path().join("f"), "security.selinux", b"l").is_ok();
+    std::fs::write(dir.path().join("g"), b"1").unwrap();
+    set_host_xattr(&dir.path().join("g"), "user.kept", b"k");
+    let c = Ctx::root();
+    for name in ["f", "g"] {
+        let ino = fs.lookup(&c, Ino::ROOT, os(name)).unwrap().ino;
+        assert!(matches!(
+            xattr(&fs, ino, "security.selinux"),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.setxattr(&c, ino, os("security.selinux"), b"x", XattrFlags::empty()),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.removexattr(&c, ino, os("security.selinux")),
+            Err(VfsError::NotSupported)
+        ));
+        let listed = fs.listxattr(&c, ino).unwrap();
+        assert!(
+            !listed.iter().any(|n| n == "security.selinux"),
+            "{name}: {listed:?}"
+        );
+        if name == "g" {
+            assert_eq!(listed, [OsString::from("user.kept")]);
+        }
+    }
+    if labeled {
+        assert_eq!(
+            host_xattr(&dir.path().join("f"), "security.selinux").as_deref(),
+            Some(&b"l"[..]),
+            "the host's label stays untouched"
+        );
+    }
 }
 
 /// Stateless listings (NFS READDIR, no handle) that stop part way keep their stream for

@@ -98,7 +98,7 @@ use crate::io_cache::IoCache;
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
     NAME_MAX, OpenFlags, Opened, RenameFlags, SetAttr, SetTime, StatFs, Vfs, VfsError, VfsResult,
-    Whence, XattrFlags, check_name,
+    Whence, XattrFlags, check_name, is_selinux_label,
 };
 
 /// Descriptors kept for stateless I/O.
@@ -108,8 +108,8 @@ const ENTRY_FD_CACHE_MAX: usize = 8192;
 /// Bit set on the synthetic inode numbers of entries listed without attributes.
 const SYNTHETIC_INO: u64 = 1 << 63;
 
-/// Most xattr names remembered missing per object (`ls -l` asks for two, the kernel's
-/// capability check for a third).
+/// Most xattr names remembered missing per object (`ls -l` asks for one, the kernel's
+/// capability check for another).
 #[cfg(target_os = "linux")]
 const ABSENT_XATTRS_MAX: usize = 8;
 
@@ -1010,19 +1010,14 @@ impl Loopback {
 
     /// Remembers, for a file this filesystem just created, which of the xattrs asked of
     /// every new file it was born without: the kernel's `security.capability` check
-    /// before the first write, and `ls -l`'s `security.selinux` and
-    /// `system.posix_acl_access`. The host may give a new file some (an LSM label, an
-    /// ACL inherited from the directory's default), so one `flistxattr` on the open
-    /// descriptor finds out, where the three getxattrs would each cost a host call
+    /// before the first write, and `ls -l`'s `system.posix_acl_access`. The host may give
+    /// a new file some (an ACL inherited from the directory's default), so one
+    /// `flistxattr` on the open descriptor finds out, where the getxattrs would each cost a host call
     /// through `/proc/self/fd` (3-4 us). Same conditions as `getxattr`'s memory:
     /// only while the source is watched, and not if an event batch began meanwhile.
     #[cfg(target_os = "linux")]
     fn note_xattrs_at_birth(&self, inode: &Inode, io: std::os::fd::BorrowedFd<'_>) {
-        const ASKED: [&[u8]; 3] = [
-            b"security.capability",
-            b"security.selinux",
-            b"system.posix_acl_access",
-        ];
+        const ASKED: [&[u8]; 2] = [b"security.capability", b"system.posix_acl_access"];
         if self.watch.get().is_none() {
             return;
         }
@@ -1962,6 +1957,9 @@ impl Vfs for Loopback {
     ) -> VfsResult<()> {
         let inode = self.inode(ino)?;
         self.writable()?;
+        if is_selinux_label(name.as_bytes()) {
+            return Err(VfsError::NotSupported);
+        }
         let cname = sys::cname(name)?;
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
@@ -1984,8 +1982,8 @@ impl Vfs for Loopback {
     }
 
     /// Where the source is watched (Linux, root), a miss on a `security.*` or `system.*`
-    /// name is remembered per object: `ls -l` asks for `security.selinux` and
-    /// `system.posix_acl_access` of every file, and the kernel for `security.capability`
+    /// name is remembered per object: `ls -l` asks for `system.posix_acl_access` of
+    /// every file, and the kernel for `security.capability`
     /// before a chown, each a host call (3-4 us through `/proc/self/fd`) that answers the
     /// same ENODATA every time. Those reads need no permission, so the answer is the same
     /// for every caller. An xattr appears only through a setxattr (the kernel creates
@@ -1995,6 +1993,9 @@ impl Vfs for Loopback {
     /// asked (`xattr_epoch`), so one racing with the change is not kept.
     fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
         let inode = self.inode(ino)?;
+        if is_selinux_label(name.as_bytes()) {
+            return Err(VfsError::NotSupported);
+        }
         let cname = sys::cname(name)?;
         #[cfg(target_os = "linux")]
         let remember = self.watch.get().is_some() && remembered_miss(name.as_bytes());
@@ -2043,7 +2044,7 @@ impl Vfs for Loopback {
         let raw = target.list()?;
         Ok(raw
             .split(|&b| b == 0)
-            .filter(|n| !n.is_empty())
+            .filter(|n| !n.is_empty() && !is_selinux_label(n))
             .map(|n| OsStr::from_bytes(n).to_owned())
             .collect())
     }
@@ -2051,6 +2052,9 @@ impl Vfs for Loopback {
     fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
         let inode = self.inode(ino)?;
         self.writable()?;
+        if is_selinux_label(name.as_bytes()) {
+            return Err(VfsError::NotSupported);
+        }
         let cname = sys::cname(name)?;
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;

@@ -45,6 +45,8 @@
 //!   opaque value would let `setfacl` report success for an ACL nothing enforces. It is
 //!   also what tools key on: `ls -l` stops asking a device for ACLs after its first
 //!   EOPNOTSUPP, where ENODATA made it ask (one FUSE round trip each) for every file.
+//! - **No SELinux label** (`security.selinux` is `NotSupported`), as for loopback: see
+//!   [`is_selinux_label`](crate::is_selinux_label).
 
 mod data;
 #[cfg(target_os = "linux")]
@@ -70,7 +72,7 @@ use self::inode::{Content, DIR_SIZE, DirData, Inode, Meta, S_ISGID, S_ISUID, S_I
 use crate::{
     AccessMask, Attr, Capabilities, Ctx, DirEntry, DirSink, FallocateFlags, Fh, FileType, Ino,
     OpenFlags, Opened, RenameFlags, SetAttr, SetTime, StatFs, Vfs, VfsError, VfsResult, Whence,
-    XattrFlags, check_name,
+    XattrFlags, check_name, is_selinux_label,
 };
 
 /// What `fstat` says about a kernel-held file (see `host.rs`).
@@ -711,7 +713,7 @@ impl MemFs {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(VfsError::Range);
         }
-        if name.starts_with(b"system.") {
+        if name.starts_with(b"system.") || is_selinux_label(name) {
             return Err(VfsError::NotSupported);
         }
         let hidden = if write {

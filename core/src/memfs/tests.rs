@@ -529,8 +529,23 @@ fn xattr_namespaces_follow_linux() {
         fs.getxattr(&u, l, os("user.a")),
         Err(VfsError::NoAttribute)
     ));
-    fs.setxattr(&u, l, os("security.selinux"), b"ctx", none)
+    fs.setxattr(&u, l, os("security.vmtest"), b"ctx", none)
         .unwrap();
+    // No SELinux label, for anyone (see `is_selinux_label`).
+    for who in [&u, &root()] {
+        assert!(matches!(
+            fs.setxattr(who, f, os("security.selinux"), b"ctx", none),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.getxattr(who, f, os("security.selinux")),
+            Err(VfsError::NotSupported)
+        ));
+        assert!(matches!(
+            fs.removexattr(who, f, os("security.selinux")),
+            Err(VfsError::NotSupported)
+        ));
+    }
     // No POSIX ACLs: the system namespace is unsupported for every call, owner or root.
     for name in [
         "system.posix_acl_access",
