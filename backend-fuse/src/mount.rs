@@ -283,6 +283,8 @@ pub fn mount(
     let config = session_config(opts);
     // A panic in the filesystem must cost one request (EIO), not the whole session.
     let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
+    // The kernel forgets every lookup it counted.
+    fs.attach(true);
     // Changes made behind the filesystem's back become kernel invalidations; the
     // notifier exists once the session does, and nothing is cached before that.
     let invalidate = Arc::new(Invalidate::default());

@@ -202,6 +202,8 @@ pub fn serve(fs: Arc<dyn Vfs>, opts: &ServeOptions) -> Result<NfsServer, NfsErro
     let handles = Handles::new();
     let export_path = format!("/{}", opts.export_name.trim_matches('/'));
     let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
+    // NFS clients hold file handles, never lookup counts: nothing is ever forgotten.
+    fs.attach(false);
     let behind = Arc::new(WriteBehind::new(Arc::clone(&fs)));
     let shared = Arc::new(Shared {
         fs,

@@ -204,6 +204,8 @@ pub(crate) fn open_flags(granted: u32) -> OpenFlags {
 
 impl Ops {
     pub(crate) fn new(fs: Arc<dyn Vfs>, ctx: Ctx, settings: Settings) -> Ops {
+        // WinFsp resolves paths and never forgets a lookup.
+        fs.attach(false);
         let resolver = Resolver::new(fs.clone(), settings.case_insensitive, settings.cache_ttl);
         Ops {
             fs,

@@ -1138,3 +1138,55 @@ fn watched_loopback_serves_known_names_from_the_kernel() {
     assert!(seen.is_some(), "a host change hidden by the cache");
     m.finish();
 }
+
+/// The daemon's descriptors whose host file was removed ("(deleted)" in `/proc`).
+fn deleted_fds(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.ends_with(" (deleted)"))
+        .collect()
+}
+
+/// What is removed through the mount is freed on the host: once the kernel is done with
+/// a removed file (its forget, or the removal itself, drops the daemon's descriptor), the
+/// daemon holds nothing that keeps the host inode and its blocks alive. Covers unlink,
+/// rmdir, a file replaced by rename, and a file unlinked while open, freed at its close.
+#[test]
+fn removed_files_are_freed_on_the_host() {
+    let test = "removed_files_are_freed_on_the_host";
+    let Some(m) = mount(test, "") else {
+        return;
+    };
+    let mnt = m.path();
+    let pid = m.daemon.child.id();
+    let mib = vec![7u8; 1 << 20];
+    for name in ["a", "b", "c", "open"] {
+        std::fs::write(mnt.join(name), &mib).unwrap();
+    }
+    std::fs::create_dir(mnt.join("d")).unwrap();
+    std::fs::write(mnt.join("d/inner"), &mib).unwrap();
+    let held = std::fs::File::open(mnt.join("open")).unwrap();
+    std::fs::remove_file(mnt.join("a")).unwrap();
+    std::fs::remove_file(mnt.join("d/inner")).unwrap();
+    std::fs::remove_dir(mnt.join("d")).unwrap();
+    std::fs::rename(mnt.join("b"), mnt.join("c")).unwrap();
+    std::fs::remove_file(mnt.join("open")).unwrap();
+    let limit = Duration::from_secs(10);
+    // Only the open file's descriptors may still point at a removed host file.
+    let settled = eventually(limit, || {
+        deleted_fds(pid)
+            .iter()
+            .all(|t| t.ends_with("/open (deleted)"))
+    });
+    assert!(settled.is_some(), "{:?}", deleted_fds(pid));
+    let mut read = Vec::new();
+    std::io::Read::read_to_end(&mut &held, &mut read).unwrap();
+    assert_eq!(read, mib, "an unlinked file stays readable while open");
+    drop(held);
+    let freed = eventually(limit, || deleted_fds(pid).is_empty());
+    assert!(freed.is_some(), "{:?}", deleted_fds(pid));
+    assert_eq!(std::fs::read(mnt.join("c")).unwrap(), mib);
+    m.finish();
+}

@@ -180,6 +180,22 @@ pub trait Vfs: Send + Sync + 'static {
         false
     }
 
+    /// Tells the filesystem how an adapter about to serve it treats lookup counts: called
+    /// once per adapter, before its first request, with `true` from one whose kernel sends
+    /// [`forget`](Vfs::forget) for every lookup it counted (FUSE) and `false` from one
+    /// that never forgets (NFS, WinFsp). The default ignores it.
+    ///
+    /// Why: a filesystem that keeps state per object (loopback: an open host descriptor,
+    /// which also keeps the host from freeing the file) must let go of it once the object
+    /// is removed and unused. With only forgetting adapters attached, the `forget` that
+    /// follows a removal does that, so `unlink`, `rmdir`, `rename` and `release` need not
+    /// find the object themselves: for loopback that was a `stat` before and after each
+    /// removal, and the host's freeing of the inode, on the caller's time. Without any
+    /// call, a filesystem must assume adapters that never forget.
+    fn attach(&self, forgets: bool) {
+        let _ = forgets;
+    }
+
     /// Looks up `name` in directory `parent` and returns its attributes; counts one
     /// lookup reference on success.
     fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr>;

@@ -62,6 +62,9 @@ impl<A: Around> Vfs for Wrapped<A> {
     fn watch_changes(&self, sink: Arc<dyn crate::ChangeSink>) -> bool {
         self.inner.watch_changes(sink)
     }
+    fn attach(&self, forgets: bool) {
+        self.inner.attach(forgets)
+    }
     fn lookup(&self, ctx: &Ctx, parent: Ino, name: &OsStr) -> VfsResult<Attr> {
         self.call(Op::Lookup, none, |fs| fs.lookup(ctx, parent, name))
     }

@@ -75,6 +75,88 @@ fn hard_links_share_one_inode_and_the_host_nlink() {
     assert_eq!(fs.inode_count(), 2);
 }
 
+/// A removed object leaves the table at the removal (or at its last close) unless every
+/// adapter attached forgets its lookups (FUSE alone): then at its last forget, which
+/// spares the removal a `stat` before and after. Each case removes a file by unlink, a
+/// directory by rmdir, a file replaced by rename, and a file unlinked while open whose
+/// forget comes before its release and one whose forget comes after.
+#[test]
+fn removed_objects_leave_at_the_forget_only_when_every_adapter_forgets() {
+    let root = Ctx::root();
+    for attached in [&[][..], &[true], &[false], &[true, false]] {
+        let (dir, fs) = setup(false);
+        for &forgets in attached {
+            fs.attach(forgets);
+        }
+        let at_removal = attached != [true];
+        let base = fs.inode_count();
+        let file = |name: &str| {
+            let (a, o) = fs.create(&root, Ino::ROOT, os(name), 0o644, RW).unwrap();
+            (a.ino, o.fh)
+        };
+        let (f, fh) = file("f");
+        fs.release(&root, f, fh).unwrap();
+        let d = fs.mkdir(&root, Ino::ROOT, os("d"), 0o755).unwrap().ino;
+        let (t, th) = file("t");
+        fs.release(&root, t, th).unwrap();
+        let (g, gh) = file("g");
+        fs.release(&root, g, gh).unwrap();
+        let (early, early_h) = file("early");
+        let (late, late_h) = file("late");
+        assert_eq!(fs.inode_count(), base + 6);
+        fs.unlink(&root, Ino::ROOT, os("f")).unwrap();
+        fs.rmdir(&root, Ino::ROOT, os("d")).unwrap();
+        fs.rename(
+            &root,
+            Ino::ROOT,
+            os("g"),
+            Ino::ROOT,
+            os("t"),
+            RenameFlags::empty(),
+        )
+        .unwrap();
+        fs.unlink(&root, Ino::ROOT, os("early")).unwrap();
+        fs.unlink(&root, Ino::ROOT, os("late")).unwrap();
+        // g lives on as t; the open ones stay while open.
+        let kept = if at_removal { 3 } else { 6 };
+        assert_eq!(
+            fs.inode_count(),
+            base + kept,
+            "after the removals, {attached:?}"
+        );
+        for ino in [f, d, t] {
+            fs.forget(ino, 1);
+        }
+        assert_eq!(
+            fs.inode_count(),
+            base + 3,
+            "after their forgets, {attached:?}"
+        );
+        fs.forget(early, 1);
+        fs.release(&root, early, early_h).unwrap();
+        fs.release(&root, late, late_h).unwrap();
+        let kept = if at_removal { 1 } else { 2 };
+        assert_eq!(
+            fs.inode_count(),
+            base + kept,
+            "after the releases, {attached:?}"
+        );
+        fs.forget(late, 1);
+        assert_eq!(
+            fs.inode_count(),
+            base + 1,
+            "after the last forget, {attached:?}"
+        );
+        assert_eq!(fs.getattr(&root, g, None).unwrap().ino, g);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["t"]);
+    }
+}
+
 #[test]
 fn forget_frees_entries_but_an_open_handle_keeps_its_inode() {
     let (dir, fs) = setup(false);

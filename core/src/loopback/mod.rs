@@ -10,7 +10,10 @@
 //! - **Lifetime.** An entry leaves the table (closing its descriptor) when its lookup
 //!   count reaches zero through [`Vfs::forget`] and no handle is open on it, or as soon
 //!   as the object is gone from the host (`nlink` 0, seen after unlink, rmdir, a replacing
-//!   rename, the last release, or a getattr) and no handle is open. The root is never
+//!   rename, the last release, or a getattr) and no handle is open. Under FUSE alone
+//!   ([`Vfs::attach`]) the removals and releases leave that to the kernel's forget, which
+//!   follows at once, and so skip a `stat` before and after each (a loopback unlink on
+//!   ext4: 16-24 -> 10.5-12.7 us, native 3.5-3.7 us). The root is never
 //!   dropped. A forgotten number is `Stale` afterwards; the FUSE kernel never uses a
 //!   number after forgetting it. (Consequently loopback does *not* keep forgotten but
 //!   still linked inodes usable, which stateless NFS would want.)
@@ -371,6 +374,9 @@ pub struct Loopback {
     /// Bumped at the end of every call that may change directory entries (see
     /// [`EntriesChange`]): a kept stream opened before it is not resumed.
     listing_epoch: AtomicU64,
+    /// Adapters attached that forget their lookups, and that never do ([`Vfs::attach`]).
+    forgetting: AtomicU64,
+    never_forgetting: AtomicU64,
 }
 
 /// Bumps [`Loopback::listing_epoch`] when dropped, at the end of a call that may change
@@ -586,7 +592,26 @@ impl Loopback {
             daemon_groups: sys::getgroups(),
             parked: Mutex::new(Vec::new()),
             listing_epoch: AtomicU64::new(0),
+            forgetting: AtomicU64::new(0),
+            never_forgetting: AtomicU64::new(0),
         })
+    }
+
+    /// Whether a removed object must be found and dropped by the call that removed it or
+    /// closed it last: unless every adapter attached forgets its lookups, no `forget`
+    /// may ever come for it (see [`Vfs::attach`]).
+    fn drops_removed_itself(&self) -> bool {
+        self.never_forgetting.load(Ordering::Relaxed) > 0
+            || self.forgetting.load(Ordering::Relaxed) == 0
+    }
+
+    /// The table key of `name` in `dir` before a call removes or replaces it, when that
+    /// call must drop it itself ([`Self::drops_removed_itself`]).
+    fn victim(&self, dir: BorrowedFd<'_>, name: &CStr) -> Option<(u64, u64)> {
+        if !self.drops_removed_itself() {
+            return None;
+        }
+        sys::fstatat(dir, name).ok().map(|st| sys::key(&st))
     }
 
     /// The kept stream of a listing of `dir` that stopped at cookie `after`, if any and
@@ -1114,7 +1139,8 @@ impl Loopback {
         let inode = h.inode.clone();
         drop(h); // closes the host descriptor before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let dead = inode.gone();
+            // Without lookups left it goes anyway; with some, their forget drops it.
+            let dead = self.drops_removed_itself() && inode.gone();
             self.maybe_drop(&inode, dead);
         }
         Ok(())
@@ -1322,6 +1348,15 @@ impl Vfs for Loopback {
             .is_ok()
     }
 
+    fn attach(&self, forgets: bool) {
+        let count = if forgets {
+            &self.forgetting
+        } else {
+            &self.never_forgetting
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn forget(&self, ino: Ino, nlookup: u64) {
         let Ok(inode) = self.inode(ino) else { return };
         let mut cur = inode.lookups.load(Ordering::Acquire);
@@ -1495,9 +1530,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         let victim = {
             let _g = self.creds(ctx)?;
-            let victim = sys::fstatat(dir.fd()?.as_fd(), &cname)
-                .ok()
-                .map(|st| sys::key(&st));
+            let victim = self.victim(dir.fd()?.as_fd(), &cname);
             sys::unlinkat(dir.fd()?.as_fd(), &cname, false)?;
             victim
         };
@@ -1514,9 +1547,7 @@ impl Vfs for Loopback {
         self.check(ctx, &dir, AccessMask::WRITE | AccessMask::EXEC)?;
         let victim = {
             let _g = self.creds(ctx)?;
-            let victim = sys::fstatat(dir.fd()?.as_fd(), &cname)
-                .ok()
-                .map(|st| sys::key(&st));
+            let victim = self.victim(dir.fd()?.as_fd(), &cname);
             sys::unlinkat(dir.fd()?.as_fd(), &cname, true)?;
             victim
         };
@@ -1567,9 +1598,7 @@ impl Vfs for Loopback {
             let victim = if exchange {
                 None
             } else {
-                sys::fstatat(to.fd()?.as_fd(), &cnew)
-                    .ok()
-                    .map(|st| sys::key(&st))
+                self.victim(to.fd()?.as_fd(), &cnew)
             };
             sys::renameat(
                 from.fd()?.as_fd(),
