@@ -1152,7 +1152,8 @@ fn deleted_fds(pid: u32) -> Vec<String> {
 /// What is removed through the mount is freed on the host: once the kernel is done with
 /// a removed file (its forget, or the removal itself, drops the daemon's descriptor), the
 /// daemon holds nothing that keeps the host inode and its blocks alive. Covers unlink,
-/// rmdir, a file replaced by rename, and a file unlinked while open, freed at its close.
+/// rmdir, a file replaced by rename, a file unlinked while open, freed at its close, and
+/// one open through the mount but removed on the host.
 #[test]
 fn removed_files_are_freed_on_the_host() {
     let test = "removed_files_are_freed_on_the_host";
@@ -1162,29 +1163,32 @@ fn removed_files_are_freed_on_the_host() {
     let mnt = m.path();
     let pid = m.daemon.child.id();
     let mib = vec![7u8; 1 << 20];
-    for name in ["a", "b", "c", "open"] {
+    for name in ["a", "b", "c", "open", "host"] {
         std::fs::write(mnt.join(name), &mib).unwrap();
     }
     std::fs::create_dir(mnt.join("d")).unwrap();
     std::fs::write(mnt.join("d/inner"), &mib).unwrap();
     let held = std::fs::File::open(mnt.join("open")).unwrap();
+    let held_too = std::fs::File::open(mnt.join("host")).unwrap();
+    std::fs::remove_file(m.source().join("host")).unwrap();
     std::fs::remove_file(mnt.join("a")).unwrap();
     std::fs::remove_file(mnt.join("d/inner")).unwrap();
     std::fs::remove_dir(mnt.join("d")).unwrap();
     std::fs::rename(mnt.join("b"), mnt.join("c")).unwrap();
     std::fs::remove_file(mnt.join("open")).unwrap();
     let limit = Duration::from_secs(10);
-    // Only the open file's descriptors may still point at a removed host file.
+    // Only the open files' descriptors may still point at a removed host file.
     let settled = eventually(limit, || {
         deleted_fds(pid)
             .iter()
-            .all(|t| t.ends_with("/open (deleted)"))
+            .all(|t| t.ends_with("/open (deleted)") || t.ends_with("/host (deleted)"))
     });
     assert!(settled.is_some(), "{:?}", deleted_fds(pid));
     let mut read = Vec::new();
     std::io::Read::read_to_end(&mut &held, &mut read).unwrap();
     assert_eq!(read, mib, "an unlinked file stays readable while open");
     drop(held);
+    drop(held_too);
     let freed = eventually(limit, || deleted_fds(pid).is_empty());
     assert!(freed.is_some(), "{:?}", deleted_fds(pid));
     assert_eq!(std::fs::read(mnt.join("c")).unwrap(), mib);

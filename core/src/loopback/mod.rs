@@ -605,6 +605,14 @@ impl Loopback {
             || self.forgetting.load(Ordering::Relaxed) == 0
     }
 
+    /// Whether the watcher reports changes made in the source by others.
+    fn watched(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.watch.get().is_some();
+        #[cfg(not(target_os = "linux"))]
+        return false;
+    }
+
     /// The table key of `name` in `dir` before a call removes or replaces it, when that
     /// call must drop it itself ([`Self::drops_removed_itself`]).
     fn victim(&self, dir: BorrowedFd<'_>, name: &CStr) -> Option<(u64, u64)> {
@@ -1037,8 +1045,8 @@ impl Loopback {
     /// every new file it was born without: the kernel's `security.capability` check
     /// before the first write, and `ls -l`'s `system.posix_acl_access`. The host may give
     /// a new file some (an ACL inherited from the directory's default), so one
-    /// `flistxattr` on the open descriptor finds out, where the getxattrs would each cost a host call
-    /// through `/proc/self/fd` (3-4 us). Same conditions as `getxattr`'s memory:
+    /// `flistxattr` on the open descriptor finds out, where the getxattrs would each
+    /// cost a host call through `/proc/self/fd` (3-4 us). Same conditions as `getxattr`'s memory:
     /// only while the source is watched, and not if an event batch began meanwhile.
     #[cfg(target_os = "linux")]
     fn note_xattrs_at_birth(&self, inode: &Inode, io: std::os::fd::BorrowedFd<'_>) {
@@ -1139,8 +1147,11 @@ impl Loopback {
         let inode = h.inode.clone();
         drop(h); // closes the host descriptor before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Without lookups left it goes anyway; with some, their forget drops it.
-            let dead = self.drops_removed_itself() && inode.gone();
+            // Without lookups left it goes anyway. With some, their forget drops it once
+            // the kernel lets go of the name, which it does at once for a removal through
+            // the mount or one the watcher reports; a removal on an unwatched host is
+            // seen here.
+            let dead = (self.drops_removed_itself() || !self.watched()) && inode.gone();
             self.maybe_drop(&inode, dead);
         }
         Ok(())
