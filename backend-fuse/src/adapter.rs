@@ -227,8 +227,9 @@ impl Filesystem for Adapter {
     }
 
     fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        let arrived = std::time::Instant::now();
         self.ops.forget(i.0, nlookup);
-        self.ops.pace_forgets();
+        self.ops.pace_forgets(arrived);
     }
 
     // `batch_forget` keeps fuser's default, which calls `forget` for each node: its
