@@ -283,8 +283,10 @@ pub fn mount(
     let config = session_config(opts);
     // A panic in the filesystem must cost one request (EIO), not the whole session.
     let fs: Arc<dyn Vfs> = Arc::new(vmount_core::PanicGuard::new(fs));
-    // The kernel forgets every lookup it counted.
-    fs.attach(true);
+    // Linux forgets an inode as soon as it is removed and unused. macFUSE forgets a vnode
+    // only when macOS reclaims it, which may be long after the removal, so there the
+    // filesystem must let go of removed objects itself.
+    fs.attach(cfg!(target_os = "linux"));
     // Changes made behind the filesystem's back become kernel invalidations; the
     // notifier exists once the session does, and nothing is cached before that.
     let invalidate = Arc::new(Invalidate::default());

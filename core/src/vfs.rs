@@ -182,8 +182,9 @@ pub trait Vfs: Send + Sync + 'static {
 
     /// Tells the filesystem how an adapter about to serve it treats lookup counts: called
     /// once per adapter, before its first request, with `true` from one whose kernel sends
-    /// [`forget`](Vfs::forget) for every lookup it counted (FUSE) and `false` from one
-    /// that never forgets (NFS, WinFsp). The default ignores it.
+    /// [`forget`](Vfs::forget) for a removed object as soon as nothing uses it (FUSE on
+    /// Linux) and `false` from one that forgets late or never (macFUSE, which forgets at
+    /// vnode reclaim; NFS; WinFsp). The default ignores it.
     ///
     /// Why: a filesystem that keeps state per object (loopback: an open host descriptor,
     /// which also keeps the host from freeing the file) must let go of it once the object

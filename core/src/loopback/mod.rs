@@ -10,8 +10,8 @@
 //! - **Lifetime.** An entry leaves the table (closing its descriptor) when its lookup
 //!   count reaches zero through [`Vfs::forget`] and no handle is open on it, or as soon
 //!   as the object is gone from the host (`nlink` 0, seen after unlink, rmdir, a replacing
-//!   rename, the last release, or a getattr) and no handle is open. Under FUSE alone
-//!   ([`Vfs::attach`]) the removals and releases leave that to the kernel's forget, which
+//!   rename, the last release, or a getattr) and no handle is open. Under Linux FUSE
+//!   alone ([`Vfs::attach`]) the removals and releases leave that to the kernel's forget, which
 //!   follows at once, and so skip a `stat` before and after each (a loopback unlink on
 //!   ext4: 16-24 -> 10.5-12.7 us, native 3.5-3.7 us). The root is never
 //!   dropped. A forgotten number is `Stale` afterwards; the FUSE kernel never uses a
