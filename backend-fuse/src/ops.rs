@@ -277,8 +277,9 @@ impl Ops {
 
     /// Called by a `/dev/fuse` worker after each FORGET, with when the FORGET reached it:
     /// while the io_uring queues serve everything else, a worker that has just taken a
-    /// FORGET from a read of its own naps 1 ms, so that the kernel gathers the FORGETs meanwhile and sends them as one
-    /// BATCH_FORGET, and no worker sits in `read` to be woken for each one.
+    /// FORGET from a read of its own naps 1 ms, so that the kernel gathers the FORGETs
+    /// meanwhile and sends them as one BATCH_FORGET, and no worker sits in `read` to be
+    /// woken for each one.
     ///
     /// Why: the kernel wakes a `/dev/fuse` reader for every FORGET it queues, and on an
     /// idle CPU that is a cross-CPU wakeup per forgotten inode, paid partly by the process

@@ -123,6 +123,15 @@ fn remembered_miss(name: &[u8]) -> bool {
     name.starts_with(b"security.") || name.starts_with(b"system.")
 }
 
+/// An xattr name as a C string, refusing the names loopback does not carry (see
+/// [`is_selinux_label`]).
+fn xattr_cname(name: &OsStr) -> VfsResult<std::ffi::CString> {
+    if is_selinux_label(name.as_bytes()) {
+        return Err(VfsError::NotSupported);
+    }
+    sys::cname(name)
+}
+
 /// Settings of a [`Loopback`].
 #[derive(Debug, Clone, Default)]
 pub struct LoopbackOptions {
@@ -1046,8 +1055,9 @@ impl Loopback {
     /// before the first write, and `ls -l`'s `system.posix_acl_access`. The host may give
     /// a new file some (an ACL inherited from the directory's default), so one
     /// `flistxattr` on the open descriptor finds out, where the getxattrs would each
-    /// cost a host call through `/proc/self/fd` (3-4 us). Same conditions as `getxattr`'s memory:
-    /// only while the source is watched, and not if an event batch began meanwhile.
+    /// cost a host call through `/proc/self/fd` (3-4 us). Same conditions as
+    /// `getxattr`'s memory: only while the source is watched, and not if an event batch
+    /// began meanwhile.
     #[cfg(target_os = "linux")]
     fn note_xattrs_at_birth(&self, inode: &Inode, io: std::os::fd::BorrowedFd<'_>) {
         const ASKED: [&[u8]; 2] = [b"security.capability", b"system.posix_acl_access"];
@@ -1997,10 +2007,7 @@ impl Vfs for Loopback {
     ) -> VfsResult<()> {
         let inode = self.inode(ino)?;
         self.writable()?;
-        if is_selinux_label(name.as_bytes()) {
-            return Err(VfsError::NotSupported);
-        }
-        let cname = sys::cname(name)?;
+        let cname = xattr_cname(name)?;
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
@@ -2021,22 +2028,18 @@ impl Vfs for Loopback {
         Ok(())
     }
 
-    /// Where the source is watched (Linux, root), a miss on a `security.*` or `system.*`
-    /// name is remembered per object: `ls -l` asks for `system.posix_acl_access` of
-    /// every file, and the kernel for `security.capability`
-    /// before a chown, each a host call (3-4 us through `/proc/self/fd`) that answers the
-    /// same ENODATA every time. Those reads need no permission, so the answer is the same
-    /// for every caller. An xattr appears only through a setxattr (the kernel creates
-    /// none on an existing object), so the memory is dropped on this filesystem's
-    /// `setxattr` and on every change the watcher hears of for the object; a miss is
-    /// remembered only if no such event batch or setxattr began since the host was
-    /// asked (`xattr_epoch`), so one racing with the change is not kept.
+    /// Where the source is watched (Linux, root), a miss on a `security.*` or `system.*` name is
+    /// remembered per object: `ls -l` asks for `system.posix_acl_access` of every file, and the
+    /// kernel for `security.capability` before a chown, each a host call (3-4 us through
+    /// `/proc/self/fd`) that answers the same ENODATA every time. Those reads need no permission,
+    /// so the answer is the same for every caller. An xattr appears only through a setxattr (the
+    /// kernel creates none on an existing object), so the memory is dropped on this filesystem's
+    /// `setxattr` and on every change the watcher hears of for the object; a miss is remembered
+    /// only if no such event batch or setxattr began since the host was asked (`xattr_epoch`), so
+    /// one racing with the change is not kept.
     fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<Vec<u8>> {
         let inode = self.inode(ino)?;
-        if is_selinux_label(name.as_bytes()) {
-            return Err(VfsError::NotSupported);
-        }
-        let cname = sys::cname(name)?;
+        let cname = xattr_cname(name)?;
         #[cfg(target_os = "linux")]
         let remember = self.watch.get().is_some() && remembered_miss(name.as_bytes());
         #[cfg(target_os = "linux")]
@@ -2092,10 +2095,7 @@ impl Vfs for Loopback {
     fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &OsStr) -> VfsResult<()> {
         let inode = self.inode(ino)?;
         self.writable()?;
-        if is_selinux_label(name.as_bytes()) {
-            return Err(VfsError::NotSupported);
-        }
-        let cname = sys::cname(name)?;
+        let cname = xattr_cname(name)?;
         let efd = inode.fd()?;
         let target = sys::XattrTarget::new(efd.as_fd(), inode.kind)?;
         let _g = self.creds(ctx)?;
