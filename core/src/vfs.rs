@@ -188,11 +188,13 @@ pub trait Vfs: Send + Sync + 'static {
     ///
     /// Why: a filesystem that keeps state per object (loopback: an open host descriptor,
     /// which also keeps the host from freeing the file) must let go of it once the object
-    /// is removed and unused. With only forgetting adapters attached, the `forget` that
-    /// follows a removal does that, so `unlink`, `rmdir`, `rename` and `release` need not
-    /// find the object themselves: for loopback that was a `stat` before and after each
-    /// removal, and the host's freeing of the inode, on the caller's time. Without any
-    /// call, a filesystem must assume adapters that never forget.
+    /// is removed and unused. Removals through the filesystem let go at once, since the
+    /// space must be free when the call returns; but an object removed behind the
+    /// filesystem's back while open is only seen gone by asking the host at its last
+    /// `release`, unless a `forget` is sure to follow. With only forgetting adapters
+    /// attached (and loopback watching its source, so that the kernel hears of the
+    /// removal), that ask is spared on every close. Without any call, a filesystem must
+    /// assume adapters that never forget.
     fn attach(&self, forgets: bool) {
         let _ = forgets;
     }

@@ -10,10 +10,13 @@
 //! - **Lifetime.** An entry leaves the table (closing its descriptor) when its lookup
 //!   count reaches zero through [`Vfs::forget`] and no handle is open on it, or as soon
 //!   as the object is gone from the host (`nlink` 0, seen after unlink, rmdir, a replacing
-//!   rename, the last release, or a getattr) and no handle is open. Under Linux FUSE
-//!   alone ([`Vfs::attach`]) the removals and releases leave that to the kernel's forget, which
-//!   follows at once, and so skip a `stat` before and after each (a loopback unlink on
-//!   ext4: 16-24 -> 10.5-12.7 us, native 3.5-3.7 us). The root is never
+//!   rename, the last release, or a getattr) and no handle is open. A removal through the
+//!   filesystem lets go at once (or at the last release of an open object), never at the
+//!   kernel's later forget: the host frees the space when `rm` returns, as it does for its
+//!   own removals, at the cost of a `stat` before and after (a loopback unlink on ext4
+//!   13 -> 18-21 us). Only a removal made on the host while the object is open through
+//!   the mount waits for the forget where one comes at once (Linux FUSE with a watched
+//!   source, [`Vfs::attach`]), which spares every last release a `stat`. The root is never
 //!   dropped. A forgotten number is `Stale` afterwards; the FUSE kernel never uses a
 //!   number after forgetting it. (Consequently loopback does *not* keep forgotten but
 //!   still linked inodes usable, which stateless NFS would want.)
@@ -91,7 +94,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
 use self::creds::CredGuard;
 use self::dir::DirStream;
@@ -215,6 +218,9 @@ struct Inode {
     lookups: AtomicU64,
     /// Open handles.
     opens: AtomicU64,
+    /// Removed through the mount while open: the last release lets go of it, so that
+    /// its space is free when the last `close(2)` returns, as on the host.
+    removed: AtomicBool,
     /// Names of `security.*`/`system.*` xattrs the host said this object lacks, kept only
     /// while the source is watched (see [`Loopback::getxattr`]).
     #[cfg(target_os = "linux")]
@@ -242,6 +248,7 @@ impl Inode {
             fds,
             lookups: AtomicU64::new(1),
             opens: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
             #[cfg(target_os = "linux")]
             absent_xattrs: Mutex::new(Vec::new()),
         });
@@ -306,7 +313,34 @@ struct Table {
 /// What an open handle holds.
 enum HandleData {
     File(OwnedFd),
-    Dir(Mutex<DirStream>),
+    /// A read-only open of a regular file (Linux), whose host descriptor is opened only
+    /// when the daemon itself first needs one: a READ, `fsync` or `lseek`. Under FUSE
+    /// passthrough the kernel reads through a backing file made from the entry's own
+    /// `O_PATH` descriptor, so `cat`, `grep -r` or a compiler reading its headers open
+    /// nothing on the host at all. The caller's read permission is checked at the open,
+    /// as the host open would have; the deferred open is made as the daemon.
+    Deferred(std::sync::OnceLock<OwnedFd>),
+    /// A directory's stream; on Linux opened at the first READDIR or `fsyncdir`, never
+    /// for a listing the kernel already holds (FOPEN_CACHE_DIR), as for files above.
+    Dir(Mutex<Option<DirStream>>),
+}
+
+/// The stream of a directory handle, opened now if it was deferred.
+fn dir_stream(h: &Handle) -> VfsResult<MappedMutexGuard<'_, DirStream>> {
+    let HandleData::Dir(slot) = &h.data else {
+        return Err(VfsError::NotDir);
+    };
+    let mut stream = slot.lock();
+    if stream.is_none() {
+        let fd = creds::as_daemon(|| {
+            sys::reopen(h.inode.fd()?.as_fd(), FileType::Directory, libc::O_RDONLY)
+                .map_err(VfsError::from)
+        })?;
+        *stream = Some(dir::open_stream(fd)?);
+    }
+    Ok(MutexGuard::map(stream, |s| {
+        s.as_mut().expect("opened above")
+    }))
 }
 
 /// An open file or directory.
@@ -345,15 +379,28 @@ enum IoFd {
 }
 
 impl IoFd {
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
+    /// The descriptor, opening a deferred handle's now.
+    fn fd(&self) -> VfsResult<BorrowedFd<'_>> {
+        Ok(match self {
             IoFd::Handle(h) => match &h.data {
                 HandleData::File(fd) => fd.as_fd(),
-                // `file_handle` only returns file handles.
-                HandleData::Dir(_) => unreachable!("directory handle used for file I/O"),
+                HandleData::Deferred(cell) => {
+                    if cell.get().is_none() {
+                        let inode = &h.inode;
+                        let fd = creds::as_daemon(|| {
+                            sys::reopen(inode.fd()?.as_fd(), inode.kind, host_flags(h.flags))
+                                .map_err(VfsError::from)
+                        })?;
+                        // A concurrent first use may have won; its descriptor is kept.
+                        let _ = cell.set(fd);
+                    }
+                    cell.get().expect("set above").as_fd()
+                }
+                // `io_fd` only returns file handles.
+                HandleData::Dir(_) => return Err(VfsError::IsDir),
             },
             IoFd::Cached(fd) => fd.as_fd(),
-        }
+        })
     }
 }
 
@@ -606,9 +653,9 @@ impl Loopback {
         })
     }
 
-    /// Whether a removed object must be found and dropped by the call that removed it or
-    /// closed it last: unless every adapter attached forgets its lookups, no `forget`
-    /// may ever come for it (see [`Vfs::attach`]).
+    /// Whether the last release of an object must ask the host whether it is gone: unless
+    /// every adapter attached forgets its lookups, no `forget` may ever come for an object
+    /// removed on the host while open (see [`Vfs::attach`]).
     fn drops_removed_itself(&self) -> bool {
         self.never_forgetting.load(Ordering::Relaxed) > 0
             || self.forgetting.load(Ordering::Relaxed) == 0
@@ -622,12 +669,9 @@ impl Loopback {
         return false;
     }
 
-    /// The table key of `name` in `dir` before a call removes or replaces it, when that
-    /// call must drop it itself ([`Self::drops_removed_itself`]).
+    /// The table key of `name` in `dir` before a call removes or replaces it, so that
+    /// the call can let go of it at once ([`Self::drop_victim`]).
     fn victim(&self, dir: BorrowedFd<'_>, name: &CStr) -> Option<(u64, u64)> {
-        if !self.drops_removed_itself() {
-            return None;
-        }
         sys::fstatat(dir, name).ok().map(|st| sys::key(&st))
     }
 
@@ -864,23 +908,27 @@ impl Loopback {
         }
     }
 
-    /// Drops `inode` if the host object has no links left and nothing holds it open.
-    fn drop_if_dead(&self, inode: &Arc<Inode>) {
-        if inode.opens.load(Ordering::Acquire) == 0 && inode.gone() {
-            self.maybe_drop(inode, true);
-        }
-    }
-
-    /// Drops the table entry of host object `key`, if any, when it is gone.
-    fn drop_key_if_dead(&self, key: Option<(u64, u64)>) {
+    /// After a call removed or replaced `victim`'s name: when that was its last one, lets
+    /// go of the entry now, or at its last release while it is open, so that the host
+    /// frees the object before the call returns, as a removal on the host itself does.
+    /// A `rm` of a big file on a full source followed by a write must not meet ENOSPC
+    /// for as long as the kernel takes to forget the inode.
+    /// Whether it is gone is asked of the host after the call, not inferred from the
+    /// link count before: a concurrent rename may have put another object under the
+    /// name, and a rename onto another link of the same object removes nothing.
+    fn drop_victim(&self, key: Option<(u64, u64)>) {
         let Some(key) = key else { return };
         let inode = {
             let t = self.table.read();
             t.by_key.get(&key).and_then(|i| t.by_ino.get(i)).cloned()
         };
-        if let Some(inode) = inode {
-            self.drop_if_dead(&inode);
+        let Some(inode) = inode else { return };
+        if !inode.gone() {
+            return;
         }
+        // Marked first: a release that ends the last open after this sees it.
+        inode.removed.store(true, Ordering::Release);
+        self.maybe_drop(&inode, true);
     }
 
     /// Stat of a live entry: an object gone from the host with no open handle is
@@ -947,6 +995,16 @@ impl Loopback {
             self.daemon_root,
             &self.daemon_groups,
         )?)
+    }
+
+    /// The permission check of a host open for reading, made as the caller without the
+    /// open (see `HandleData::Deferred`). A root daemon serving root needs none.
+    fn may_read(&self, ctx: &Ctx, inode: &Inode) -> VfsResult<()> {
+        if self.daemon_root && ctx.is_root() {
+            return Ok(());
+        }
+        let _g = self.creds(ctx)?;
+        Ok(sys::may_read(inode.fd()?.as_fd(), inode.kind)?)
     }
 
     fn writable(&self) -> VfsResult<()> {
@@ -1157,11 +1215,12 @@ impl Loopback {
         let inode = h.inode.clone();
         drop(h); // closes the host descriptor before the entry may go
         if inode.opens.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Without lookups left it goes anyway. With some, their forget drops it once
-            // the kernel lets go of the name, which it does at once for a removal through
-            // the mount or one the watcher reports; a removal on an unwatched host is
-            // seen here.
-            let dead = (self.drops_removed_itself() || !self.watched()) && inode.gone();
+            // Without lookups left it goes anyway. Removed through the mount meanwhile, it
+            // goes now (see `removed`). With lookups, a removal on the host is seen by the
+            // forget that follows the watcher's report; on an unwatched host, or when an
+            // adapter never forgets, only here.
+            let dead = inode.removed.load(Ordering::Acquire)
+                || ((self.drops_removed_itself() || !self.watched()) && inode.gone());
             self.maybe_drop(&inode, dead);
         }
         Ok(())
@@ -1172,7 +1231,7 @@ impl Loopback {
     fn io_fd(&self, ino: Ino, fh: Option<Fh>, write: bool) -> VfsResult<IoFd> {
         if let Some(fh) = fh {
             let h = self.handle(ino, fh)?;
-            if !matches!(h.data, HandleData::File(_)) {
+            if matches!(h.data, HandleData::Dir(_)) {
                 return Err(VfsError::BadHandle);
             }
             let ok = if write {
@@ -1399,7 +1458,7 @@ impl Vfs for Loopback {
             let h = self.handle(ino, fh)?;
             let st = match &h.data {
                 HandleData::File(fd) => sys::fstat(fd.as_fd())?,
-                HandleData::Dir(_) => sys::fstat(h.inode.fd()?.as_fd())?,
+                HandleData::Deferred(_) | HandleData::Dir(_) => sys::fstat(h.inode.fd()?.as_fd())?,
             };
             return Ok(self.attr(&h.inode, &st));
         }
@@ -1445,7 +1504,7 @@ impl Vfs for Loopback {
             };
             match handle {
                 Some(h) if h.flags.contains(OpenFlags::WRITE) => {
-                    sys::ftruncate(IoFd::Handle(h).fd(), size)?;
+                    sys::ftruncate(IoFd::Handle(h).fd()?, size)?;
                 }
                 _ => {
                     self.check(ctx, &inode, AccessMask::WRITE)?;
@@ -1555,7 +1614,7 @@ impl Vfs for Loopback {
             sys::unlinkat(dir.fd()?.as_fd(), &cname, false)?;
             victim
         };
-        self.drop_key_if_dead(victim);
+        self.drop_victim(victim);
         Ok(())
     }
 
@@ -1572,7 +1631,7 @@ impl Vfs for Loopback {
             sys::unlinkat(dir.fd()?.as_fd(), &cname, true)?;
             victim
         };
-        self.drop_key_if_dead(victim);
+        self.drop_victim(victim);
         Ok(())
     }
 
@@ -1631,7 +1690,7 @@ impl Vfs for Loopback {
             )?;
             victim
         };
-        self.drop_key_if_dead(victim);
+        self.drop_victim(victim);
         Ok(())
     }
 
@@ -1674,6 +1733,17 @@ impl Vfs for Loopback {
             mask |= AccessMask::WRITE;
         }
         self.check(ctx, &inode, mask)?;
+        if cfg!(target_os = "linux") && inode.kind == FileType::RegularFile && !writes(flags) {
+            // Read-only: no host open now (see `HandleData::Deferred`).
+            self.may_read(ctx, &inode)?;
+            let fh = self.add_handle(inode, flags, HandleData::Deferred(Default::default()), true);
+            return Ok(Opened {
+                fh,
+                direct_io: flags.contains(OpenFlags::DIRECT),
+                keep_cache: false,
+                no_flush: true,
+            });
+        }
         let fd = {
             let _g = self.creds(ctx)?;
             sys::reopen(inode.fd()?.as_fd(), inode.kind, host_flags(flags))?
@@ -1826,7 +1896,7 @@ impl Vfs for Loopback {
             return Ok(0);
         }
         let max = (i64::MAX as u64 - offset).min(buf.len() as u64) as usize;
-        Ok(sys::pread(io.fd(), &mut buf[..max], offset)?)
+        Ok(sys::pread(io.fd()?, &mut buf[..max], offset)?)
     }
 
     fn write(
@@ -1848,7 +1918,7 @@ impl Vfs for Loopback {
         }
         // As the caller, so that the host clears setuid/setgid as POSIX requires.
         let _g = self.creds(ctx)?;
-        let n = sys::pwrite(io.fd(), data, offset)?;
+        let n = sys::pwrite(io.fd()?, data, offset)?;
         Ok(n as u32)
     }
 
@@ -1860,8 +1930,8 @@ impl Vfs for Loopback {
         let io = match fh {
             Some(fh) => {
                 let h = self.handle(ino, fh)?;
-                if let HandleData::Dir(stream) = &h.data {
-                    sys::fsync(stream.lock().fd(), datasync)?;
+                if let HandleData::Dir(_) = &h.data {
+                    sys::fsync(dir_stream(&h)?.fd(), datasync)?;
                     return Ok(());
                 }
                 IoFd::Handle(h)
@@ -1876,18 +1946,24 @@ impl Vfs for Loopback {
                 self.io_fd(ino, None, false)?
             }
         };
-        sys::fsync(io.fd(), datasync)?;
+        sys::fsync(io.fd()?, datasync)?;
         Ok(())
     }
 
     fn opendir(&self, ctx: &Ctx, ino: Ino, _flags: OpenFlags) -> VfsResult<Fh> {
         let inode = self.dir_inode(ino)?;
         self.check(ctx, &inode, AccessMask::READ)?;
-        let fd = {
-            let _g = self.creds(ctx)?;
-            sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?
+        let stream = if cfg!(target_os = "linux") {
+            // Deferred (see `HandleData::Dir`); the permission check is the open's.
+            self.may_read(ctx, &inode)?;
+            None
+        } else {
+            let fd = {
+                let _g = self.creds(ctx)?;
+                sys::reopen(inode.fd()?.as_fd(), inode.kind, libc::O_RDONLY)?
+            };
+            Some(dir::open_stream(fd)?)
         };
-        let stream = dir::open_stream(fd)?;
         Ok(self.add_handle(
             inode,
             OpenFlags::READ,
@@ -1906,11 +1982,8 @@ impl Vfs for Loopback {
     ) -> VfsResult<()> {
         if let Some(fh) = fh {
             let h = self.handle(ino, fh)?;
-            let HandleData::Dir(stream) = &h.data else {
-                return Err(VfsError::NotDir);
-            };
             let _g = self.creds(ctx)?;
-            let mut stream = stream.lock();
+            let mut stream = dir_stream(&h)?;
             return self.fill(&h.inode, &mut stream, after, sink).map(drop);
         }
         let inode = self.dir_inode(ino)?;
@@ -2116,7 +2189,7 @@ impl Vfs for Loopback {
         let io = self.io_fd(ino, fh, true)?;
         let _g = self.creds(ctx)?;
         sys::fallocate(
-            io.fd(),
+            io.fd()?,
             offset,
             len,
             mode.contains(FallocateFlags::KEEP_SIZE),
@@ -2140,7 +2213,7 @@ impl Vfs for Loopback {
         let src = self.io_fd(ino_in, fh_in, false)?;
         let dst = self.io_fd(ino_out, fh_out, true)?;
         let _g = self.creds(ctx)?;
-        if let Some(n) = sys::copy_file_range(src.fd(), offset_in, dst.fd(), offset_out, len)? {
+        if let Some(n) = sys::copy_file_range(src.fd()?, offset_in, dst.fd()?, offset_out, len)? {
             return Ok(n);
         }
         // No host copy_file_range for these files: copy through a buffer.
@@ -2162,12 +2235,12 @@ impl Vfs for Loopback {
             let from = offset_in
                 .checked_add(done)
                 .ok_or(VfsError::InvalidArgument)?;
-            let n = sys::pread(src.fd(), &mut buf[..want], from)?;
+            let n = sys::pread(src.fd()?, &mut buf[..want], from)?;
             if n == 0 {
                 break;
             }
             let to = offset_out.checked_add(done).ok_or(VfsError::FileTooLarge)?;
-            let w = sys::pwrite(dst.fd(), &buf[..n], to)?;
+            let w = sys::pwrite(dst.fd()?, &buf[..n], to)?;
             done += w as u64;
             if w < n {
                 break;
@@ -2180,6 +2253,10 @@ impl Vfs for Loopback {
         let h = self.handle(ino, fh).ok()?;
         match &h.data {
             HandleData::File(fd) if h.passthrough => sys::dup(fd.as_fd()).ok(),
+            // The kernel opens its backing file from the path of the descriptor it is
+            // given, with the FUSE file's flags (`backing_file_open`), and takes an
+            // `O_PATH` one: the entry's own serves every handle.
+            HandleData::Deferred(_) if h.passthrough => sys::dup(h.inode.fd().ok()?.as_fd()).ok(),
             _ => None,
         }
     }
@@ -2187,7 +2264,7 @@ impl Vfs for Loopback {
     /// The cached stateless descriptor of a regular file (the host marks access times).
     fn read_fd(&self, ino: Ino) -> Option<OwnedFd> {
         let io = self.io_fd(ino, None, false).ok()?;
-        io.fd().try_clone_to_owned().ok()
+        io.fd().ok()?.try_clone_to_owned().ok()
     }
 
     fn lseek(
@@ -2200,7 +2277,7 @@ impl Vfs for Loopback {
     ) -> VfsResult<u64> {
         let io = self.io_fd(ino, fh, false)?;
         Ok(sys::seek_data_hole(
-            io.fd(),
+            io.fd()?,
             offset,
             whence == Whence::Data,
         )?)

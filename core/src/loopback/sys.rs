@@ -1066,6 +1066,40 @@ pub(super) fn copy_file_range(
     Ok(None)
 }
 
+/// Whether the calling thread's filesystem credentials may read the object `fd` (an
+/// `O_PATH` one will do) refers to: `faccessat2(fd, "", R_OK, AT_EMPTY_PATH |
+/// AT_EACCESS)` (Linux 5.8+), the permission check of an open for reading (modes, ACLs,
+/// security modules) without the open. 0.18 us against 2.5-3 us for a reopen through
+/// `/proc/self/fd` and its close. A kernel without the call (ENOSYS) falls back to that
+/// reopen.
+#[cfg(target_os = "linux")]
+pub(super) fn may_read(fd: BorrowedFd<'_>, kind: FileType) -> io::Result<()> {
+    // SAFETY: valid descriptor, a NUL-terminated empty path and plain flag bits.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            libc::R_OK,
+            libc::AT_EMPTY_PATH | libc::AT_EACCESS,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    reopen(fd, kind, libc::O_RDONLY).map(drop)
+}
+
+/// Off Linux: a reopen for reading, closed again.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn may_read(fd: BorrowedFd<'_>, kind: FileType) -> io::Result<()> {
+    reopen(fd, kind, libc::O_RDONLY).map(drop)
+}
+
 /// Duplicates a descriptor (close-on-exec).
 pub(super) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
