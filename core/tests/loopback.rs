@@ -233,6 +233,117 @@ fn read_only_opens_defer_the_host_open() {
     fs.releasedir(&nobody, d, dh).unwrap();
 }
 
+/// Stands in for a FUSE connection's backing registry: holds each registered file, as
+/// the kernel does, until its id is ended.
+#[derive(Default)]
+struct Registry {
+    held: parking_lot::Mutex<std::collections::HashMap<u32, std::os::fd::OwnedFd>>,
+    registered: std::sync::atomic::AtomicU32,
+    refuse: bool,
+}
+
+impl BackingRegistry for Registry {
+    fn register(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+        let n = 1 + self
+            .registered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.refuse {
+            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
+        self.held.lock().insert(n, fd.try_clone_to_owned()?);
+        Ok(n)
+    }
+
+    fn unregister(&self, id: u32) {
+        assert!(
+            self.held.lock().remove(&id).is_some(),
+            "id {id} ended twice"
+        );
+    }
+}
+
+/// Under a registry, an object is registered once, at its first passthrough open, and
+/// stays registered across opens (readers and writers alike) until its entry leaves the
+/// table: by its forget, or at once by its removal, so that the registration never keeps
+/// a removed file's space. A create's handle, a directory, and every open after a refused
+/// registration are left to the adapter's per-open registration.
+#[test]
+fn a_backing_registration_lasts_as_long_as_its_entry() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let reg = Arc::new(Registry::default());
+    assert!(fs.use_backing_registry(reg.clone()));
+    assert!(!fs.use_backing_registry(Arc::new(Registry::default())));
+    std::fs::write(dir.path().join("f"), b"data").unwrap();
+    std::fs::write(dir.path().join("g"), b"data").unwrap();
+    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
+    let g = fs.lookup(&root, Ino::ROOT, os("g")).unwrap().ino;
+    let mut ids = Vec::new();
+    for flags in [OpenFlags::READ, OpenFlags::READ, RW, OpenFlags::READ] {
+        let o = fs.open(&root, f, flags).unwrap();
+        ids.push(fs.backing_id(f, o.fh).expect("an id"));
+        fs.release(&root, f, o.fh).unwrap();
+    }
+    assert!(ids.iter().all(|&i| i == ids[0]), "{ids:?}");
+    assert_eq!(reg.registered.load(Relaxed), 1);
+    let o = fs.open(&root, g, OpenFlags::READ).unwrap();
+    let gid = fs.backing_id(g, o.fh).unwrap();
+    fs.release(&root, g, o.fh).unwrap();
+    assert_eq!(reg.held.lock().len(), 2);
+    let dh = fs.opendir(&root, Ino::ROOT, OpenFlags::READ).unwrap();
+    assert_eq!(fs.backing_id(Ino::ROOT, dh), None);
+    fs.releasedir(&root, Ino::ROOT, dh).unwrap();
+
+    // Removed while open: ended at the last release, not before.
+    let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+    fs.unlink(&root, Ino::ROOT, os("f")).unwrap();
+    assert!(reg.held.lock().contains_key(&ids[0]));
+    fs.release(&root, f, o.fh).unwrap();
+    assert!(
+        !reg.held.lock().contains_key(&ids[0]),
+        "the removed file stays registered"
+    );
+    // A create's handle is passed through with a registration for that open alone.
+    let (h, o) = fs.create(&root, Ino::ROOT, os("h"), 0o644, RW).unwrap();
+    assert_eq!(fs.backing_id(h.ino, o.fh), None);
+    assert!(fs.passthrough_fd(h.ino, o.fh).is_some());
+    fs.release(&root, h.ino, o.fh).unwrap();
+    // Removed while closed: ended by the removal.
+    let o = fs.open(&root, h.ino, OpenFlags::READ).unwrap();
+    let hid = fs.backing_id(h.ino, o.fh).unwrap();
+    fs.release(&root, h.ino, o.fh).unwrap();
+    assert!(reg.held.lock().contains_key(&hid));
+    fs.unlink(&root, Ino::ROOT, os("h")).unwrap();
+    assert!(
+        !reg.held.lock().contains_key(&hid),
+        "a removal left the registration"
+    );
+    // Forgotten: ended then.
+    fs.forget(g, 1);
+    assert!(!reg.held.lock().contains_key(&gid));
+    assert!(reg.held.lock().is_empty());
+
+    let (dir, fs) = setup(false);
+    let refusing = Arc::new(Registry {
+        refuse: true,
+        ..Registry::default()
+    });
+    assert!(fs.use_backing_registry(refusing.clone()));
+    std::fs::write(dir.path().join("f"), b"data").unwrap();
+    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
+    for _ in 0..3 {
+        let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+        assert_eq!(fs.backing_id(f, o.fh), None);
+        assert!(
+            fs.passthrough_fd(f, o.fh).is_some(),
+            "offered per open instead"
+        );
+        fs.release(&root, f, o.fh).unwrap();
+    }
+    assert_eq!(refusing.registered.load(Relaxed), 1);
+}
+
 #[test]
 fn forget_frees_entries_but_an_open_handle_keeps_its_inode() {
     let (dir, fs) = setup(false);
