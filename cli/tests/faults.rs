@@ -1091,6 +1091,16 @@ fn loopback_source_fills_up() {
         n as u64
     );
     assert!(statvfs(&mnt).f_bavail > 0);
+    // Again for a file read through the mount first, whose passthrough registration is
+    // kept across opens and must end with the removal: a full source, `rm`, a write.
+    assert_eq!(std::fs::read(mnt.join("again")).unwrap().len(), n);
+    let (_, r) = fill(&mnt.join("pad"), 64 << 20);
+    f.expect_err("pad-until-full", r, &[libc::ENOSPC]);
+    std::fs::remove_file(mnt.join("again")).unwrap();
+    fill(&mnt.join("after"), 4 << 20)
+        .1
+        .expect("writing right after removing a file read before");
+    f.still_up(&mut m);
     f.summary(&format!(
         "{} MiB accepted before ENOSPC; recovered after rm",
         written >> 20
