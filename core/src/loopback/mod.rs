@@ -221,8 +221,8 @@ struct Inode {
     /// The FUSE passthrough backing id registered for this object's descriptor, kept
     /// until the entry leaves the table (see [`Loopback::backing_id`]).
     backing: Mutex<Option<u32>>,
-    /// Removed through the mount while open: the last release lets go of it, so that
-    /// its space is free when the last `close(2)` returns, as on the host.
+    /// Removed through the mount while open: its last release lets go of it (and so of
+    /// its space), not the kernel's forget a moment later.
     removed: AtomicBool,
     /// Names of `security.*`/`system.*` xattrs the host said this object lacks, kept only
     /// while the source is watched (see [`Loopback::getxattr`]).
@@ -932,6 +932,7 @@ impl Loopback {
     /// frees the object before the call returns, as a removal on the host itself does.
     /// A `rm` of a big file on a full source followed by a write must not meet ENOSPC
     /// for as long as the kernel takes to forget the inode.
+    ///
     /// Whether it is gone is asked of the host after the call, not inferred from the
     /// link count before: a concurrent rename may have put another object under the
     /// name, and a rename onto another link of the same object removes nothing.
