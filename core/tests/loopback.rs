@@ -172,16 +172,12 @@ fn read_only_opens_defer_the_host_open() {
     let d = fs.lookup(&root, Ino::ROOT, os("d")).unwrap().ino;
 
     let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+    // Not yet known to take an O_PATH backing file (no registry said so): the handle's
+    // own descriptor, opened now.
     let backing = fs
         .passthrough_fd(f, o.fh)
         .expect("a read-only file is passed through");
-    // SAFETY: F_GETFL on a descriptor this test owns.
-    let fl = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&backing), libc::F_GETFL) };
-    assert_ne!(
-        fl & libc::O_PATH,
-        0,
-        "the backing is the entry's own O_PATH descriptor"
-    );
+    assert_eq!(open_mode(&backing) & libc::O_PATH, 0);
     assert_eq!(fs.getattr(&root, f, Some(o.fh)).unwrap().size, 5);
     let mut buf = [0u8; 16];
     assert_eq!(fs.read(&root, f, Some(o.fh), 1, &mut buf).unwrap(), 4);
@@ -233,13 +229,21 @@ fn read_only_opens_defer_the_host_open() {
     fs.releasedir(&nobody, d, dh).unwrap();
 }
 
+/// `F_GETFL` of a descriptor.
+fn open_mode(fd: &impl std::os::fd::AsRawFd) -> libc::c_int {
+    // SAFETY: F_GETFL on a descriptor the caller owns.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+}
+
 /// Stands in for a FUSE connection's backing registry: holds each registered file, as
-/// the kernel does, until its id is ended.
+/// the kernel does, until its id is ended. `refuse` refuses everything (no privilege);
+/// `no_o_path` refuses `O_PATH` descriptors with EBADF, as Linux 6.9-6.11 do.
 #[derive(Default)]
 struct Registry {
     held: parking_lot::Mutex<std::collections::HashMap<u32, std::os::fd::OwnedFd>>,
     registered: std::sync::atomic::AtomicU32,
     refuse: bool,
+    no_o_path: bool,
 }
 
 impl BackingRegistry for Registry {
@@ -249,6 +253,9 @@ impl BackingRegistry for Registry {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.refuse {
             return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
+        if self.no_o_path && open_mode(&fd) & libc::O_PATH != 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::EBADF));
         }
         self.held.lock().insert(n, fd.try_clone_to_owned()?);
         Ok(n)
@@ -287,6 +294,13 @@ fn a_backing_registration_lasts_as_long_as_its_entry() {
     }
     assert!(ids.iter().all(|&i| i == ids[0]), "{ids:?}");
     assert_eq!(reg.registered.load(Relaxed), 1);
+    // Known now to take an O_PATH backing file: a handle offered per open (a second
+    // mount's) gets the entry's own descriptor.
+    let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+    let own = fs.passthrough_fd(f, o.fh).unwrap();
+    assert_ne!(open_mode(&own) & libc::O_PATH, 0);
+    drop(own);
+    fs.release(&root, f, o.fh).unwrap();
     let o = fs.open(&root, g, OpenFlags::READ).unwrap();
     let gid = fs.backing_id(g, o.fh).unwrap();
     fs.release(&root, g, o.fh).unwrap();
@@ -342,6 +356,35 @@ fn a_backing_registration_lasts_as_long_as_its_entry() {
         fs.release(&root, f, o.fh).unwrap();
     }
     assert_eq!(refusing.registered.load(Relaxed), 1);
+
+    // A kernel that takes no O_PATH backing file: each open offers its own descriptor.
+    let (dir, fs) = setup(false);
+    let old = Arc::new(Registry {
+        no_o_path: true,
+        ..Registry::default()
+    });
+    assert!(fs.use_backing_registry(old.clone()));
+    std::fs::write(dir.path().join("f"), b"data").unwrap();
+    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
+    for _ in 0..3 {
+        let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+        assert_eq!(fs.backing_id(f, o.fh), None);
+        let own = fs
+            .passthrough_fd(f, o.fh)
+            .expect("offered per open instead");
+        assert_eq!(
+            open_mode(&own) & (libc::O_PATH | libc::O_ACCMODE),
+            libc::O_RDONLY
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(fs.read(&root, f, Some(o.fh), 0, &mut buf).unwrap(), 4);
+        fs.release(&root, f, o.fh).unwrap();
+    }
+    assert_eq!(
+        old.registered.load(Relaxed),
+        1,
+        "asked once, then never again"
+    );
 }
 
 #[test]

@@ -445,7 +445,17 @@ pub struct Loopback {
     /// opens offer descriptors instead.
     registry: std::sync::OnceLock<Arc<dyn crate::BackingRegistry>>,
     registry_failed: AtomicBool,
+    /// Whether the kernel takes an `O_PATH` descriptor as a backing file, learned at the
+    /// first registration: [`OPATH_UNKNOWN`], [`OPATH_TAKEN`] or [`OPATH_REFUSED`].
+    opath_backing: std::sync::atomic::AtomicU8,
 }
+
+/// Not yet learned whether the kernel takes `O_PATH` backing files.
+const OPATH_UNKNOWN: u8 = 0;
+/// It does (Linux 6.12+, `fget_raw` in `fuse_backing_open`).
+const OPATH_TAKEN: u8 = 1;
+/// It does not (Linux 6.9-6.11: EBADF, or EOPNOTSUPP for the empty `f_op`).
+const OPATH_REFUSED: u8 = 2;
 
 /// Bumps [`Loopback::listing_epoch`] when dropped, at the end of a call that may change
 /// directory entries, whether it succeeded or not.
@@ -664,6 +674,7 @@ impl Loopback {
             never_forgetting: AtomicU64::new(0),
             registry: std::sync::OnceLock::new(),
             registry_failed: AtomicBool::new(false),
+            opath_backing: std::sync::atomic::AtomicU8::new(OPATH_UNKNOWN),
         })
     }
 
@@ -2297,11 +2308,23 @@ impl Vfs for Loopback {
             return None;
         }
         let registry = self.registry.get()?;
+        if self.registry_failed.load(Ordering::Relaxed)
+            || self.opath_backing.load(Ordering::Relaxed) == OPATH_REFUSED
+        {
+            return None;
+        }
         let mut id = h.inode.backing.lock();
-        if id.is_none() && !self.registry_failed.load(Ordering::Relaxed) {
+        if id.is_none() {
             match registry.register(h.inode.fd().ok()?.as_fd()) {
-                Ok(new) => *id = Some(new),
-                // The adapter registers per open instead; if that fails too, it says so.
+                Ok(new) => {
+                    *id = Some(new);
+                    self.opath_backing.store(OPATH_TAKEN, Ordering::Relaxed);
+                }
+                // A kernel before 6.12: the adapter registers each open's own descriptor
+                // instead (see `passthrough_fd`), as it does after any other refusal.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBADF | libc::EOPNOTSUPP)) => {
+                    self.opath_backing.store(OPATH_REFUSED, Ordering::Relaxed);
+                }
                 Err(_) => self.registry_failed.store(true, Ordering::Relaxed),
             }
         }
@@ -2317,9 +2340,17 @@ impl Vfs for Loopback {
         match &h.data {
             HandleData::File(fd) if h.passthrough => sys::dup(fd.as_fd()).ok(),
             // The kernel opens its backing file from the path of the descriptor it is
-            // given, with the FUSE file's flags (`backing_file_open`), and takes an
-            // `O_PATH` one: the entry's own serves every handle.
-            HandleData::Deferred(_) if h.passthrough => sys::dup(h.inode.fd().ok()?.as_fd()).ok(),
+            // given, with the FUSE file's flags (`backing_file_open`): where it takes an
+            // `O_PATH` one, the entry's own serves every handle. Until that is known, and
+            // on kernels that refuse it, the handle's own, opened now.
+            HandleData::Deferred(_) if h.passthrough => {
+                if self.opath_backing.load(Ordering::Relaxed) == OPATH_TAKEN {
+                    sys::dup(h.inode.fd().ok()?.as_fd()).ok()
+                } else {
+                    let io = IoFd::Handle(h.clone());
+                    io.fd().ok()?.try_clone_to_owned().ok()
+                }
+            }
             _ => None,
         }
     }
