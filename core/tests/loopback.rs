@@ -338,53 +338,39 @@ fn a_backing_registration_lasts_as_long_as_its_entry() {
     assert!(!reg.held.lock().contains_key(&gid));
     assert!(reg.held.lock().is_empty());
 
-    let (dir, fs) = setup(false);
-    let refusing = Arc::new(Registry {
-        refuse: true,
-        ..Registry::default()
-    });
-    assert!(fs.use_backing_registry(refusing.clone()));
-    std::fs::write(dir.path().join("f"), b"data").unwrap();
-    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
-    for _ in 0..3 {
-        let o = fs.open(&root, f, OpenFlags::READ).unwrap();
-        assert_eq!(fs.backing_id(f, o.fh), None);
-        assert!(
-            fs.passthrough_fd(f, o.fh).is_some(),
-            "offered per open instead"
-        );
-        fs.release(&root, f, o.fh).unwrap();
+    // A registry that refuses everything (no privilege), and a kernel that takes no
+    // O_PATH backing file: asked once, then each open offers its own read descriptor.
+    for registry in [
+        Registry {
+            refuse: true,
+            ..Registry::default()
+        },
+        Registry {
+            no_o_path: true,
+            ..Registry::default()
+        },
+    ] {
+        let (dir, fs) = setup(false);
+        let registry = Arc::new(registry);
+        assert!(fs.use_backing_registry(registry.clone()));
+        std::fs::write(dir.path().join("f"), b"data").unwrap();
+        let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
+        for _ in 0..3 {
+            let o = fs.open(&root, f, OpenFlags::READ).unwrap();
+            assert_eq!(fs.backing_id(f, o.fh), None);
+            let own = fs
+                .passthrough_fd(f, o.fh)
+                .expect("offered per open instead");
+            assert_eq!(
+                open_mode(&own) & (libc::O_PATH | libc::O_ACCMODE),
+                libc::O_RDONLY
+            );
+            let mut buf = [0u8; 8];
+            assert_eq!(fs.read(&root, f, Some(o.fh), 0, &mut buf).unwrap(), 4);
+            fs.release(&root, f, o.fh).unwrap();
+        }
+        assert_eq!(registry.registered.load(Relaxed), 1, "asked again");
     }
-    assert_eq!(refusing.registered.load(Relaxed), 1);
-
-    // A kernel that takes no O_PATH backing file: each open offers its own descriptor.
-    let (dir, fs) = setup(false);
-    let old = Arc::new(Registry {
-        no_o_path: true,
-        ..Registry::default()
-    });
-    assert!(fs.use_backing_registry(old.clone()));
-    std::fs::write(dir.path().join("f"), b"data").unwrap();
-    let f = fs.lookup(&root, Ino::ROOT, os("f")).unwrap().ino;
-    for _ in 0..3 {
-        let o = fs.open(&root, f, OpenFlags::READ).unwrap();
-        assert_eq!(fs.backing_id(f, o.fh), None);
-        let own = fs
-            .passthrough_fd(f, o.fh)
-            .expect("offered per open instead");
-        assert_eq!(
-            open_mode(&own) & (libc::O_PATH | libc::O_ACCMODE),
-            libc::O_RDONLY
-        );
-        let mut buf = [0u8; 8];
-        assert_eq!(fs.read(&root, f, Some(o.fh), 0, &mut buf).unwrap(), 4);
-        fs.release(&root, f, o.fh).unwrap();
-    }
-    assert_eq!(
-        old.registered.load(Relaxed),
-        1,
-        "asked once, then never again"
-    );
 }
 
 #[test]
