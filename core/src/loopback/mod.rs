@@ -299,6 +299,12 @@ impl Inode {
         self.fd.lock().is_some()
     }
 
+    /// The host descriptor of a deferred handle (see `HandleData::Deferred`), opened
+    /// as the daemon: the caller's access was checked when the handle was opened.
+    fn open_deferred(&self, flags: libc::c_int) -> VfsResult<OwnedFd> {
+        creds::as_daemon(|| Ok(sys::reopen(self.fd()?.as_fd(), self.kind, flags)?))
+    }
+
     /// Whether the host object is gone (no links left, or its handle is stale).
     fn gone(&self) -> bool {
         match self.fd() {
@@ -336,11 +342,7 @@ fn dir_stream(h: &Handle) -> VfsResult<MappedMutexGuard<'_, DirStream>> {
     };
     let mut stream = slot.lock();
     if stream.is_none() {
-        let fd = creds::as_daemon(|| {
-            sys::reopen(h.inode.fd()?.as_fd(), FileType::Directory, libc::O_RDONLY)
-                .map_err(VfsError::from)
-        })?;
-        *stream = Some(dir::open_stream(fd)?);
+        *stream = Some(dir::open_stream(h.inode.open_deferred(libc::O_RDONLY)?)?);
     }
     Ok(MutexGuard::map(stream, |s| {
         s.as_mut().expect("opened above")
@@ -393,11 +395,7 @@ impl IoFd {
                 HandleData::File(fd) => fd.as_fd(),
                 HandleData::Deferred(cell) => {
                     if cell.get().is_none() {
-                        let inode = &h.inode;
-                        let fd = creds::as_daemon(|| {
-                            sys::reopen(inode.fd()?.as_fd(), inode.kind, host_flags(h.flags))
-                                .map_err(VfsError::from)
-                        })?;
+                        let fd = h.inode.open_deferred(host_flags(h.flags))?;
                         // A concurrent first use may have won; its descriptor is kept.
                         let _ = cell.set(fd);
                     }
