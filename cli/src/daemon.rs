@@ -336,6 +336,35 @@ pub fn stop(target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After `vmount unmount` took away a mount that a daemon serves, waits for that daemon
+/// to notice (it polls every [`crate::run::POLL`]) and exit, so that when `unmount`
+/// returns no vmount process is left for the mountpoint and an immediate `vmount start`
+/// of it is not refused as "already mounted". A daemon that does not exit in
+/// [`STOP_TIMEOUT`] gets a warning naming how to end it; the unmount itself succeeded.
+pub fn await_daemon_after_unmount(mountpoint: &Path) {
+    let Ok(dir) = state::dir() else {
+        return;
+    };
+    let Some(entry) = state::read_entry(&dir, mountpoint) else {
+        return;
+    };
+    let began = Instant::now();
+    while state::alive(&entry) {
+        if began.elapsed() > STOP_TIMEOUT {
+            eprintln!(
+                "warning: the daemon of {} (pid {}) is still running {} s after its mount was \
+                 taken away; `vmount stop {}` ends it",
+                entry.name,
+                entry.pid,
+                STOP_TIMEOUT.as_secs(),
+                mountpoint.display()
+            );
+            return;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
 /// `vmount status [--verbose]`.
 pub fn status(verbose: bool) -> anyhow::Result<()> {
     let dir = state::dir()?;

@@ -339,6 +339,7 @@ pub fn unmount(path: &Path) -> anyhow::Result<()> {
     } else {
         fuse::unmount(&mountpoint)?;
     }
+    crate::daemon::await_daemon_after_unmount(&mountpoint);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "unmounted {}", mountpoint.display()).and_then(|()| out.flush());
     Ok(())

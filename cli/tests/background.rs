@@ -369,6 +369,33 @@ fn a_killed_daemon_is_cleaned_from_status() {
     assert_eq!(mounted_fstype(&setup.mountpoint), None);
 }
 
+/// `vmount unmount` of a mount that a `start`ed daemon serves returns only once that
+/// daemon has exited, so the mountpoint can be started again at once. (Before, `start`
+/// right after `unmount` was refused as "already mounted by vmount" while the daemon was
+/// still noticing the unmount.)
+#[test]
+fn unmounting_a_started_mount_ends_its_daemon_first() {
+    if !common::fuse_or_skip("unmounting_a_started_mount_ends_its_daemon_first") {
+        return;
+    }
+    let mut g = Guard::new();
+    let setup = Setup::memfs();
+    for round in 0..2 {
+        let pid = g.start(&setup, "memfs");
+        let out = g.run(&["unmount", setup.mountpoint_str()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(mounted_fstype(&setup.mountpoint), None);
+        assert!(
+            !running(pid),
+            "round {round}: the daemon (pid {pid}) still runs after unmount returned"
+        );
+        assert!(
+            g.entries().is_empty(),
+            "round {round}: the entry is removed"
+        );
+    }
+}
+
 #[test]
 fn stop_names_exactly_one_mount() {
     if !common::fuse_or_skip("stop_names_exactly_one_mount") {
