@@ -197,7 +197,8 @@ impl Filesystem for Adapter {
         }
         // Asked for above whenever the kernel offers it.
         let auto_inval = kernel.contains(InitFlags::FUSE_AUTO_INVAL_DATA);
-        ops.negotiated(&plan, uring, auto_inval);
+        let no_opendir = kernel.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        ops.negotiated(&plan, uring, auto_inval, no_opendir);
         // Each setter returns the nearest allowed value when ours is out of range.
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest);

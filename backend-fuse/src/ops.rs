@@ -116,6 +116,13 @@ pub(crate) struct Ops {
     uring: AtomicBool,
     /// Whether directory listings may be cached by the kernel (see [`Ops::opendir`]).
     cache_dirs: AtomicBool,
+    /// Whether an open of a directory needs no permission check by the filesystem: the
+    /// kernel checks (`default_permissions`), or the only user who may reach the mount is
+    /// root, who may read every directory (see [`Ops::opendir`]).
+    dirs_open_unchecked: bool,
+    /// Whether OPENDIR is answered with ENOSYS, so that the kernel stops sending OPENDIR
+    /// and RELEASEDIR (see [`Ops::opendir`]); set once in `init`.
+    no_opendir: AtomicBool,
     /// Set once the io_uring queues serve every request: `/dev/fuse` then carries only
     /// FORGETs (and INTERRUPTs, which fuser refuses once), see [`Ops::pace_forgets`].
     forgets_only: AtomicBool,
@@ -233,6 +240,9 @@ impl Ops {
             want_uring: opts.io_uring,
             uring: AtomicBool::new(false),
             cache_dirs: AtomicBool::new(false),
+            dirs_open_unchecked: opts.default_permissions
+                || (!opts.allow_other && crate::mount::is_root()),
+            no_opendir: AtomicBool::new(false),
             forgets_only: AtomicBool::new(false),
             backing: BackingTable::default(),
             device: OnceLock::new(),
@@ -248,15 +258,38 @@ impl Ops {
 
     /// Records what `init` negotiated. `auto_inval_data`: the kernel compares a
     /// directory's mtime before serving a cached listing (FUSE_AUTO_INVAL_DATA).
-    pub(crate) fn negotiated(&self, plan: &Negotiation, uring: bool, auto_inval_data: bool) {
+    /// `kernel_no_opendir`: the kernel takes ENOSYS for OPENDIR as "no directory handles"
+    /// (FUSE_NO_OPENDIR_SUPPORT, Linux 5.1+).
+    pub(crate) fn negotiated(
+        &self,
+        plan: &Negotiation,
+        uring: bool,
+        auto_inval_data: bool,
+        kernel_no_opendir: bool,
+    ) {
         self.writeback.store(plan.writeback, Ordering::Relaxed);
         self.passthrough.store(plan.passthrough, Ordering::Relaxed);
         self.offer_registry();
         self.uring.store(uring, Ordering::Relaxed);
-        self.cache_dirs.store(
-            auto_inval_data && !self.attr_ttl.is_zero(),
+        let cache_dirs = auto_inval_data && !self.attr_ttl.is_zero();
+        self.cache_dirs.store(cache_dirs, Ordering::Relaxed);
+        self.no_opendir.store(
+            cfg!(target_os = "linux")
+                && kernel_no_opendir
+                && cache_dirs
+                && self.dirs_open_unchecked,
             Ordering::Relaxed,
         );
+    }
+
+    /// The handle a directory request names: none where OPENDIR is not used (the kernel
+    /// then sends 0), and the filesystem lists statelessly, as it does for NFS.
+    fn dir_handle(&self, fh: u64) -> Option<Fh> {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            None
+        } else {
+            Some(Fh(fh))
+        }
     }
 
     pub(crate) fn writeback(&self) -> bool {
@@ -688,7 +721,19 @@ impl Ops {
     /// attributes at the start of a listing shows another mtime: an outside change then
     /// shows within the attribute timeout, as it does for `stat`. Off with a zero
     /// attribute timeout or without AUTO_INVAL_DATA.
+    /// Opens a directory. Where the kernel caches listings and nobody's permission to read
+    /// a directory needs checking at its open (see `dirs_open_unchecked`), OPENDIR is
+    /// answered with ENOSYS: the kernel then never sends OPENDIR or RELEASEDIR again,
+    /// treats every directory as opened with `FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE` (what
+    /// this answers anyway), and READDIR comes without a handle, which the filesystem
+    /// serves statelessly. That saves two round trips for every directory opened: a warm
+    /// `find` over 707 cached directories of a loopback mount took 12 ms with them and 7
+    /// ms without. With `allow_other` and no `default_permissions`, another user's open of
+    /// a directory it may not read must fail at the open, so OPENDIR stays.
     pub(crate) fn opendir(&self, ctx: &Ctx, ino: u64, flags: i32) -> OpResult<OpenOut> {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            return Err(Errno::ENOSYS);
+        }
         let fh = self
             .fs
             .opendir(ctx, Ino(ino), convert::open_flags(flags))
@@ -736,7 +781,7 @@ impl Ops {
         let mut sink = PlainSink { out, fault: None };
         let res = self
             .fs
-            .readdir(ctx, Ino(ino), Some(Fh(fh)), after, &mut sink);
+            .readdir(ctx, Ino(ino), self.dir_handle(fh), after, &mut sink);
         finish_listing(
             "readdir",
             ino,
@@ -779,7 +824,7 @@ impl Ops {
         };
         let res = self
             .fs
-            .readdir(ctx, Ino(ino), Some(Fh(fh)), after, &mut sink);
+            .readdir(ctx, Ino(ino), self.dir_handle(fh), after, &mut sink);
         finish_listing(
             "readdirplus",
             ino,
@@ -796,7 +841,7 @@ impl Ops {
 
     pub(crate) fn fsyncdir(&self, ctx: &Ctx, ino: u64, fh: u64, datasync: bool) -> OpResult<()> {
         self.fs
-            .fsyncdir(ctx, Ino(ino), Some(Fh(fh)), datasync)
+            .fsyncdir(ctx, Ino(ino), self.dir_handle(fh), datasync)
             .map_err(|e| self.fail("fsyncdir", e))
     }
 
@@ -1370,6 +1415,10 @@ impl DirSink for PlainSink<'_> {
         false
     }
 
+    fn asks_again_at_the_end(&self) -> bool {
+        true
+    }
+
     fn add(&mut self, e: &DirEntry<'_>) -> bool {
         let offset = match check_entry(e) {
             Ok(o) => o,
@@ -1393,6 +1442,10 @@ struct PlusSink<'r> {
 
 impl DirSink for PlusSink<'_> {
     fn wants_attr(&self) -> bool {
+        true
+    }
+
+    fn asks_again_at_the_end(&self) -> bool {
         true
     }
 

@@ -159,3 +159,132 @@ fn missing_names_are_remembered_and_made_names_show_at_once() {
         m.finish();
     }
 }
+
+/// Reads `dir` with libc's stream: `first` names, then `telldir`, the rest, a `seekdir`
+/// back and the rest again, then `rewinddir` and everything.
+fn stream_walk(dir: &Path, first: usize) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+    let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; the stream is closed below and used only meanwhile.
+    let d = unsafe { libc::opendir(c.as_ptr()) };
+    assert!(!d.is_null(), "opendir {}", dir.display());
+    let next = || -> Option<String> {
+        loop {
+            // SAFETY: `d` is an open stream.
+            let e = unsafe { libc::readdir(d) };
+            if e.is_null() {
+                return None;
+            }
+            // SAFETY: readdir returned a valid entry with a NUL-terminated name.
+            let name = unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) };
+            let name = name.to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                return Some(name);
+            }
+        }
+    };
+    let head: Vec<String> = (0..first).map_while(|_| next()).collect();
+    // SAFETY: `d` is an open stream.
+    let at = unsafe { libc::telldir(d) };
+    let rest: Vec<String> = std::iter::from_fn(next).collect();
+    // SAFETY: `at` came from telldir on this stream.
+    unsafe { libc::seekdir(d, at) };
+    let again: Vec<String> = std::iter::from_fn(next).collect();
+    // SAFETY: `d` is an open stream.
+    unsafe { libc::rewinddir(d) };
+    let all: Vec<String> = std::iter::from_fn(next).collect();
+    // SAFETY: `d` is an open stream, closed once.
+    unsafe { libc::closedir(d) };
+    (head, rest, again, all)
+}
+
+/// Where nobody's permission to read a directory needs checking at its open (the kernel
+/// checks them, `default_permissions`, or only root can reach the mount), OPENDIR is
+/// answered "not implemented", which tells the kernel that directories need no open:
+/// listings then send neither OPENDIR nor RELEASEDIR and are served without a handle,
+/// and they stay right, `telldir`/`seekdir`/`rewinddir` across several READDIR calls
+/// included. OPENDIR stays where another user's open of a directory they may not read
+/// must fail at the open (`allow_other` with the filesystem checking permissions), and
+/// where listings are not cached (`attr_timeout = 0`), since the kernel caches the
+/// listings of directories it opens without OPENDIR.
+#[test]
+fn directories_open_without_a_round_trip_where_no_check_is_needed() {
+    let test = "directories_open_without_a_round_trip_where_no_check_is_needed";
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cases = vec![
+        (Kind::Memfs, ""),
+        (Kind::Loopback, ""),
+        (Kind::Memfs, "attr_timeout = 0"),
+        (Kind::Loopback, "attr_timeout = 0"),
+    ];
+    if root {
+        // A non-root user needs user_allow_other in /etc/fuse.conf for these.
+        cases.extend([
+            (Kind::Memfs, "allow_other = true"),
+            (Kind::Loopback, "allow_other = true"),
+            (
+                Kind::Memfs,
+                "allow_other = true\ndefault_permissions = true",
+            ),
+        ]);
+    }
+    for (kind, fuse) in cases {
+        let Some(m) = Mounted::new(test, kind, Extra::fuse(fuse)) else {
+            return;
+        };
+        // Which filesystems check permissions themselves (then the kernel does not,
+        // unless told to): memfs always, loopback only under a root daemon.
+        let kernel_checks =
+            fuse.contains("default_permissions = true") || (kind == Kind::Loopback && !root);
+        let cached = !fuse.contains("attr_timeout = 0");
+        let only_root = root && !fuse.contains("allow_other");
+        let skipped = cached && (kernel_checks || only_root);
+        let what = format!("{kind:?} with {fuse:?}");
+
+        let dir = m.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        let mut want = BTreeSet::from(["sub".to_owned()]);
+        // Enough long names for several READDIR replies.
+        for i in 0..600 {
+            let n = format!("a-rather-long-file-name-to-fill-replies-{i:04}");
+            std::fs::write(dir.join(&n), b"x").unwrap();
+            want.insert(n);
+        }
+        let marker = m.path().join("marker");
+        std::fs::write(&marker, b"").unwrap();
+        for _ in 0..3 {
+            assert_eq!(names(&dir), want, "{what}");
+            assert!(names(&dir.join("sub")).is_empty(), "{what}");
+        }
+        let (head, rest, again, all) = stream_walk(&dir, 250);
+        assert_eq!(head.len(), 250, "{what}");
+        assert_eq!(rest, again, "seekdir back to telldir's place ({what})");
+        let mut walked: Vec<String> = head.into_iter().chain(rest).collect();
+        walked.sort();
+        assert_eq!(walked, want.iter().cloned().collect::<Vec<_>>(), "{what}");
+        let mut all = all;
+        all.sort();
+        assert_eq!(all, walked, "after rewinddir ({what})");
+        // A change shows in the next listing.
+        std::fs::remove_file(dir.join("a-rather-long-file-name-to-fill-replies-0007")).unwrap();
+        want.remove("a-rather-long-file-name-to-fill-replies-0007");
+        assert_eq!(names(&dir), want, "after an unlink ({what})");
+
+        let c = settled_counts(m.path(), &marker);
+        let opens = c.get("opendir").copied().unwrap_or(0);
+        let releases = c.get("releasedir").copied().unwrap_or(0);
+        if skipped {
+            assert_eq!(
+                (opens, releases),
+                (0, 0),
+                "no OPENDIR/RELEASEDIR for {what}"
+            );
+        } else {
+            assert!(opens >= 8, "{what}: {opens} OPENDIRs");
+            assert!(releases >= 1, "{what}: {releases} RELEASEDIRs");
+        }
+        assert!(listings(&c) > 0, "{what}");
+        m.finish();
+    }
+}

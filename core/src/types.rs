@@ -464,6 +464,14 @@ pub trait DirSink {
     /// taken; the filesystem then stops and the caller resumes later from the previous
     /// entry's cookie.
     fn add(&mut self, entry: &DirEntry<'_>) -> bool;
+
+    /// Whether the caller learns that a listing ended from one more call, from the last
+    /// cookie, that returns nothing (FUSE), rather than from a flag in the reply (NFS). A
+    /// filesystem that lists statelessly may then keep the stream of a listing that
+    /// reached the end for that call instead of opening the directory again for it.
+    fn asks_again_at_the_end(&self) -> bool {
+        false
+    }
 }
 
 /// A [`DirSink`] collecting owned entries into a `Vec`, for tests and small listings.

@@ -1376,3 +1376,89 @@ fn stateless_listings_continue_on_kept_streams() {
     }
     assert_eq!(fs.parked_listings(), 8);
 }
+
+/// A [`VecSink`] that, like FUSE, learns that a listing ended from one more call that
+/// returns nothing.
+struct AsksAgain(VecSink);
+
+impl DirSink for AsksAgain {
+    fn wants_attr(&self) -> bool {
+        self.0.wants_attr()
+    }
+    fn add(&mut self, entry: &DirEntry<'_>) -> bool {
+        self.0.add(entry)
+    }
+    fn asks_again_at_the_end(&self) -> bool {
+        true
+    }
+}
+
+/// A stateless listing that reaches the end in one call keeps its stream only for a
+/// caller that asks once more to learn so (FUSE without OPENDIR), and that empty call
+/// takes it; NFS, which is told the end in the reply, leaves nothing behind. What each
+/// call returns is the same either way.
+#[test]
+fn listings_that_end_keep_their_stream_only_for_a_caller_that_asks_again() {
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    for i in 0..10 {
+        std::fs::write(dir.path().join("d").join(format!("f{i}")), b"x").unwrap();
+    }
+    let d = fs.lookup(&root, Ino::ROOT, os("d")).unwrap().ino;
+    let empty = fs.lookup(&root, Ino::ROOT, os("empty")).unwrap().ino;
+    for plus in [true, false] {
+        let mut nfs = VecSink {
+            plus,
+            ..VecSink::default()
+        };
+        fs.readdir(&root, d, None, 0, &mut nfs).unwrap();
+        assert_eq!(nfs.entries.len(), 10);
+        assert_eq!(
+            fs.parked_listings(),
+            0,
+            "a listing told its end keeps nothing"
+        );
+
+        let mut fuse = AsksAgain(VecSink {
+            plus,
+            ..VecSink::default()
+        });
+        fs.readdir(&root, d, None, 0, &mut fuse).unwrap();
+        assert_eq!(fuse.0.entries.len(), 10);
+        assert_eq!(
+            fs.parked_listings(),
+            1,
+            "kept for the call that learns the end"
+        );
+        let last = fuse.0.entries.last().unwrap().cookie;
+        let mut again = AsksAgain(VecSink {
+            plus,
+            ..VecSink::default()
+        });
+        fs.readdir(&root, d, None, last, &mut again).unwrap();
+        assert!(again.0.entries.is_empty(), "{:?}", again.0.entries);
+        assert_eq!(fs.parked_listings(), 0, "the empty call took the stream");
+
+        // Nothing listed, nothing kept.
+        let mut none = AsksAgain(VecSink {
+            plus,
+            ..VecSink::default()
+        });
+        fs.readdir(&root, empty, None, 0, &mut none).unwrap();
+        assert!(none.0.entries.is_empty());
+        assert_eq!(fs.parked_listings(), 0);
+    }
+    // A stream kept at the end is not resumed once the directory changed: the last call
+    // reopens and sees the name made meanwhile if it sorts after the last cookie, and
+    // never a removed one.
+    let mut fuse = AsksAgain(VecSink::default());
+    fs.readdir(&root, d, None, 0, &mut fuse).unwrap();
+    let last = fuse.0.entries.last().unwrap().cookie;
+    fs.unlink(&root, d, os("f3")).unwrap();
+    let mut again = AsksAgain(VecSink::default());
+    fs.readdir(&root, d, None, last, &mut again).unwrap();
+    assert!(!again.0.entries.iter().any(|e| e.name == "f3"));
+    assert_eq!(fs.parked_listings(), 0);
+}

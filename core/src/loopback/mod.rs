@@ -92,7 +92,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard, RwLock};
 
@@ -189,7 +189,19 @@ impl EntryFds {
                     ring.push_back(weak);
                     continue;
                 }
-                let fd = entry.fd.lock().take();
+                let mut slot = entry.fd.lock();
+                // The handle is taken now, from the descriptor that still pins the
+                // object. Without one the entry stays pinned and leaves the ring.
+                if entry.handle.get().is_none() {
+                    match slot.as_ref().map(|fd| sys::name_to_handle(fd.as_fd())) {
+                        Some(Ok(Some(h))) => {
+                            let _ = entry.handle.set(h);
+                        }
+                        _ => continue,
+                    }
+                }
+                let fd = slot.take();
+                drop(slot);
                 evicted.push((entry, fd));
             }
         }
@@ -206,9 +218,15 @@ struct Inode {
     kind: FileType,
     /// The held descriptor (see the module docs); `None` while evicted.
     fd: Mutex<Option<EntryFd>>,
-    /// The host file handle to reopen an evicted descriptor with; `None`: the
-    /// descriptor is pinned (the root, another filesystem, no handle support).
-    handle: Option<Box<[u8]>>,
+    /// Whether the descriptor may be evicted: the object is on the source's filesystem
+    /// and handles can be reopened there. (Not the root, nor objects on other
+    /// filesystems, nor any without a handle, found out when first evicted.)
+    evictable: bool,
+    /// The host file handle to reopen an evicted descriptor with, taken from the
+    /// descriptor when it is evicted (or when a lookup had to take it anyway): most
+    /// entries never are, and `name_to_handle_at` for each new entry was a host call per
+    /// name listed, looked up or created. Set means the entry may be, or has been, evicted.
+    handle: OnceLock<Box<[u8]>>,
     /// Used since the eviction hand last passed it.
     used: AtomicBool,
     /// This entry, for the eviction ring.
@@ -231,12 +249,14 @@ struct Inode {
 }
 
 impl Inode {
-    /// A new entry holding `fd`; with a `handle` its descriptor may be evicted.
+    /// A new entry holding `fd`; an `evictable` one joins the descriptor cache, with its
+    /// `handle` when it is already known.
     fn new(
         ino: Ino,
         key: (u64, u64),
         kind: FileType,
         fd: EntryFd,
+        evictable: bool,
         handle: Option<Box<[u8]>>,
         fds: Arc<EntryFds>,
     ) -> Arc<Inode> {
@@ -245,7 +265,8 @@ impl Inode {
             key,
             kind,
             fd: Mutex::new(Some(fd)),
-            handle,
+            evictable,
+            handle: handle.map_or_else(OnceLock::new, OnceLock::from),
             used: AtomicBool::new(true),
             me: me.clone(),
             fds,
@@ -256,7 +277,7 @@ impl Inode {
             #[cfg(target_os = "linux")]
             absent_xattrs: Mutex::new(Vec::new()),
         });
-        if inode.handle.is_some() {
+        if inode.evictable {
             inode.fds.admit(&inode);
         }
         inode
@@ -271,7 +292,7 @@ impl Inode {
             return Ok(fd.clone());
         }
         // Only entries with a handle are ever evicted.
-        let (Some(handle), Some(mount)) = (self.handle.as_deref(), self.fds.mount.as_ref()) else {
+        let (Some(handle), Some(mount)) = (self.handle.get(), self.fds.mount.as_ref()) else {
             return Err(VfsError::Stale);
         };
         let fd = match creds::as_daemon(|| sys::open_by_handle(mount.as_fd(), handle)) {
@@ -329,7 +350,7 @@ enum HandleData {
     /// `O_PATH` descriptor, so `cat`, `grep -r` or a compiler reading its headers open
     /// nothing on the host at all. The caller's read permission is checked at the open,
     /// as the host open would have; the deferred open is made as the daemon.
-    Deferred(std::sync::OnceLock<OwnedFd>),
+    Deferred(OnceLock<OwnedFd>),
     /// A directory's stream; on Linux opened at the first READDIR or `fsyncdir`, never
     /// for a listing the kernel already holds (FOPEN_CACHE_DIR), as for files above.
     Dir(Mutex<Option<DirStream>>),
@@ -416,7 +437,7 @@ pub struct Loopback {
     table: Arc<RwLock<Table>>,
     /// Reports changes made to the source by others, once `watch_changes` started it.
     #[cfg(target_os = "linux")]
-    watch: std::sync::OnceLock<Arc<watch::Watcher>>,
+    watch: OnceLock<Arc<watch::Watcher>>,
     /// Bumped whenever xattrs may have appeared (see [`Loopback::getxattr`]): by the
     /// watcher for every batch of events it reads, and by `setxattr`.
     #[cfg(target_os = "linux")]
@@ -441,7 +462,7 @@ pub struct Loopback {
     /// The FUSE connection's backing registry, once one was offered
     /// ([`Vfs::use_backing_registry`]); set when a registration failed, after which
     /// opens offer descriptors instead.
-    registry: std::sync::OnceLock<Arc<dyn crate::BackingRegistry>>,
+    registry: OnceLock<Arc<dyn crate::BackingRegistry>>,
     registry_failed: AtomicBool,
     /// Whether the kernel takes an `O_PATH` descriptor as a backing file, learned at the
     /// first registration: [`OPATH_UNKNOWN`], [`OPATH_TAKEN`] or [`OPATH_REFUSED`].
@@ -482,6 +503,8 @@ struct StreamOpened {
 /// A directory stream of a stateless listing that stopped part way, kept for the call
 /// that continues it (the same directory, from the cookie where it stopped), so that the
 /// next call neither reopens the directory nor reads its entries again.
+/// Under FUSE without OPENDIR a listing that reached the end is kept too, for the empty
+/// call that tells the kernel so ([`DirSink::asks_again_at_the_end`]).
 ///
 /// Why: an NFS READDIRPLUS reply holds a few hundred entries; opening the directory for
 /// each call and reading it from the cookie read a whole `getdents64` buffer (about
@@ -500,6 +523,14 @@ struct Parked {
     stream: DirStream,
     opened: StreamOpened,
     since: std::time::Instant,
+}
+
+/// How a call of [`Loopback::fill`] ended.
+enum Filled {
+    /// The sink was full; the stream holds the next entry.
+    Stopped,
+    /// The directory ended; `added`: this call gave the sink at least one entry.
+    Ended { added: bool },
 }
 
 /// Most stateless listings kept part way at once.
@@ -647,6 +678,7 @@ impl Loopback {
             sys::key(&st),
             FileType::Directory,
             fd,
+            false,
             None,
             entry_fds.clone(),
         );
@@ -657,7 +689,7 @@ impl Loopback {
             opts,
             table: Arc::new(RwLock::new(table)),
             #[cfg(target_os = "linux")]
-            watch: std::sync::OnceLock::new(),
+            watch: OnceLock::new(),
             #[cfg(target_os = "linux")]
             xattr_epoch: Arc::new(AtomicU64::new(0)),
             next_ino: AtomicU64::new(2),
@@ -670,7 +702,7 @@ impl Loopback {
             listing_epoch: AtomicU64::new(0),
             forgetting: AtomicU64::new(0),
             never_forgetting: AtomicU64::new(0),
-            registry: std::sync::OnceLock::new(),
+            registry: OnceLock::new(),
             registry_failed: AtomicBool::new(false),
             opath_backing: std::sync::atomic::AtomicU8::new(OPATH_UNKNOWN),
         })
@@ -813,15 +845,19 @@ impl Loopback {
         // Objects on other filesystems (mounts below the source) stay pinned: handles
         // are resolved on the source's filesystem. So does any object without one.
         #[allow(clippy::unnecessary_cast)]
-        let handle =
-            if self.entry_fds.mount.is_some() && st.st_dev as u64 == self.entry_fds.root_dev {
-                sys::name_to_handle(fd.as_fd()).ok().flatten()
-            } else {
-                None
-            };
+        let evictable =
+            self.entry_fds.mount.is_some() && st.st_dev as u64 == self.entry_fds.root_dev;
+        // `fd`'s handle, taken only to match it against an evicted entry of the same key
+        // (rare: under the write lock rather than a second pass).
+        let mut handle = None;
         let mut t = self.table.write();
         if let Some(inode) = t.by_key.get(&key).and_then(|i| t.by_ino.get(i)).cloned() {
-            if inode.holds_fd() || (inode.handle.is_some() && inode.handle == handle) {
+            let same = inode.holds_fd()
+                || inode.handle.get().is_some_and(|h| {
+                    handle = sys::name_to_handle(fd.as_fd()).ok().flatten();
+                    handle.as_deref() == Some(&**h)
+                });
+            if same {
                 inode.lookups.fetch_add(1, Ordering::Relaxed);
                 return Ok(inode);
             }
@@ -839,7 +875,15 @@ impl Loopback {
             // With unlimited marks this fails only for a directory already gone.
             let _ = w.mark(fd.as_fd());
         }
-        let inode = Inode::new(ino, key, kind, Arc::new(fd), handle, self.entry_fds.clone());
+        let inode = Inode::new(
+            ino,
+            key,
+            kind,
+            Arc::new(fd),
+            evictable,
+            handle.filter(|_| evictable),
+            self.entry_fds.clone(),
+        );
         t.by_key.insert(key, ino.0);
         t.by_ino.insert(ino.0, inode.clone());
         Ok(inode)
@@ -858,8 +902,35 @@ impl Loopback {
     /// by handle), all along, so the number was its own when the stat saw it. Otherwise
     /// the name is opened, which pins the object, before it is matched.
     fn lookup_name(&self, parent: &Inode, name: &CStr) -> VfsResult<(Arc<Inode>, Stat)> {
-        let before = self.next_ino.load(Ordering::Acquire);
+        self.lookup_listed(parent, name, None)
+    }
+
+    /// [`Self::lookup_name`] for a name just read from the directory with inode number
+    /// `d_ino`: when no entry has that number, the name is opened straight away instead
+    /// of being stat-ed first to look for one (the open and its `fstat` follow either
+    /// way), one host call less for each entry of a listing seen for the first time. The
+    /// number is only a hint: a known one takes the usual way, and an object replaced
+    /// meanwhile is whatever the open pins.
+    fn lookup_listed(
+        &self,
+        parent: &Inode,
+        name: &CStr,
+        d_ino: Option<u64>,
+    ) -> VfsResult<(Arc<Inode>, Stat)> {
         let pfd = parent.fd()?;
+        if let Some(d_ino) = d_ino
+            && !self
+                .table
+                .read()
+                .by_key
+                .contains_key(&(parent.key.0, d_ino))
+        {
+            let fd = sys::open_entry(pfd.as_fd(), name)?;
+            let st = sys::fstat(fd.as_fd())?;
+            let inode = self.register(fd, &st)?;
+            return Ok((inode, st));
+        }
+        let before = self.next_ino.load(Ordering::Acquire);
         let st = sys::fstatat(pfd.as_fd(), name)?;
         let known = {
             let t = self.table.read();
@@ -878,11 +949,12 @@ impl Loopback {
             // 10,000 entries through NFS with a cache of 5,000 descriptors made every
             // entry take the long way on every listing.
             let same = inode.holds_fd()
-                || inode.handle.is_some()
-                    && sys::name_to_handle_at(pfd.as_fd(), name)
+                || inode.handle.get().is_some_and(|h| {
+                    sys::name_to_handle_at(pfd.as_fd(), name)
                         .ok()
                         .flatten()
-                        .is_some_and(|h| Some(h) == inode.handle);
+                        .is_some_and(|mine| mine == *h)
+                });
             if same {
                 inode.lookups.fetch_add(1, Ordering::Relaxed);
                 return Ok((inode, st));
@@ -1316,9 +1388,10 @@ impl Loopback {
         stream: &mut DirStream,
         after: u64,
         sink: &mut dyn DirSink,
-    ) -> VfsResult<bool> {
+    ) -> VfsResult<Filled> {
         stream.seek(after)?;
         let plus = sink.wants_attr();
+        let mut added = false;
         while let Some(e) = stream.next_entry()? {
             if e.name == b"." || e.name == b".." {
                 continue;
@@ -1326,7 +1399,7 @@ impl Loopback {
             let name = OsStr::from_bytes(&e.name);
             let cname = sys::cname(name)?;
             let accepted = if plus {
-                let (inode, st) = match self.lookup_name(dir, &cname) {
+                let (inode, st) = match self.lookup_listed(dir, &cname, Some(e.d_ino)) {
                     Ok(x) => x,
                     Err(VfsError::NotFound) => continue, // removed meanwhile
                     Err(err) => return Err(err),
@@ -1371,10 +1444,11 @@ impl Loopback {
             };
             if !accepted {
                 stream.unread();
-                return Ok(true);
+                return Ok(Filled::Stopped);
             }
+            added = true;
         }
-        Ok(false)
+        Ok(Filled::Ended { added })
     }
 }
 
@@ -2040,7 +2114,14 @@ impl Vfs for Loopback {
                 (dir::open_stream(fd)?, opened)
             }
         };
-        if self.fill(&inode, &mut stream, after, sink)? {
+        // A listing that reached the end keeps its stream too when the caller asks once
+        // more to learn that (FUSE): opening the directory again for an empty answer cost
+        // that call 2.5-3 us.
+        let keep = match self.fill(&inode, &mut stream, after, sink)? {
+            Filled::Stopped => true,
+            Filled::Ended { added } => added && sink.asks_again_at_the_end(),
+        };
+        if keep {
             self.park(ino, stream, opened);
         }
         Ok(())
