@@ -20,6 +20,13 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Writes a one-byte file under each name in `dir`; returns the names.
+fn make_files(dir: &Path, names: impl Iterator<Item = String>) -> BTreeSet<String> {
+    names
+        .inspect(|n| std::fs::write(dir.join(n), b"x").unwrap())
+        .collect()
+}
+
 fn listings(c: &HashMap<String, u64>) -> u64 {
     c.get("readdir").copied().unwrap_or(0) + c.get("readdirplus").copied().unwrap_or(0)
 }
@@ -33,12 +40,7 @@ fn listings_are_cached_and_changes_through_the_mount_show_at_once() {
         };
         let dir = m.path().join("d");
         std::fs::create_dir(&dir).unwrap();
-        let mut want = BTreeSet::new();
-        for i in 0..300 {
-            let n = format!("file-{i:04}");
-            std::fs::write(dir.join(&n), b"x").unwrap();
-            want.insert(n);
-        }
+        let mut want = make_files(&dir, (0..300).map(|i| format!("file-{i:04}")));
         let marker = m.path().join("marker");
         std::fs::write(&marker, b"").unwrap();
         assert_eq!(names(&dir), want);
@@ -244,13 +246,12 @@ fn directories_open_without_a_round_trip_where_no_check_is_needed() {
         let dir = m.path().join("d");
         std::fs::create_dir(&dir).unwrap();
         std::fs::create_dir(dir.join("sub")).unwrap();
-        let mut want = BTreeSet::from(["sub".to_owned()]);
         // Enough long names for several READDIR replies.
-        for i in 0..600 {
-            let n = format!("a-rather-long-file-name-to-fill-replies-{i:04}");
-            std::fs::write(dir.join(&n), b"x").unwrap();
-            want.insert(n);
-        }
+        let mut want = make_files(
+            &dir,
+            (0..600).map(|i| format!("a-rather-long-file-name-to-fill-replies-{i:04}")),
+        );
+        want.insert("sub".to_owned());
         let marker = m.path().join("marker");
         std::fs::write(&marker, b"").unwrap();
         for _ in 0..3 {
