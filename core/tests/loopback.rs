@@ -1462,3 +1462,51 @@ fn listings_that_end_keep_their_stream_only_for_a_caller_that_asks_again() {
     assert!(!again.0.entries.iter().any(|e| e.name == "f3"));
     assert_eq!(fs.parked_listings(), 0);
 }
+
+/// Listings feed the directory read-ahead (see `loopback/ahead.rs`): with and without
+/// attributes, only listings that had to wait for the disk, and what is read ahead is
+/// counted as used once a caller lists it. Nothing a listing returns depends on it.
+#[test]
+fn listings_that_waited_for_the_disk_read_the_subdirectories_ahead() {
+    use std::time::Duration;
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    for i in 0..6 {
+        for j in 0..3 {
+            std::fs::create_dir_all(dir.path().join(format!("d/s{i}/t{j}"))).unwrap();
+        }
+        std::fs::write(dir.path().join(format!("d/s{i}/f")), b"x").unwrap();
+    }
+    let d = fs.lookup(&root, Ino::ROOT, os("d")).unwrap().ino;
+    let list = |ino: Ino, plus: bool| {
+        let mut sink = VecSink {
+            plus,
+            ..VecSink::default()
+        };
+        fs.readdir(&root, ino, None, 0, &mut sink).unwrap();
+        let mut names: Vec<_> = sink.entries.into_iter().map(|e| e.name).collect();
+        names.sort();
+        names
+    };
+    let want: Vec<OsString> = (0..6).map(|i| format!("s{i}").into()).collect();
+
+    // Just made: in the host's caches, so listing reads nothing ahead.
+    for plus in [true, false] {
+        assert_eq!(list(d, plus), want);
+    }
+    assert!(fs.read_ahead_settle(Duration::from_secs(10)));
+    assert_eq!(fs.read_ahead_counts(), (0, 0));
+
+    // As if cold: the 6 subdirectories and their 18 are read ahead, once, whichever
+    // kind of listing asked.
+    fs.read_ahead_as_if_cold();
+    for plus in [false, true] {
+        assert_eq!(list(d, plus), want);
+        assert!(fs.read_ahead_settle(Duration::from_secs(10)));
+        assert_eq!(fs.read_ahead_counts(), (24, 0), "plus {plus}");
+    }
+    // A caller walking in uses what was read.
+    let s0 = fs.lookup(&root, d, os("s0")).unwrap().ino;
+    assert_eq!(list(s0, true), ["f", "t0", "t1", "t2"].map(OsString::from));
+    assert_eq!(fs.read_ahead_counts(), (24, 1));
+}

@@ -80,6 +80,8 @@
 //!   be the same `(st_dev, st_ino)`; rename flags map to `renameatx_np`; fallocate
 //!   supports only plain allocation; copy_file_range copies with pread/pwrite.
 
+#[cfg(target_os = "linux")]
+mod ahead;
 mod creds;
 mod dir;
 mod sys;
@@ -438,6 +440,9 @@ pub struct Loopback {
     /// Reports changes made to the source by others, once `watch_changes` started it.
     #[cfg(target_os = "linux")]
     watch: OnceLock<Arc<watch::Watcher>>,
+    /// Reads directories ahead of a tree walk (see `ahead.rs`).
+    #[cfg(target_os = "linux")]
+    ahead: ahead::ReadAhead,
     /// Bumped whenever xattrs may have appeared (see [`Loopback::getxattr`]): by the
     /// watcher for every batch of events it reads, and by `setxattr`.
     #[cfg(target_os = "linux")]
@@ -691,6 +696,8 @@ impl Loopback {
             #[cfg(target_os = "linux")]
             watch: OnceLock::new(),
             #[cfg(target_os = "linux")]
+            ahead: ahead::ReadAhead::new(),
+            #[cfg(target_os = "linux")]
             xattr_epoch: Arc::new(AtomicU64::new(0)),
             next_ino: AtomicU64::new(2),
             handles: HandleTable::new(),
@@ -793,6 +800,29 @@ impl Loopback {
     #[doc(hidden)]
     pub fn parked_listings(&self) -> usize {
         self.parked.lock().len()
+    }
+
+    /// Directories read ahead of tree walks so far, and how many of them a caller
+    /// listed after (tests and diagnostics; see `ahead.rs`).
+    #[doc(hidden)]
+    #[cfg(target_os = "linux")]
+    pub fn read_ahead_counts(&self) -> (u64, u64) {
+        self.ahead.counts()
+    }
+
+    /// Tests: reads ahead below every listing, as if each had waited for the disk.
+    #[doc(hidden)]
+    #[cfg(target_os = "linux")]
+    pub fn read_ahead_as_if_cold(&self) {
+        self.ahead.as_if_cold();
+    }
+
+    /// Tests: waits up to `limit` until the read-ahead has nothing queued or being
+    /// read, or its window is full; false if it did not get there.
+    #[doc(hidden)]
+    #[cfg(target_os = "linux")]
+    pub fn read_ahead_settle(&self, limit: std::time::Duration) -> bool {
+        self.ahead.settle(limit)
     }
 
     /// Number of live table entries, root included (for tests and diagnostics).
@@ -1392,6 +1422,37 @@ impl Loopback {
         stream.seek(after)?;
         let plus = sink.wants_attr();
         let mut added = false;
+        #[cfg(target_os = "linux")]
+        let mut subdirs = Vec::new();
+        #[cfg(target_os = "linux")]
+        let before = ahead::blocks_read();
+        let filled = self.fill_from(
+            dir,
+            stream,
+            plus,
+            sink,
+            &mut added,
+            #[cfg(target_os = "linux")]
+            &mut subdirs,
+        );
+        #[cfg(target_os = "linux")]
+        self.ahead.listed(dir.key, stream.fd(), subdirs, before);
+        match filled? {
+            true => Ok(Filled::Stopped),
+            false => Ok(Filled::Ended { added }),
+        }
+    }
+
+    /// [`Loopback::fill`]'s loop; true when the sink stopped it.
+    fn fill_from(
+        &self,
+        dir: &Inode,
+        stream: &mut DirStream,
+        plus: bool,
+        sink: &mut dyn DirSink,
+        added: &mut bool,
+        #[cfg(target_os = "linux")] subdirs: &mut Vec<(std::ffi::CString, (u64, u64))>,
+    ) -> VfsResult<bool> {
         while let Some(e) = stream.next_entry()? {
             if e.name == b"." || e.name == b".." {
                 continue;
@@ -1405,6 +1466,10 @@ impl Loopback {
                     Err(err) => return Err(err),
                 };
                 let attr = self.attr(&inode, &st);
+                #[cfg(target_os = "linux")]
+                if attr.kind == FileType::Directory {
+                    subdirs.push((cname.clone(), sys::key(&st)));
+                }
                 let full = sink.add(&DirEntry {
                     name,
                     ino: inode.ino,
@@ -1429,6 +1494,10 @@ impl Loopback {
                         Err(err) => return Err(err.into()),
                     },
                 };
+                #[cfg(target_os = "linux")]
+                if kind == FileType::Directory {
+                    subdirs.push((cname.clone(), key));
+                }
                 let ino = {
                     let t = self.table.read();
                     t.by_key.get(&key).copied()
@@ -1444,11 +1513,11 @@ impl Loopback {
             };
             if !accepted {
                 stream.unread();
-                return Ok(Filled::Stopped);
+                return Ok(true);
             }
-            added = true;
+            *added = true;
         }
-        Ok(Filled::Ended { added })
+        Ok(false)
     }
 }
 
