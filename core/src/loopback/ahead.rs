@@ -457,6 +457,16 @@ mod tests {
 
     const SETTLE: Duration = Duration::from_secs(10);
 
+    /// 100 subdirectories listed, read ahead by one helper up to a full window.
+    fn full_window() -> (tempfile::TempDir, Vec<(CString, Key)>, ReadAhead) {
+        let (t, subs) = flat(100);
+        let ra = cold(1);
+        ra.listed(key(t.path()), open(t.path()).as_fd(), subs.clone(), 0);
+        assert!(ra.settle(SETTLE));
+        assert_eq!(ra.counts(), (WINDOW as u64, 0), "stops at a full window");
+        (t, subs, ra)
+    }
+
     #[test]
     fn subdirectories_are_read_depth_first_in_listing_order() {
         let t = tempfile::tempdir().unwrap();
@@ -483,11 +493,7 @@ mod tests {
 
     #[test]
     fn the_window_holds_back_until_callers_list_what_was_read() {
-        let (t, subs) = flat(100);
-        let ra = cold(1);
-        ra.listed(key(t.path()), open(t.path()).as_fd(), subs.clone(), 0);
-        assert!(ra.settle(SETTLE));
-        assert_eq!(ra.counts(), (WINDOW as u64, 0), "stops at a full window");
+        let (t, subs, ra) = full_window();
         // The bottom of the stack is read last: listing those first cancels their reads.
         let read = order(&ra);
         for (name, k) in &subs[90..] {
@@ -515,11 +521,7 @@ mod tests {
 
     #[test]
     fn a_window_nobody_walks_into_is_given_up_and_not_read_again_soon() {
-        let (t, subs) = flat(100);
-        let ra = cold(1);
-        ra.listed(key(t.path()), open(t.path()).as_fd(), subs.clone(), 0);
-        assert!(ra.settle(SETTLE));
-        assert_eq!(ra.counts().0, WINDOW as u64);
+        let (t, subs, ra) = full_window();
         let end = Instant::now() + SETTLE;
         while !ra.shared.state.lock().stack.is_empty() {
             assert!(Instant::now() < end, "the full window was never given up");
