@@ -1510,3 +1510,69 @@ fn listings_that_waited_for_the_disk_read_the_subdirectories_ahead() {
     assert_eq!(list(s0, true), ["f", "t0", "t1", "t2"].map(OsString::from));
     assert_eq!(fs.read_ahead_counts(), (24, 1));
 }
+
+/// The read-ahead races a tree that changes under it (directories renamed, removed and
+/// made again from the host) without failing a listing, hanging, or keeping the
+/// filesystem from being dropped.
+#[test]
+fn read_ahead_keeps_up_with_a_tree_changing_under_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let (dir, fs) = setup(false);
+    let root = Ctx::root();
+    let top = dir.path().join("top");
+    for i in 0..40 {
+        for j in 0..4 {
+            std::fs::create_dir_all(top.join(format!("d{i}/e{j}/f"))).unwrap();
+        }
+    }
+    fs.read_ahead_as_if_cold();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let i = n % 40;
+                let d = top.join(format!("d{i}"));
+                let moved = top.join(format!("m{i}"));
+                let _ = std::fs::rename(&d, &moved);
+                let _ = std::fs::remove_dir_all(moved.join("e0"));
+                let _ = std::fs::rename(&moved, &d);
+                let _ = std::fs::create_dir_all(d.join("e0/f"));
+                n += 1;
+            }
+        });
+        let end = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < end {
+            let t = fs.lookup(&root, Ino::ROOT, os("top")).unwrap().ino;
+            let mut sink = VecSink {
+                plus: true,
+                ..VecSink::default()
+            };
+            fs.readdir(&root, t, None, 0, &mut sink).unwrap();
+            for e in sink.entries {
+                let Ok(sub) = fs.lookup(&root, t, &e.name) else {
+                    continue; // renamed away meanwhile
+                };
+                let mut inner = VecSink {
+                    plus: true,
+                    ..VecSink::default()
+                };
+                match fs.readdir(&root, sub.ino, None, 0, &mut inner) {
+                    Ok(()) | Err(VfsError::NotFound) | Err(VfsError::Stale) => {}
+                    Err(err) => panic!("listing {:?}: {err:?}", e.name),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(fs.read_ahead_settle(Duration::from_secs(10)));
+    assert!(fs.read_ahead_counts().0 > 0, "nothing was read ahead");
+    let started = Instant::now();
+    drop(fs);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
