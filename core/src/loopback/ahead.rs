@@ -88,8 +88,8 @@ struct State {
     ahead: HashSet<Key>,
     /// Read ahead in vain lately, with when that was found.
     unused: HashMap<Key, Instant>,
-    /// When a caller last listed a directory.
-    last_listed: Option<Instant>,
+    /// When a caller last listed a directory that was read ahead.
+    last_used: Option<Instant>,
     stopping: bool,
     /// Directories read ahead so far, and listed by a caller after it.
     read: u64,
@@ -221,22 +221,26 @@ impl ReadAhead {
         // Never into another filesystem mounted inside the source (a network one, or
         // this very mount).
         subdirs.retain(|(_, k)| k.0 == key.0);
-        let queued = {
+        let (queued, freed) = {
             let mut st = self.shared.state.lock();
-            // Listed before its helper got to it, or while one reads it: done with.
+            let mut freed = false;
             if st.ahead.remove(&key) {
                 st.used += 1;
+                st.last_used = Some(Instant::now());
+                freed = st.ahead.len() + 1 >= WINDOW;
             } else if !st.pending.remove(&key) {
+                // Listed before its helper got to it, or while one reads it: done with.
                 st.reading.remove(&key);
             }
-            st.last_listed = Some(Instant::now());
-            st.push(dir, subdirs)
+            (st.push(dir, subdirs), freed)
         };
-        // Also wakes a helper waiting on a full window, which may go on now.
         if queued {
             self.start();
         }
-        self.shared.wake.notify_all();
+        // Helpers are woken only for work: a warm walk's listings cost them nothing.
+        if queued || freed {
+            self.shared.wake.notify_all();
+        }
     }
 
     /// Directories read ahead so far, and how many of them a caller listed after.
@@ -327,7 +331,9 @@ fn run(shared: &Shared) {
                 }
                 if st.ahead.len() >= WINDOW {
                     let timed_out = shared.wake.wait_for(&mut st, STALE).timed_out();
-                    let idle = st.last_listed.is_none_or(|t| t.elapsed() >= STALE);
+                    // Given up when no caller walked into what was read for a while,
+                    // even if they list other directories.
+                    let idle = st.last_used.is_none_or(|t| t.elapsed() >= STALE);
                     if timed_out && idle && st.ahead.len() >= WINDOW {
                         st.give_up();
                     }
