@@ -30,12 +30,14 @@
 //!
 //! Bounds: the helpers stop once [`WINDOW`] directories they read have not been listed
 //! by anyone yet, so an `ls` of a directory that nobody walks into costs at most that
-//! many directory reads. A window that stays full for [`STALE`] is given up with the
-//! queue, and its directories are not read ahead again for [`UNUSED`]. At most
-//! [`MAX_ENTRIES`] entries of one directory are read. Directories are opened with
-//! `O_NOATIME` where allowed (their access time is the callers' business), by single
+//! many directory reads. A full window that nobody walks into for [`STALE`] is given up
+//! with the queue, and its directories are not read ahead again for [`UNUSED`]. At most
+//! [`MAX_ENTRIES`] entries of one directory are read. Directories are opened by single
 //! names from the host's own listing with symlinks refused (`RESOLVE_BENEATH`), so
-//! nothing outside the source is reached, and nothing on the host changes. Another
+//! nothing outside the source is reached, and with `O_NOATIME` (their access time is
+//! the callers' business): nothing on the host changes, except that a non-root daemon,
+//! which may not use `O_NOATIME` on a directory it does not own, reads such a directory
+//! as any reader would (`relatime` may then move its access time). Another
 //! filesystem mounted inside the source (a network one, or this very mount) is not
 //! entered. The helpers read with the daemon's credentials, but only into the host's
 //! caches: no caller sees anything it could not list itself.
