@@ -2445,7 +2445,7 @@ impl Vfs for Loopback {
     /// readers and writers alike; access was checked by the open.
     ///
     /// A registration pins the object, so a removal must end it before it returns (see
-    /// [`Self::drop_victim`]), which made unlink 3.5 us slower. So a `create`'s handle
+    /// `drop_victim`), which made unlink 3.5 us slower. So a `create`'s handle
     /// is not registered here (the adapter registers it for that open alone, ended at its
     /// release): the files a create makes (an untar, a checkout, build output) are mostly
     /// written once, closed and never reopened, where an `open` means a file that is read

@@ -46,7 +46,7 @@
 //!   also what tools key on: `ls -l` stops asking a device for ACLs after its first
 //!   EOPNOTSUPP, where ENODATA made it ask (one FUSE round trip each) for every file.
 //! - **No SELinux label** (`security.selinux` is `NotSupported`), as for loopback: see
-//!   [`is_selinux_label`](crate::is_selinux_label).
+//!   [`is_selinux_label`].
 
 mod data;
 #[cfg(target_os = "linux")]
