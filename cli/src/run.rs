@@ -241,7 +241,7 @@ const FD_TABLE_SLOTS: usize = 16_384;
 /// 60 ms in all. A table never shrinks, so growing it once here, while nothing waits on
 /// it, costs one grace period at most and 8 bytes of kernel memory per slot.
 #[cfg(target_os = "linux")]
-pub(crate) fn presize_fd_table(slots: usize) {
+fn presize_fd_table(slots: usize) {
     // SAFETY: an all-zero rlimit is a valid value of this plain C struct.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: `lim` is a valid, writable rlimit.

@@ -59,7 +59,7 @@ use crate::FileType;
 type Key = (u64, u64);
 
 /// Directories read ahead and not listed yet, at most.
-pub(super) const WINDOW: usize = 64;
+const WINDOW: usize = 64;
 /// Helper threads. Two keep two disk reads in flight; more did not help on 2 CPUs.
 const THREADS: usize = 2;
 /// Entries of one directory read ahead, at most.
@@ -118,9 +118,13 @@ impl State {
         }
     }
 
-    /// Queues the `subdirs` of `parent` not known yet, so that the first is read next;
-    /// true when any was.
-    fn push(&mut self, parent: BorrowedFd<'_>, subdirs: Vec<(CString, Key)>) -> bool {
+    /// Queues the `subdirs` not known yet, so that the first is read next; true when any
+    /// was. `parent` gives their parent, open for reading, and is called only then.
+    fn push(
+        &mut self,
+        parent: impl FnOnce() -> std::io::Result<OwnedFd>,
+        subdirs: Vec<(CString, Key)>,
+    ) -> bool {
         let fresh: Vec<_> = subdirs
             .into_iter()
             .filter(|(_, k)| !self.known(k))
@@ -128,7 +132,7 @@ impl State {
         if fresh.is_empty() {
             return false;
         }
-        let Ok(parent) = dup(parent) else {
+        let Ok(parent) = parent() else {
             return false;
         };
         let parent = Arc::new(parent);
@@ -234,7 +238,7 @@ impl ReadAhead {
                 // Listed before its helper got to it, or while one reads it: done with.
                 st.reading.remove(&key);
             }
-            (st.push(dir, subdirs), freed)
+            (st.push(|| dup(dir), subdirs), freed)
         };
         if queued {
             self.start();
@@ -367,7 +371,7 @@ fn run(shared: &Shared) {
         }
         if let Some((fd, subdirs)) = found
             && cold
-            && st.push(fd.as_fd(), subdirs)
+            && st.push(|| Ok(fd), subdirs)
         {
             shared.wake.notify_one();
         }

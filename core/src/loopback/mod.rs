@@ -1420,8 +1420,6 @@ impl Loopback {
         sink: &mut dyn DirSink,
     ) -> VfsResult<Filled> {
         stream.seek(after)?;
-        let plus = sink.wants_attr();
-        let mut added = false;
         #[cfg(target_os = "linux")]
         let mut subdirs = Vec::new();
         #[cfg(target_os = "linux")]
@@ -1429,30 +1427,26 @@ impl Loopback {
         let filled = self.fill_from(
             dir,
             stream,
-            plus,
             sink,
-            &mut added,
             #[cfg(target_os = "linux")]
             &mut subdirs,
         );
+        // Whether it failed or not: what was listed says how cold the tree is.
         #[cfg(target_os = "linux")]
         self.ahead.listed(dir.key, stream.fd(), subdirs, before);
-        match filled? {
-            true => Ok(Filled::Stopped),
-            false => Ok(Filled::Ended { added }),
-        }
+        filled
     }
 
-    /// [`Loopback::fill`]'s loop; true when the sink stopped it.
+    /// [`Loopback::fill`]'s loop, which also collects the subdirectories met (Linux).
     fn fill_from(
         &self,
         dir: &Inode,
         stream: &mut DirStream,
-        plus: bool,
         sink: &mut dyn DirSink,
-        added: &mut bool,
         #[cfg(target_os = "linux")] subdirs: &mut Vec<(std::ffi::CString, (u64, u64))>,
-    ) -> VfsResult<bool> {
+    ) -> VfsResult<Filled> {
+        let plus = sink.wants_attr();
+        let mut added = false;
         while let Some(e) = stream.next_entry()? {
             if e.name == b"." || e.name == b".." {
                 continue;
@@ -1468,7 +1462,7 @@ impl Loopback {
                 let attr = self.attr(&inode, &st);
                 #[cfg(target_os = "linux")]
                 if attr.kind == FileType::Directory {
-                    subdirs.push((cname.clone(), sys::key(&st)));
+                    subdirs.push((cname, sys::key(&st)));
                 }
                 let full = sink.add(&DirEntry {
                     name,
@@ -1496,7 +1490,7 @@ impl Loopback {
                 };
                 #[cfg(target_os = "linux")]
                 if kind == FileType::Directory {
-                    subdirs.push((cname.clone(), key));
+                    subdirs.push((cname, key));
                 }
                 let ino = {
                     let t = self.table.read();
@@ -1513,11 +1507,11 @@ impl Loopback {
             };
             if !accepted {
                 stream.unread();
-                return Ok(true);
+                return Ok(Filled::Stopped);
             }
-            *added = true;
+            added = true;
         }
-        Ok(false)
+        Ok(Filled::Ended { added })
     }
 }
 
