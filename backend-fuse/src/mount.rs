@@ -936,8 +936,17 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
+/// The errors a FUSE mount without its daemon gives: ENOTCONN once the kernel has torn the
+/// connection down, ECONNABORTED for a request that meets the teardown, and, over
+/// FUSE-over-io_uring, ECANCELED for a request handed to a queue of the dead daemon before
+/// the teardown (the kernel cancels it when it finds the queue's task gone). The last
+/// window is short but real: a CI run once saw `statvfs` fail with it right after the
+/// daemon was reaped, and the mount was then reported live.
 fn is_dead_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+    )
 }
 
 /// Whether the FUSE mount at `path` has lost its daemon. Asked with `statvfs(2)`, which
