@@ -42,6 +42,8 @@
 
 mod adapter;
 mod convert;
+#[cfg(target_os = "linux")]
+mod idle_class;
 mod mount;
 mod ops;
 #[cfg(target_os = "linux")]

@@ -21,8 +21,9 @@
 //! the 2-CPU VM this was measured on (a getxattr loop: 7-8 µs against a trivial server, 8-9 µs against memfs). A queue
 //! handles its requests one at a time, like one fuser worker; vmount's filesystems never
 //! block a request on another (no FUSE locks are negotiated), so that is safe. The queue
-//! threads run in the `SCHED_IDLE` class so that a woken caller stays on its CPU
-//! ([`run_as_idle_class`] has the figures).
+//! threads run in the `SCHED_IDLE` class so that a woken caller stays on its CPU, and are
+//! moved to the normal class while that would starve them ([`crate::idle_class`] has the
+//! figures).
 //!
 //! # Ending
 //! When the connection ends (unmount, abort) the kernel completes every outstanding
@@ -36,6 +37,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -43,6 +45,7 @@ use std::time::Duration;
 use fuser::Errno;
 use io_uring::{IoUring as Ring, cqueue, opcode, squeue, types};
 
+use crate::idle_class;
 use crate::ops::{self, MAX_READAHEAD, MAX_WRITE, OpResult, Ops, XattrOut};
 use crate::wire::{self, InHeader, Out};
 
@@ -74,6 +77,8 @@ struct Header {
 /// The running queues of one mount.
 pub(crate) struct Queues {
     threads: Vec<JoinHandle<()>>,
+    /// Watches the idle-class queue threads for starvation; stopped once they all ended.
+    watcher: Option<idle_class::Watcher>,
 }
 
 impl Queues {
@@ -85,6 +90,9 @@ impl Queues {
             let _ = t.join();
         }
         self.threads = running;
+        if self.threads.is_empty() {
+            self.watcher = None;
+        }
         self.threads.is_empty()
     }
 }
@@ -109,8 +117,10 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
     let payload = payload_size();
     let mut threads = Vec::with_capacity(cpus);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
+    let tids = idle_class::tids(cpus);
     for qid in 0..cpus {
         let ops = Arc::clone(&ops);
+        let tids = Arc::clone(&tids);
         let device = Arc::clone(&device);
         let ready = ready_tx.clone();
         let mountpoint = mountpoint.to_owned();
@@ -124,6 +134,9 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
                     access,
                     mountpoint,
                 };
+                if idle_class::enter() {
+                    tids[qid].store(idle_class::gettid(), Ordering::Release);
+                }
                 queue.run(payload, ready);
             })?;
         threads.push(t);
@@ -146,7 +159,8 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
         payload,
         "FUSE-over-io_uring queues registered"
     );
-    Ok(Queues { threads })
+    let watcher = idle_class::Watcher::start(tids)?;
+    Ok(Queues { threads, watcher })
 }
 
 /// The number of queues the kernel expects: one per possible CPU (`nr_cpu_ids`), the
@@ -203,7 +217,6 @@ struct Entry {
 impl Queue {
     fn run(self, payload: usize, ready: mpsc::Sender<(usize, io::Result<()>)>) {
         pin_to_cpu(self.qid);
-        run_as_idle_class();
         let mut ring = match make_ring() {
             Ok(r) => r,
             Err(e) => {
@@ -688,30 +701,6 @@ fn with_iov_count(sqe: squeue::Entry128, n: u32) -> squeue::Entry128 {
     raw[24..28].copy_from_slice(&n.to_ne_bytes());
     // SAFETY: as above.
     unsafe { std::mem::transmute::<[u8; 128], squeue::Entry128>(raw) }
-}
-
-/// Gives the queue thread the `SCHED_IDLE` policy, so that the caller it answers runs on
-/// the same CPU the moment the reply is in.
-///
-/// Why: when the reply wakes the caller, the scheduler places it on an idle CPU rather
-/// than on its own, which is busy with this thread for the last microseconds of the
-/// request; the next request then starts on the other CPU and every round trip pays a
-/// cross-CPU wakeup again. A CPU running only `SCHED_IDLE` threads counts as idle, so the
-/// caller stays. Without this the queues were as slow as `/dev/fuse` for any caller in
-/// another session or cgroup than the daemon (a daemon started by a service manager, or
-/// with `setsid`): 20-30 µs per round trip against 9 µs, `ls -l` of 10,000 files 0.60 s
-/// against 0.24-0.25 s (2-CPU VM). With both CPUs saturated by other work the queues lose
-/// nothing measurable (19 µs either way, 4 busy loops pinned 2 per CPU), as `SCHED_IDLE`
-/// threads still get their turn; they only never preempt the callers.
-fn run_as_idle_class() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a valid parameter block; 0 is the calling thread.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        tracing::debug!(
-            error = %io::Error::last_os_error(),
-            "cannot give an io_uring queue thread the SCHED_IDLE policy"
-        );
-    }
 }
 
 /// Runs this thread on `cpu` only, so that it answers the requests of that CPU without
