@@ -29,7 +29,7 @@
 use std::fs;
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -55,21 +55,32 @@ pub(crate) fn enter() -> bool {
         );
         return false;
     }
-    if set_policy(0, libc::SCHED_IDLE).is_err() {
+    if !may_leave_idle() {
+        tracing::debug!(
+            "io_uring queue threads stay in the normal class: this user may not leave \
+             SCHED_IDLE again (RLIMIT_NICE), and a thread there starves while the CPUs \
+             are busy"
+        );
         return false;
     }
-    // The way back needs RLIMIT_NICE >= 20 or CAP_SYS_NICE: try it now, not under load.
-    match set_policy(0, libc::SCHED_OTHER) {
-        Ok(()) => set_policy(0, libc::SCHED_IDLE).is_ok(),
-        Err(e) => {
-            tracing::debug!(
-                error = %e,
-                "io_uring queue threads stay in the normal class: this user may not leave \
-                 SCHED_IDLE again, and a thread there starves while the CPUs are busy"
-            );
-            false
-        }
-    }
+    set_policy(0, libc::SCHED_IDLE).is_ok()
+}
+
+/// Whether a thread of this process that enters `SCHED_IDLE` may leave it again, which
+/// needs `RLIMIT_NICE` >= 20 or `CAP_SYS_NICE`: tried once, on a thread of its own, since
+/// a thread that finds out the hard way stays idle.
+fn may_leave_idle() -> bool {
+    static MAY: OnceLock<bool> = OnceLock::new();
+    *MAY.get_or_init(|| {
+        thread::Builder::new()
+            .name("vmount-sched-probe".to_owned())
+            .spawn(|| {
+                set_policy(0, libc::SCHED_IDLE).is_ok() && set_policy(0, libc::SCHED_OTHER).is_ok()
+            })
+            .ok()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(false)
+    })
 }
 
 fn schedstat_readable() -> bool {
@@ -314,6 +325,32 @@ mod tests {
             schedstat_readable(),
             "this kernel has /proc/thread-self/schedstat"
         );
+    }
+
+    #[test]
+    fn the_way_back_from_the_idle_class_is_known_before_entering_it() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(may_leave_idle(), "root may leave SCHED_IDLE");
+        }
+        let (entered, policy) = thread::spawn(|| {
+            let entered = enter();
+            // SAFETY: 0 is the calling thread.
+            (entered, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            entered,
+            may_leave_idle(),
+            "enters exactly when it may leave"
+        );
+        let want = if entered {
+            libc::SCHED_IDLE
+        } else {
+            libc::SCHED_OTHER
+        };
+        assert_eq!(policy, want);
     }
 
     #[test]
