@@ -283,6 +283,32 @@ fn idle_io_uring_queues_do_not_count_as_io_wait() {
     m.finish();
 }
 
+/// Per CPU (`cpuN` lines of /proc/stat): (idle + iowait, all) in clock ticks.
+fn cpu_idle_times() -> Vec<(u64, u64)> {
+    fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .map(|f| f.parse().unwrap())
+                .collect();
+            (v[3] + v[4], v.iter().sum())
+        })
+        .collect()
+}
+
+/// The smallest share of time any CPU was idle between two `cpu_idle_times` readings.
+fn least_idle_share(from: &[(u64, u64)], to: &[(u64, u64)]) -> f64 {
+    from.iter()
+        .zip(to)
+        .map(|(a, b)| (b.0 - a.0) as f64 / (b.1 - a.1).max(1) as f64)
+        .fold(1.0, f64::min)
+}
+
 /// Spins one thread per online CPU, each pinned to its CPU, until dropped: every CPU busy
 /// with normal-class work in the daemon's own session, as a build beside the mount.
 struct Hogs {
@@ -372,14 +398,28 @@ fn busy_cpus_do_not_starve_the_io_uring_queues() {
          starve (policies {during:?})"
     );
     // Back in the idle class once the CPUs are calm (after at least 2 s in the normal
-    // class and a calm second).
+    // class and a second with its CPU idle for 30% of it). Other work on the machine may
+    // keep a CPU busy all along; then staying out is right, and only said.
+    let calm_from = cpu_idle_times();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
     while !queue_policies().iter().all(|&p| p == idle) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "queue threads stayed out of SCHED_IDLE after the load ended: {:?}",
-            queue_policies()
-        );
+        if std::time::Instant::now() >= deadline {
+            let busiest = least_idle_share(&calm_from, &cpu_idle_times());
+            assert!(
+                busiest < 0.5,
+                "queue threads stayed out of SCHED_IDLE after the load ended, though every \
+                 CPU was idle for at least {:.0}% of the wait: {:?}",
+                busiest * 100.0,
+                queue_policies()
+            );
+            eprintln!(
+                "{test}: queue threads stay in the normal class ({:?}): other work kept a CPU \
+                 busy ({:.0}% idle) since the load ended",
+                queue_policies(),
+                busiest * 100.0
+            );
+            break;
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     m.finish();
