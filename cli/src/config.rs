@@ -264,6 +264,23 @@ pub fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Whether an error from a path means a FUSE mount whose daemon is gone: ENOTCONN once
+/// the kernel has torn the connection down, and while it does so ECONNABORTED, or
+/// ECANCELED for a request it had handed to an io_uring queue of the dead daemon.
+pub fn is_dead_mount_error(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        e.kind() == std::io::ErrorKind::NotConnected
+    }
+}
+
 /// The whole configuration file.
 ///
 /// ```toml
@@ -1052,6 +1069,24 @@ mod tests {
     }
 
     const MIN: &str = "mountpoint = \"/mnt\"\n[filesystem]\ntype = \"memfs\"\n";
+
+    #[cfg(unix)]
+    #[test]
+    fn every_errno_of_a_dead_fuse_mount_counts_as_dead() {
+        use std::io::Error;
+        for errno in [libc::ENOTCONN, libc::ECONNABORTED, libc::ECANCELED] {
+            assert!(
+                is_dead_mount_error(&Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [libc::ENOENT, libc::EACCES, libc::EIO] {
+            assert!(
+                !is_dead_mount_error(&Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

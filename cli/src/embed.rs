@@ -383,7 +383,7 @@ fn checked_mountpoint(path: &Path) -> anyhow::Result<PathBuf> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("the mountpoint {shown} does not exist; create it (mkdir -p {shown})")
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => bail!(
+        Err(e) if crate::config::is_dead_mount_error(&e) => bail!(
             "the mountpoint {shown} is a dead FUSE mount; clear it with `vmount unmount {shown}`"
         ),
         Err(e) => bail!(

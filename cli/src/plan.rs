@@ -311,7 +311,7 @@ fn existing_dir(base: &Path, configured: &str, key: &str) -> anyhow::Result<Path
                 "the {key} {shown} does not exist; create it (mkdir -p {shown}) or change `{key}`"
             )
         }
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => bail!(
+        Err(e) if crate::config::is_dead_mount_error(&e) => bail!(
             "the {key} {shown} is a dead FUSE mount left by a daemon that exited; clear it with \
              `vmount unmount {shown}`"
         ),
@@ -320,7 +320,7 @@ fn existing_dir(base: &Path, configured: &str, key: &str) -> anyhow::Result<Path
     // A dead FUSE mount may still answer `stat` from the kernel's attribute cache for
     // `attr_timeout` after its daemon died; opening it always needs the daemon.
     if let Err(e) = std::fs::read_dir(&path)
-        && e.kind() == io::ErrorKind::NotConnected
+        && crate::config::is_dead_mount_error(&e)
     {
         bail!(
             "the {key} {shown} is a dead FUSE mount left by a daemon that exited; clear it \
