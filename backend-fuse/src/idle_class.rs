@@ -28,7 +28,6 @@
 
 use std::fs;
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -150,6 +149,8 @@ fn parse_cpu_times(stat: &str) -> Vec<Option<(u64, u64)>> {
 struct Watched {
     cpu: usize,
     tid: libc::pid_t,
+    /// `/proc/self/task/TID/schedstat`, read every tick.
+    schedstat: String,
     last: Option<(u64, u64)>,
     normal_since: Option<Instant>,
     /// The CPU's times when the last one-second window began (normal class only).
@@ -167,35 +168,25 @@ pub(crate) struct Watcher {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The queue threads' ids, filled in as they start; 0 for a thread not in the idle class.
-pub(crate) type Tids = Arc<[AtomicI32]>;
-
-pub(crate) fn tids(n: usize) -> Tids {
-    (0..n).map(|_| AtomicI32::new(0)).collect()
-}
-
-/// This thread's id, for [`Tids`].
+/// This thread's id, for [`Watcher::start`].
 pub(crate) fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::gettid() }
 }
 
 impl Watcher {
-    /// Watches the threads in `tids` (queue `i` pinned to CPU `i`), if any is in the
-    /// idle class.
-    pub(crate) fn start(tids: Tids) -> io::Result<Option<Watcher>> {
-        let watched: Vec<Watched> = tids
-            .iter()
-            .enumerate()
-            .filter_map(|(cpu, t)| {
-                let tid = t.load(Ordering::Acquire);
-                (tid != 0).then_some(Watched {
-                    cpu,
-                    tid,
-                    last: None,
-                    normal_since: None,
-                    window: None,
-                })
+    /// Watches the idle-class queue threads `idle`, given as (CPU it is pinned to, thread
+    /// id); none if there are none.
+    pub(crate) fn start(idle: Vec<(usize, libc::pid_t)>) -> io::Result<Option<Watcher>> {
+        let watched: Vec<Watched> = idle
+            .into_iter()
+            .map(|(cpu, tid)| Watched {
+                cpu,
+                tid,
+                schedstat: format!("/proc/self/task/{tid}/schedstat"),
+                last: None,
+                normal_since: None,
+                window: None,
             })
             .collect();
         if watched.is_empty() {
@@ -250,8 +241,7 @@ fn watch(mut threads: Vec<Watched>, shared: &Shared) {
         };
         let mut busy = false;
         threads.retain_mut(|t| {
-            let path = format!("/proc/self/task/{}/schedstat", t.tid);
-            let Some(now_stat) = fs::read_to_string(path)
+            let Some(now_stat) = fs::read_to_string(&t.schedstat)
                 .ok()
                 .and_then(|s| parse_schedstat(&s))
             else {

@@ -55,7 +55,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use mount::{FuseMount, mount, mount_state, probe, unmount_path};
+pub use mount::{FuseMount, is_dead_mount_error, mount, mount_state, probe, unmount_path};
 
 /// `as_str` (the config spelling: `auto`, `on` or `off`) and `Display` for the
 /// three-way switches [`Passthrough`] and [`IoUring`].

@@ -548,7 +548,7 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, FuseError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(FuseError::MountpointMissing(path.to_owned()));
         }
-        Err(e) if is_dead_error(&e) => return Err(FuseError::DeadMount(path.to_owned())),
+        Err(e) if is_dead_mount_error(&e) => return Err(FuseError::DeadMount(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             return Err(FuseError::PermissionDenied {
                 path: path.to_owned(),
@@ -936,13 +936,13 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// The errors a FUSE mount without its daemon gives: ENOTCONN once the kernel has torn the
+/// Whether an error from a path is one a FUSE mount without its daemon gives: ENOTCONN once the kernel has torn the
 /// connection down, ECONNABORTED for a request that meets the teardown, and, over
 /// FUSE-over-io_uring, ECANCELED for a request handed to a queue of the dead daemon before
 /// the teardown (the kernel cancels it when it finds the queue's task gone). The last
 /// window is short but real: a CI run once saw `statvfs` fail with it right after the
 /// daemon was reaped, and the mount was then reported live.
-fn is_dead_error(e: &io::Error) -> bool {
+pub fn is_dead_mount_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
@@ -961,7 +961,7 @@ fn is_dead_mount(path: &Path) -> bool {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is NUL-terminated and `st` is a valid, writable buffer.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    rc != 0 && is_dead_error(&io::Error::last_os_error())
+    rc != 0 && is_dead_mount_error(&io::Error::last_os_error())
 }
 
 /// Whether `path` is a mount point, and of what: from /proc/self/mountinfo on Linux,
@@ -992,7 +992,7 @@ fn platform_mount_state(abs: &Path) -> MountState {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is NUL-terminated and `st` is a valid, writable statfs buffer.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return if is_dead_error(&io::Error::last_os_error()) {
+        return if is_dead_mount_error(&io::Error::last_os_error()) {
             MountState::Dead
         } else {
             MountState::NotMounted

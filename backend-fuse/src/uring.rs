@@ -37,7 +37,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -73,6 +72,10 @@ struct Header {
     padding: u32,
     reserved: u64,
 }
+
+/// A queue thread's report once set up (or not): its queue, and its thread id if it runs
+/// in the idle class (see [`idle_class`]).
+type Ready = (usize, io::Result<Option<libc::pid_t>>);
 
 /// The running queues of one mount.
 pub(crate) struct Queues {
@@ -116,11 +119,9 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
     let cpus = possible_cpus();
     let payload = payload_size();
     let mut threads = Vec::with_capacity(cpus);
-    let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
-    let tids = idle_class::tids(cpus);
+    let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     for qid in 0..cpus {
         let ops = Arc::clone(&ops);
-        let tids = Arc::clone(&tids);
         let device = Arc::clone(&device);
         let ready = ready_tx.clone();
         let mountpoint = mountpoint.to_owned();
@@ -134,17 +135,15 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
                     access,
                     mountpoint,
                 };
-                if idle_class::enter() {
-                    tids[qid].store(idle_class::gettid(), Ordering::Release);
-                }
                 queue.run(payload, ready);
             })?;
         threads.push(t);
     }
     drop(ready_tx);
+    let mut idle = Vec::new();
     for _ in 0..cpus {
         match ready_rx.recv() {
-            Ok((_, Ok(()))) => {}
+            Ok((qid, Ok(tid))) => idle.extend(tid.map(|t| (qid, t))),
             Ok((qid, Err(e))) => {
                 return Err(io::Error::new(
                     e.kind(),
@@ -159,7 +158,7 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
         payload,
         "FUSE-over-io_uring queues registered"
     );
-    let watcher = idle_class::Watcher::start(tids)?;
+    let watcher = idle_class::Watcher::start(idle)?;
     Ok(Queues { threads, watcher })
 }
 
@@ -215,8 +214,9 @@ struct Entry {
 }
 
 impl Queue {
-    fn run(self, payload: usize, ready: mpsc::Sender<(usize, io::Result<()>)>) {
+    fn run(self, payload: usize, ready: mpsc::Sender<Ready>) {
         pin_to_cpu(self.qid);
+        let idle = idle_class::enter().then(idle_class::gettid);
         let mut ring = match make_ring() {
             Ok(r) => r,
             Err(e) => {
@@ -251,7 +251,7 @@ impl Queue {
             let _ = ready.send((self.qid, Err(io::Error::from_raw_os_error(-res))));
             return;
         }
-        let _ = ready.send((self.qid, Ok(())));
+        let _ = ready.send((self.qid, Ok(idle)));
         drop(ready);
         let wait = Wait::new(&ring);
         loop {

@@ -264,16 +264,12 @@ pub fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Whether an error from a path means a FUSE mount whose daemon is gone: ENOTCONN once
-/// the kernel has torn the connection down, and while it does so ECONNABORTED, or
-/// ECANCELED for a request it had handed to an io_uring queue of the dead daemon.
+/// Whether an error from a path means a FUSE mount whose daemon is gone (the FUSE
+/// backend's list: ENOTCONN, and ECONNABORTED or ECANCELED during the teardown).
 pub fn is_dead_mount_error(e: &std::io::Error) -> bool {
     #[cfg(unix)]
     {
-        matches!(
-            e.raw_os_error(),
-            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
-        )
+        vmount_backend_fuse::is_dead_mount_error(e)
     }
     #[cfg(not(unix))]
     {
