@@ -21,6 +21,16 @@
 //! [`CALM`] of the last second (`/proc/stat`): in the normal class the wait time no
 //! longer shows the contention, the CPU's idle time does.
 //!
+//! # Why it parks
+//! Looking four times a second at threads that serve nothing would wake an idle daemon
+//! four times a second for good. So after [`PARK_AFTER`] without a request the watcher
+//! moves the idle-class threads to the normal class, where nothing can starve them, and
+//! sleeps until the first request after that wakes it ([`Pulse::touch`], one relaxed
+//! load per batch of completions on the queue threads). It then moves them back and
+//! watches again. The requests served in between pay what the normal class costs (a
+//! few µs each), and a first request that meets busy CPUs is seen after one [`TICK`]
+//! instead of one quiet tick.
+//!
 //! A thread that may not leave the idle class again (an unprivileged user whose
 //! `RLIMIT_NICE` does not allow nice 0, which is the default) never enters it, and
 //! neither do the threads where the wait times cannot be read: there the normal class
@@ -28,6 +38,7 @@
 
 use std::fs;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -43,6 +54,8 @@ const HOLD: Duration = Duration::from_secs(2);
 const MAX_CPUS: usize = 8192;
 /// The share of the last second its CPU must have been idle for a thread to go back.
 const CALM: f64 = 0.3;
+/// How long every queue thread must have been without work before the watcher parks.
+const PARK_AFTER: Duration = Duration::from_secs(2);
 
 /// Moves the calling thread into the idle class if it may also leave it again; returns
 /// whether it is there.
@@ -149,22 +162,64 @@ fn parse_cpu_times(stat: &str) -> Vec<Option<(u64, u64)>> {
 struct Watched {
     cpu: usize,
     tid: libc::pid_t,
-    /// `/proc/self/task/TID/schedstat`, read every tick.
-    schedstat: String,
+    /// `/proc/self/task/TID/schedstat`, open (reread every tick).
+    schedstat: Option<fs::File>,
     last: Option<(u64, u64)>,
     normal_since: Option<Instant>,
     /// The CPU's times when the last one-second window began (normal class only).
     window: Option<(Instant, (u64, u64))>,
 }
 
-struct Shared {
-    stop: Mutex<bool>,
+/// What the watcher and the queue threads share: the watcher's sleep and the flag that
+/// says it parked.
+#[derive(Default)]
+pub(crate) struct Pulse {
+    parked: AtomicBool,
+    state: Mutex<PulseState>,
     wake: Condvar,
+}
+
+#[derive(Default)]
+struct PulseState {
+    stop: bool,
+    woken: bool,
+}
+
+impl Pulse {
+    /// Called by a queue thread that got work: wakes a parked watcher.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        if self.parked.load(Ordering::Relaxed) {
+            self.unpark();
+        }
+    }
+
+    #[cold]
+    fn unpark(&self) {
+        if self.parked.swap(false, Ordering::AcqRel) {
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).woken = true;
+            self.wake.notify_all();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PulseState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Watched {
+    /// The thread's (run, wait) times now; `None` once it has ended.
+    fn read(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = [0u8; 96];
+        let n = self.schedstat.as_ref()?.read_at(&mut buf, 0).ok()?;
+        parse_schedstat(std::str::from_utf8(buf.get(..n)?).ok()?)
+    }
 }
 
 /// The watcher of one mount's queue threads; stops (and is joined) on drop.
 pub(crate) struct Watcher {
-    shared: Arc<Shared>,
+    shared: Arc<Pulse>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -176,14 +231,17 @@ pub(crate) fn gettid() -> libc::pid_t {
 
 impl Watcher {
     /// Watches the idle-class queue threads `idle`, given as (CPU it is pinned to, thread
-    /// id); none if there are none.
-    pub(crate) fn start(idle: Vec<(usize, libc::pid_t)>) -> io::Result<Option<Watcher>> {
+    /// id), which touch `pulse` when they get work; none if there are none.
+    pub(crate) fn start(
+        idle: Vec<(usize, libc::pid_t)>,
+        pulse: Arc<Pulse>,
+    ) -> io::Result<Option<Watcher>> {
         let watched: Vec<Watched> = idle
             .into_iter()
             .map(|(cpu, tid)| Watched {
                 cpu,
                 tid,
-                schedstat: format!("/proc/self/task/{tid}/schedstat"),
+                schedstat: fs::File::open(format!("/proc/self/task/{tid}/schedstat")).ok(),
                 last: None,
                 normal_since: None,
                 window: None,
@@ -192,10 +250,7 @@ impl Watcher {
         if watched.is_empty() {
             return Ok(None);
         }
-        let shared = Arc::new(Shared {
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
+        let shared = pulse;
         let s = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("vmount-sched".to_owned())
@@ -209,7 +264,7 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.lock().stop = true;
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -217,17 +272,18 @@ impl Drop for Watcher {
     }
 }
 
-fn watch(mut threads: Vec<Watched>, shared: &Shared) {
+fn watch(mut threads: Vec<Watched>, shared: &Pulse) {
     let mut tick = TICK;
     let mut looked = Instant::now();
+    let mut quiet_since = None;
     loop {
         {
-            let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
-            let (stop, _) = shared
+            let st = shared.lock();
+            let (st, _) = shared
                 .wake
-                .wait_timeout_while(stop, tick, |s| !*s)
+                .wait_timeout_while(st, tick, |s| !s.stop)
                 .unwrap_or_else(|e| e.into_inner());
-            if *stop {
+            if st.stop {
                 return;
             }
         }
@@ -241,10 +297,7 @@ fn watch(mut threads: Vec<Watched>, shared: &Shared) {
         };
         let mut busy = false;
         threads.retain_mut(|t| {
-            let Some(now_stat) = fs::read_to_string(&t.schedstat)
-                .ok()
-                .and_then(|s| parse_schedstat(&s))
-            else {
+            let Some(now_stat) = t.read() else {
                 return false; // the thread has ended
             };
             let waited = t.last.map_or(0, |(_, w)| now_stat.1.saturating_sub(w));
@@ -261,7 +314,53 @@ fn watch(mut threads: Vec<Watched>, shared: &Shared) {
             return;
         }
         tick = if busy { TICK } else { QUIET_TICK };
+        if busy || threads.iter().any(|t| t.normal_since.is_some()) {
+            quiet_since = None;
+            continue;
+        }
+        let since = *quiet_since.get_or_insert(now);
+        if now.duration_since(since) < PARK_AFTER {
+            continue;
+        }
+        if !park(&mut threads, shared) {
+            return;
+        }
+        looked = Instant::now();
+        quiet_since = None;
+        tick = TICK;
     }
+}
+
+/// Moves every thread to the normal class and sleeps until a queue thread gets work,
+/// then moves them back (see the module docs). Returns false when told to stop.
+fn park(threads: &mut [Watched], shared: &Pulse) -> bool {
+    let mut moved = 0;
+    for t in threads.iter() {
+        if set_policy(t.tid, libc::SCHED_OTHER).is_err() {
+            break;
+        }
+        moved += 1;
+    }
+    if moved == threads.len() {
+        // Set after the move: a thread that sees it is already safe from starving, and
+        // one that got work just before it stays safe until the next work wakes us.
+        shared.parked.store(true, Ordering::SeqCst);
+        let st = shared.lock();
+        let mut st = shared
+            .wake
+            .wait_while(st, |s| !s.stop && !s.woken)
+            .unwrap_or_else(|e| e.into_inner());
+        st.woken = false;
+        if st.stop {
+            return false;
+        }
+    }
+    shared.parked.store(false, Ordering::SeqCst);
+    for t in threads.iter_mut().take(moved) {
+        let _ = set_policy(t.tid, libc::SCHED_IDLE);
+        t.last = t.read();
+    }
+    true
 }
 
 fn promote(t: &mut Watched, now: Instant) {

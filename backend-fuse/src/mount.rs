@@ -38,6 +38,8 @@ pub struct FuseMount {
     /// The thread running `Session::run`, which owns fuser's worker threads. `None` once
     /// shut down.
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Told when the session thread ends (see [`FuseMount::notify_end`]).
+    end: Arc<EndNotice>,
     /// The FUSE-over-io_uring queue threads, when the connection uses them.
     #[cfg(target_os = "linux")]
     queues: Option<crate::uring::Queues>,
@@ -61,7 +63,15 @@ impl FuseMount {
     /// False once the session has ended, e.g. because the mount was removed from outside
     /// with `fusermount3 -u` or `umount`.
     pub fn is_alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.thread.as_ref().is_some_and(|t| !t.is_finished()) && !self.end.has_ended()
+    }
+
+    /// Calls `f` once the session has ended ([`FuseMount::is_alive`] false), on the
+    /// session's thread, or at once if it already has; a later call replaces an earlier
+    /// `f` not yet called. Lets a caller sleep until the mount goes away instead of
+    /// polling.
+    pub fn notify_end(&self, f: impl FnOnce() + Send + 'static) {
+        self.end.set(Box::new(f));
     }
 
     /// Unmounts and waits for the session to end, reporting what went wrong.
@@ -330,10 +340,16 @@ pub fn mount(
     }
     let _ = invalidate.notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
+    let end = Arc::new(EndNotice::default());
+    let ended = EndGuard(Arc::clone(&end));
     // If spawning fails, the closure and with it the session are dropped, which unmounts.
     let thread = thread::Builder::new()
         .name("vmount-fuse".to_owned())
-        .spawn(move || session.run())
+        .spawn(move || {
+            // Dropped after the session (which `run` consumes), also on a panic.
+            let _ended = ended;
+            session.run()
+        })
         .map_err(|e| FuseError::Io {
             context: format!(
                 "cannot start the FUSE session thread for {} (it was unmounted again)",
@@ -345,6 +361,7 @@ pub fn mount(
         mountpoint: path,
         unmounter,
         thread: Some(thread),
+        end,
         #[cfg(target_os = "linux")]
         queues,
     };
@@ -360,6 +377,52 @@ pub fn mount(
         set_readahead(&mount.mountpoint, opts.readahead_kib);
     }
     Ok(mount)
+}
+
+/// Who to tell when the session thread ends.
+#[derive(Default)]
+struct EndNotice(std::sync::Mutex<EndState>);
+
+#[derive(Default)]
+struct EndState {
+    ended: bool,
+    notify: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl EndNotice {
+    fn set(&self, f: Box<dyn FnOnce() + Send>) {
+        let mut st = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if st.ended {
+            drop(st);
+            f();
+        } else {
+            st.notify = Some(f);
+        }
+    }
+
+    fn has_ended(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).ended
+    }
+
+    fn fire(&self) {
+        let f = {
+            let mut st = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            st.ended = true;
+            st.notify.take()
+        };
+        if let Some(f) = f {
+            f();
+        }
+    }
+}
+
+/// Fires the [`EndNotice`] when the session thread's closure ends, however it ends.
+struct EndGuard(Arc<EndNotice>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.fire();
+    }
 }
 
 /// The kernel's switch for FUSE-over-io_uring (off by default; Linux 6.14+).

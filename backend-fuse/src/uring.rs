@@ -120,8 +120,10 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
     let payload = payload_size();
     let mut threads = Vec::with_capacity(cpus);
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+    let pulse = Arc::new(idle_class::Pulse::default());
     for qid in 0..cpus {
         let ops = Arc::clone(&ops);
+        let pulse = Arc::clone(&pulse);
         let device = Arc::clone(&device);
         let ready = ready_tx.clone();
         let mountpoint = mountpoint.to_owned();
@@ -134,6 +136,7 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
                     qid,
                     access,
                     mountpoint,
+                    pulse,
                 };
                 queue.run(payload, ready);
             })?;
@@ -158,7 +161,7 @@ pub(crate) fn start(ops: Arc<Ops>, access: Access, mountpoint: &Path) -> io::Res
         payload,
         "FUSE-over-io_uring queues registered"
     );
-    let watcher = idle_class::Watcher::start(idle)?;
+    let watcher = idle_class::Watcher::start(idle, pulse)?;
     Ok(Queues { threads, watcher })
 }
 
@@ -203,6 +206,8 @@ struct Queue {
     qid: usize,
     access: Access,
     mountpoint: PathBuf,
+    /// Wakes the idle-class watcher when it parked while nothing happened.
+    pulse: Arc<idle_class::Pulse>,
 }
 
 /// One ring entry: its header area, payload buffer and the iovec pair naming them, which
@@ -281,6 +286,7 @@ impl Queue {
                 }
             }
             pending.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+            self.pulse.touch();
         }
     }
 

@@ -165,11 +165,12 @@ pub fn start(
 
 /// Called by the daemon once its mount is usable: serves the metrics endpoint (bound
 /// before mounting) and registers the mount in the state directory, where a stop request
-/// sets `stop`. Dropping the result after the unmount removes the registration.
-pub fn serving(
+/// ends the wait through `stop`. Dropping the result after the unmount removes the
+/// registration.
+pub(crate) fn serving(
     plan: &MountPlan,
     backend: crate::platform::Backend,
-    stop: &Arc<std::sync::atomic::AtomicBool>,
+    stop: &Arc<crate::stop::Stop>,
     metrics: Option<std::net::TcpListener>,
 ) -> Option<state::Registration> {
     let metrics = metrics.and_then(|listener| {

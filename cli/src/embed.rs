@@ -117,11 +117,15 @@ impl Mount {
     ///
     /// Installs process-wide signal handlers (`signal-hook`) for those signals; a second
     /// signal while the unmount hangs exits the process with code 1, as `vmount` does.
+    /// They are removed when it returns, leaving a handler that ends the process with
+    /// code 1 on such a signal until the next `wait` installs its own. Sleeps while
+    /// nothing happens: on Linux, and for FUSE on macOS, nothing wakes it periodically
+    /// (an NFS mount on macOS is looked for once a second, Windows every 100 ms).
     pub fn wait(mut self) -> anyhow::Result<()> {
         let Some(active) = self.active.take() else {
             return Ok(());
         };
-        let stop = run::signals::watch()?;
+        let stop = crate::stop::Stop::install()?;
         match run::wait_for_end(&*active, &stop, &self.mountpoint) {
             End::Signal => active.unmount(),
             End::Vanished => {

@@ -40,6 +40,7 @@ pub mod run;
 pub mod service;
 #[doc(hidden)]
 pub mod state;
+mod stop;
 
 pub use vmount_core as core;
 pub use vmount_core::{

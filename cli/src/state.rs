@@ -14,8 +14,10 @@
 //!   and compared) is stale, and `status` removes it.
 //! - **Stopping works through the entry too:** `vmount stop` sends SIGTERM on unix; on
 //!   Windows, where a detached process has no console to send Ctrl-Break to, it creates
-//!   `<key>.stop`, which the daemon looks for every [`crate::run::POLL`] (on every OS, so
-//!   the path is the same everywhere) and treats like SIGTERM: a clean unmount.
+//!   `<key>.stop`, which the daemon treats like SIGTERM: a clean unmount. Windows
+//!   daemons look for it every [`crate::run::POLL`]; unix daemons, which `vmount stop`
+//!   signals instead, look only once a second while they are called (an idle daemon
+//!   does not wake at all).
 //! - **Where:** `$VMOUNT_STATE_DIR` if set (tests, several independent setups);
 //!   otherwise `/run/vmount` for root on Linux, `$XDG_STATE_HOME/vmount` or
 //!   `~/.local/state/vmount` for other Linux users, `~/Library/Application Support/vmount`
@@ -34,6 +36,7 @@ use vmount_core::stats::{self, BUCKETS, Op, OpSnapshot, Snapshot};
 
 use crate::plan::{FsPlan, MountPlan};
 use crate::platform::Backend;
+use crate::stop::Stop;
 
 /// Overrides the state directory.
 pub const STATE_DIR_ENV: &str = "VMOUNT_STATE_DIR";
@@ -318,22 +321,34 @@ pub fn alive(entry: &Entry) -> bool {
 }
 
 /// A mount registered in the state directory while its daemon serves it: the entry, a
-/// thread that keeps the counters file current and watches for a stop request. Dropping
-/// it (after the unmount) removes the files.
+/// thread that keeps the counters file current, hands freed heap memory back and
+/// watches for a stop request. Dropping it (after the unmount) removes the files.
 pub struct Registration {
     files: Files,
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How often the state thread wakes while the filesystem is called: to rewrite changed
+/// counters, and on Windows, where `vmount stop` asks through the stop file, to look for
+/// it (unix sends SIGTERM, so the file is only looked for once a second there, and not
+/// while the daemon idles).
+#[cfg(unix)]
+const TICK: Duration = Duration::from_secs(1);
+#[cfg(not(unix))]
+const TICK: Duration = crate::run::POLL;
+
+/// How often the counters file is rewritten (when they changed).
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
 impl Registration {
     /// Registers the mount of `plan`, served by `backend`, with its metrics endpoint at
-    /// `metrics`; a stop request sets `stop`. Failing to write the state only costs
-    /// `vmount status` its view of this mount, so it is a warning, not an error.
-    pub fn register(
+    /// `metrics`; a stop request ends the wait through `stop`. Failing to write the state
+    /// only costs `vmount status` its view of this mount, so it is a warning, not an error.
+    pub(crate) fn register(
         plan: &MountPlan,
         backend: Backend,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Stop>,
         metrics: Option<SocketAddr>,
     ) -> Option<Registration> {
         match Self::try_register(plan, backend, stop, metrics) {
@@ -348,7 +363,7 @@ impl Registration {
     fn try_register(
         plan: &MountPlan,
         backend: Backend,
-        stop: Arc<AtomicBool>,
+        stop: Arc<Stop>,
         metrics: Option<SocketAddr>,
     ) -> anyhow::Result<Registration> {
         let dir = create_dir()?;
@@ -402,37 +417,67 @@ impl Registration {
     }
 }
 
-/// The state thread: every [`crate::run::POLL`], look for a stop request; every second,
-/// rewrite the counters if they changed.
-fn tick(files: &Files, done: &AtomicBool, stop: &AtomicBool) {
+/// The state thread: every [`TICK`], look for a stop request; every [`WRITE_EVERY`],
+/// rewrite the counters if they changed, and hand freed heap memory back to the system
+/// if the filesystem was called since the last look or the one before (so once more
+/// after the calls stop). On unix, after [`SLEEP_AFTER`] without calls it sleeps until
+/// the next call, so that an idle daemon does not wake at all.
+fn tick(files: &Files, done: &AtomicBool, stop: &Stop) {
     let mut last = (0u64, 0u64);
     let mut since_write = Duration::ZERO;
+    let mut trim_pending = false;
+    let mut quiet = Duration::ZERO;
     while !done.load(Ordering::SeqCst) {
-        std::thread::sleep(crate::run::POLL);
-        since_write += crate::run::POLL;
+        if cfg!(unix) && quiet >= SLEEP_AFTER && !trim_pending {
+            // Woken by the next call, or early by the drop of the registration.
+            stats::global().sleep_until_called(last.0, IDLE_CHECK);
+            quiet = Duration::ZERO;
+            since_write = WRITE_EVERY; // publish what woke us now
+        } else {
+            std::thread::park_timeout(TICK);
+            since_write += TICK;
+        }
+        if done.load(Ordering::SeqCst) {
+            break;
+        }
         if files.stop.exists() {
             tracing::info!("stop requested through {}", files.stop.display());
             let _ = std::fs::remove_file(&files.stop);
-            stop.store(true, Ordering::SeqCst);
+            stop.request();
         }
-        if since_write >= Duration::from_secs(1) {
+        if since_write >= WRITE_EVERY {
             since_write = Duration::ZERO;
             let snap = stats::global().snapshot();
             let now = (snap.total_ops(), snap.total_errors());
-            if now != last {
+            let called = now != last;
+            if called {
                 last = now;
+                quiet = Duration::ZERO;
                 if let Err(e) = write_atomic(&files.counters, &counters_json(&snap)) {
                     tracing::debug!("cannot write {}: {e}", files.counters.display());
                 }
+            } else {
+                quiet += WRITE_EVERY;
             }
+            if called || trim_pending {
+                crate::run::release_free_memory();
+            }
+            trim_pending = called;
         }
     }
 }
+
+/// How long without calls before the state thread sleeps until the next one.
+const SLEEP_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest that sleep lasts: a safety net for a call that raced with falling asleep.
+const IDLE_CHECK: Duration = Duration::from_secs(60);
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.done.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         self.files.remove();

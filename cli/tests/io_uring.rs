@@ -349,6 +349,91 @@ impl Drop for Hogs {
     }
 }
 
+/// A closure that sends one request the kernel cannot answer from its caches: a lookup
+/// of a name never asked for before.
+fn poker(mnt: &Path) -> impl Fn() + use<> {
+    let mnt = mnt.to_path_buf();
+    let n = std::sync::atomic::AtomicU64::new(0);
+    move || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = fs::symlink_metadata(mnt.join(format!(".poke-{i}")));
+    }
+}
+
+/// Whether `cond` holds within a second, poking the mount between looks.
+fn eventually(poke: &impl Fn(), cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        poke();
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// While no request comes, the starvation watcher does not look every 250 ms for good:
+/// after 2 s it moves the idle-class queue threads to the normal class, where nothing
+/// can starve them, and sleeps. The next request wakes it, and the threads go back to
+/// `SCHED_IDLE` at once.
+#[test]
+fn idle_queues_park_in_the_normal_class_and_return_with_work() {
+    let test = "idle_queues_park_in_the_normal_class_and_return_with_work";
+    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::default()) else {
+        return;
+    };
+    if kernel_has_uring(test).is_none() {
+        return;
+    }
+    let pid = m.daemon.child.id();
+    let queue_policies = || policies(pid, "vmount-uring-");
+    let poke = poker(m.path());
+    let idle = libc::SCHED_IDLE as u32;
+    let normal = libc::SCHED_OTHER as u32;
+    assert!(
+        eventually(&poke, || queue_policies().iter().all(|&p| p == idle)),
+        "{:?}",
+        queue_policies()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while !queue_policies().iter().all(|&p| p == normal) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue threads were not parked in the normal class 8 s after the last \
+             request: {:?}",
+            queue_policies()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sched = |m: &BTreeMap<u32, (String, u64)>| {
+        m.values()
+            .filter(|(n, _)| n == "vmount-sched")
+            .map(|(_, s)| *s)
+            .sum::<u64>()
+    };
+    let before = sched(&common::thread_switches(pid));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let woke = sched(&common::thread_switches(pid)) - before;
+    assert!(
+        woke <= 1,
+        "the parked watcher woke {woke} times in a second"
+    );
+    let t = std::time::Instant::now();
+    assert!(
+        eventually(&poke, || queue_policies().iter().all(|&p| p == idle)),
+        "a request did not bring the queue threads back to SCHED_IDLE: {:?}",
+        queue_policies()
+    );
+    eprintln!(
+        "{test}: back in SCHED_IDLE {:?} after the first request",
+        t.elapsed()
+    );
+    m.finish();
+}
+
 /// The queue threads run in `SCHED_IDLE` (a woken caller stays on its CPU), which alone
 /// would starve them while normal work fills every CPU: creates took 2.7-8.3 ms each
 /// instead of 15 µs. The daemon moves a starved thread to the normal class and back once
@@ -365,8 +450,11 @@ fn busy_cpus_do_not_starve_the_io_uring_queues() {
     let pid = m.daemon.child.id();
     let idle = libc::SCHED_IDLE as u32;
     let queue_policies = || policies(pid, "vmount-uring-");
+    // Requests keep the watcher from parking them in the normal class (see
+    // `idle_queues_park_in_the_normal_class_and_return_with_work`).
+    let poke = poker(m.path());
     assert!(
-        queue_policies().iter().all(|&p| p == idle),
+        eventually(&poke, || queue_policies().iter().all(|&p| p == idle)),
         "{:?}",
         queue_policies()
     );
@@ -403,6 +491,7 @@ fn busy_cpus_do_not_starve_the_io_uring_queues() {
     let calm_from = cpu_idle_times();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
     while !queue_policies().iter().all(|&p| p == idle) {
+        poke();
         if std::time::Instant::now() >= deadline {
             let busiest = least_idle_share(&calm_from, &cpu_idle_times());
             assert!(

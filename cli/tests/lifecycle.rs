@@ -246,3 +246,37 @@ fn vmount_unmount_of_a_live_mount() {
     );
     assert_eq!(mounted_fstype(&setup.mountpoint), None);
 }
+
+/// An idle daemon sleeps: none of its threads wakes while nothing calls the mount (it
+/// woke 24 times a second before: polls for signals, for a stop request, and of the
+/// io_uring queues), so an idle laptop's CPU may stay in its deep sleep states. It still
+/// answers at once: calls after the sleep are served, and SIGTERM unmounts promptly.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_daemon_sleeps_and_still_answers() {
+    let test = "an_idle_daemon_sleeps_and_still_answers";
+    for kind in [common::Kind::Memfs, common::Kind::Loopback] {
+        let Some(m) = common::Mounted::new(test, kind, common::Extra::default()) else {
+            return;
+        };
+        exercise(m.path());
+        common::assert_daemon_falls_asleep(
+            &format!("{test} ({})", kind.name()),
+            m.daemon.child.id(),
+        );
+        let file = m.path().join("after-sleep.txt");
+        std::fs::write(&file, b"awake\n").expect("write after the sleep");
+        assert_eq!(
+            std::fs::read(&file).expect("read after the sleep"),
+            b"awake\n"
+        );
+        let t = std::time::Instant::now();
+        m.finish();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{test} ({}): SIGTERM took {:?} to unmount an idle daemon",
+            kind.name(),
+            t.elapsed()
+        );
+    }
+}

@@ -186,6 +186,29 @@ fn serves_prints_the_commands_lists_and_stops_on_sigterm() {
     served.stop();
 }
 
+/// An idle NFS server sleeps (it woke 20 times a second before) and still serves at once
+/// afterwards, and SIGTERM ends it promptly.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_server_sleeps_and_still_answers() {
+    let test = "an_idle_server_sleeps_and_still_answers";
+    if !libnfs_or_skip(test) {
+        return;
+    }
+    let served = Served::start("idle", "type = \"memfs\"");
+    let work = tempfile::tempdir().unwrap();
+    round_trip(&served, work.path(), "before.bin", 1 << 20);
+    common::assert_daemon_falls_asleep(test, served.daemon.child.id());
+    round_trip(&served, work.path(), "after.bin", 1 << 20);
+    let t = std::time::Instant::now();
+    served.stop();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "SIGTERM took {:?} to stop an idle server",
+        t.elapsed()
+    );
+}
+
 #[test]
 fn memfs_64_mib_round_trip() {
     if !libnfs_or_skip("memfs_64_mib_round_trip") {

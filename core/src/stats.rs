@@ -21,8 +21,9 @@
 //!   read, GETATTR), so the NFS server records per procedure instead, and the counts
 //!   match what clients asked for.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::wrap::{Around, Wrapped};
@@ -143,6 +144,10 @@ fn bucket_bounds(i: usize) -> (u64, u64) {
 /// The live counters of every operation, updated concurrently by the serving threads.
 pub struct OpStats {
     ops: [Cell; OP_COUNT],
+    /// Whether a thread sleeps in [`OpStats::sleep_until_called`].
+    sleeping: AtomicBool,
+    /// That thread.
+    sleeper: Mutex<Option<std::thread::Thread>>,
 }
 
 impl Default for OpStats {
@@ -156,6 +161,8 @@ impl OpStats {
     pub const fn new() -> OpStats {
         OpStats {
             ops: [const { Cell::new() }; OP_COUNT],
+            sleeping: AtomicBool::new(false),
+            sleeper: Mutex::new(None),
         }
     }
 
@@ -173,6 +180,41 @@ impl OpStats {
         }
         cell.total_ns.fetch_add(ns, Relaxed);
         cell.buckets[bucket(ns)].fetch_add(1, Relaxed);
+        if self.sleeping.load(Relaxed) {
+            self.wake_sleeper();
+        }
+    }
+
+    #[cold]
+    fn wake_sleeper(&self) {
+        if self.sleeping.swap(false, SeqCst)
+            && let Some(t) = &*self.sleeper.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            t.unpark();
+        }
+    }
+
+    /// Calls of every operation so far.
+    pub fn total_calls(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|c| c.count.load(Relaxed))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Parks the calling thread until a call is recorded after the first `seen`, it is
+    /// unparked, or `timeout` passes; returns at once if one already was. For a thread
+    /// that publishes the counters, so that it need not wake while nothing is called:
+    /// recording costs one more relaxed load while nobody sleeps. One sleeper at a time
+    /// (a second one takes the place of the first, which then wakes at its timeout),
+    /// and a call that races with falling asleep may be noticed only at the timeout.
+    pub fn sleep_until_called(&self, seen: u64, timeout: Duration) {
+        *self.sleeper.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+        self.sleeping.store(true, SeqCst);
+        if self.total_calls() == seen {
+            std::thread::park_timeout(timeout);
+        }
+        self.sleeping.store(false, SeqCst);
     }
 
     /// Counts `op` as [`OpStats::record`] does, timed from `started` to now.

@@ -1473,3 +1473,71 @@ pub mod rpc {
         }
     }
 }
+
+/// Context switches (voluntary and not) of each thread of process `pid`, by thread id,
+/// with the thread's name (Linux `/proc`).
+#[cfg(target_os = "linux")]
+pub fn thread_switches(pid: u32) -> std::collections::BTreeMap<u32, (String, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .unwrap_or("?")
+            .trim()
+            .to_owned();
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+            .sum();
+        out.insert(tid, (name, switches));
+    }
+    out
+}
+
+/// An idle daemon must not wake: once nothing has called the mount for a while, a
+/// window of [`IDLE_WINDOW`] must pass with at most one wake-up of all its threads
+/// together. Waits up to 15 s for such a window (the daemon's threads fall asleep a
+/// few seconds after the last call), else fails naming the threads that kept waking.
+#[cfg(target_os = "linux")]
+#[track_caller]
+pub fn assert_daemon_falls_asleep(test: &str, pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut before = thread_switches(pid);
+    loop {
+        std::thread::sleep(IDLE_WINDOW);
+        let after = thread_switches(pid);
+        let woke: Vec<(String, u64)> = after
+            .iter()
+            .map(|(tid, (name, n))| {
+                let was = before.get(tid).map_or(0, |(_, b)| *b);
+                (name.clone(), n.saturating_sub(was))
+            })
+            .filter(|(_, d)| *d > 0)
+            .collect();
+        let total: u64 = woke.iter().map(|(_, d)| d).sum();
+        if total <= 1 {
+            eprintln!("{test}: the idle daemon slept through {IDLE_WINDOW:?} ({total} wake-ups)");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{test}: the idle daemon still woke {total} times in {IDLE_WINDOW:?} 15 s after \
+             the last call: {woke:?}"
+        );
+        before = after;
+    }
+}
+
+/// See [`assert_daemon_falls_asleep`].
+pub const IDLE_WINDOW: Duration = Duration::from_secs(3);

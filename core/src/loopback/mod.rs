@@ -485,6 +485,16 @@ const OPATH_REFUSED: u8 = 2;
 /// directory entries, whether it succeeded or not.
 struct EntriesChange<'a>(&'a AtomicU64);
 
+/// Ends the reader of the change events, which otherwise sleeps until the next event.
+#[cfg(target_os = "linux")]
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        if let Some(w) = self.watch.get() {
+            w.finish();
+        }
+    }
+}
+
 impl Drop for EntriesChange<'_> {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);

@@ -46,10 +46,12 @@ const MASK: u64 = libc::FAN_CREATE
 /// Events that change a directory's entries (and so its size, times, link count).
 const DIRENT: u64 = libc::FAN_CREATE | libc::FAN_DELETE | libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO;
 
-/// The fanotify group.
+/// The fanotify group, and the eventfd that tells its reader the filesystem is gone
+/// (so that the reader sleeps until something happens instead of looking every second).
 #[derive(Debug)]
 pub(super) struct Watcher {
     fan: OwnedFd,
+    gone: OwnedFd,
 }
 
 impl Watcher {
@@ -70,10 +72,25 @@ impl Watcher {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: a descriptor we just got and own.
+        let fan = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: plain flags; the result is checked.
+        let gone = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if gone < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(Watcher {
+            fan,
             // SAFETY: a descriptor we just got and own.
-            fan: unsafe { OwnedFd::from_raw_fd(fd) },
+            gone: unsafe { OwnedFd::from_raw_fd(gone) },
         })
+    }
+
+    /// Tells the reader ([`Watcher::run`]) to end: the filesystem is being dropped.
+    pub(super) fn finish(&self) {
+        let one: u64 = 1;
+        // SAFETY: eight readable bytes, as an eventfd write takes.
+        let _ = unsafe { libc::write(self.gone.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
     fn mark_op(&self, op: libc::c_uint, dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -105,8 +122,8 @@ impl Watcher {
         let _ = self.mark_op(libc::FAN_MARK_REMOVE, dir);
     }
 
-    /// Reads events until the filesystem is gone (`table` no longer upgrades), passing
-    /// the changes of known objects to `sink`.
+    /// Reads events until the filesystem is gone ([`Watcher::finish`], or `table` no
+    /// longer upgrades), passing the changes of known objects to `sink`.
     /// `xattr_epoch` is bumped for every batch read, before its events are handled (see
     /// `Loopback::getxattr`).
     pub(super) fn run(
@@ -120,14 +137,16 @@ impl Watcher {
         // u64 words: the kernel writes whole, aligned event records.
         let mut buf = vec![0u64; 8192];
         loop {
-            let mut pfd = libc::pollfd {
-                fd: self.fan.as_raw_fd(),
+            let mut pfds = [self.fan.as_raw_fd(), self.gone.as_raw_fd()].map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
-            };
-            // SAFETY: one valid pollfd. A timeout lets the thread notice the filesystem
-            // was dropped.
-            let r = unsafe { libc::poll(&mut pfd, 1, 1000) };
+            });
+            // SAFETY: two valid pollfds.
+            let r = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+            if pfds[1].revents != 0 {
+                return;
+            }
             let Some(table) = table.upgrade() else { return };
             if r <= 0 {
                 continue;
