@@ -387,6 +387,27 @@ fn eventually(poke: &impl Fn(), cond: impl Fn() -> bool) -> bool {
     }
 }
 
+/// A memfs mounted with io_uring queues, for the tests of the queue threads' scheduling
+/// class, with this binary's other CPU-loading tests held off; `None` when skipped.
+struct Sched {
+    m: Mounted,
+    pid: u32,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Sched {
+    fn mount(test: &str) -> Option<Sched> {
+        let serial = cpu_load_lock();
+        let m = Mounted::new(test, Kind::Memfs, Extra::default())?;
+        kernel_has_uring(test)?;
+        Some(Sched {
+            pid: m.daemon.child.id(),
+            m,
+            _serial: serial,
+        })
+    }
+}
+
 /// While no request comes, the starvation watcher does not look every 250 ms for good:
 /// after 2 s it moves the idle-class queue threads to the normal class, where nothing
 /// can starve them, and sleeps. The next request wakes it, and the threads go back to
@@ -394,14 +415,9 @@ fn eventually(poke: &impl Fn(), cond: impl Fn() -> bool) -> bool {
 #[test]
 fn idle_queues_park_in_the_normal_class_and_return_with_work() {
     let test = "idle_queues_park_in_the_normal_class_and_return_with_work";
-    let _serial = cpu_load_lock();
-    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::default()) else {
+    let Some(Sched { m, pid, _serial }) = Sched::mount(test) else {
         return;
     };
-    if kernel_has_uring(test).is_none() {
-        return;
-    }
-    let pid = m.daemon.child.id();
     let queue_policies = || policies(pid, "vmount-uring-");
     let poke = poker(m.path());
     let idle = libc::SCHED_IDLE as u32;
@@ -454,14 +470,9 @@ fn idle_queues_park_in_the_normal_class_and_return_with_work() {
 #[test]
 fn busy_cpus_do_not_starve_the_io_uring_queues() {
     let test = "busy_cpus_do_not_starve_the_io_uring_queues";
-    let _serial = cpu_load_lock();
-    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::default()) else {
+    let Some(Sched { m, pid, _serial }) = Sched::mount(test) else {
         return;
     };
-    if kernel_has_uring(test).is_none() {
-        return;
-    }
-    let pid = m.daemon.child.id();
     let idle = libc::SCHED_IDLE as u32;
     let queue_policies = || policies(pid, "vmount-uring-");
     // Requests keep the watcher from parking them in the normal class (see
@@ -536,14 +547,9 @@ fn busy_cpus_do_not_starve_the_io_uring_queues() {
 #[test]
 fn a_queue_thread_returns_to_the_idle_class_while_its_callers_keep_the_cpu_busy() {
     let test = "a_queue_thread_returns_to_the_idle_class_while_its_callers_keep_the_cpu_busy";
-    let _serial = cpu_load_lock();
-    let Some(m) = Mounted::new(test, Kind::Memfs, Extra::default()) else {
+    let Some(Sched { m, pid, _serial }) = Sched::mount(test) else {
         return;
     };
-    if kernel_has_uring(test).is_none() {
-        return;
-    }
-    let pid = m.daemon.child.id();
     let queue_policies = || policies(pid, "vmount-uring-");
     let idle = libc::SCHED_IDLE as u32;
     let poke = poker(m.path());
