@@ -208,7 +208,7 @@ impl Pulse {
     #[cold]
     fn unpark(&self) {
         if self.parked.swap(false, Ordering::AcqRel) {
-            self.state.lock().unwrap_or_else(|e| e.into_inner()).woken = true;
+            self.lock().woken = true;
             self.wake.notify_all();
         }
     }
@@ -263,11 +263,10 @@ impl Watcher {
         if watched.is_empty() {
             return Ok(None);
         }
-        let shared = pulse;
-        let s = Arc::clone(&shared);
+        let shared = Arc::clone(&pulse);
         let thread = thread::Builder::new()
             .name("vmount-sched".to_owned())
-            .spawn(move || watch(watched, &s))?;
+            .spawn(move || watch(watched, &pulse))?;
         Ok(Some(Watcher {
             shared,
             thread: Some(thread),

@@ -63,7 +63,9 @@ impl FuseMount {
     /// False once the session has ended, e.g. because the mount was removed from outside
     /// with `fusermount3 -u` or `umount`.
     pub fn is_alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished()) && !self.end.has_ended()
+        // The end notice fires as the session thread's last act, so it also covers a
+        // finished thread.
+        self.thread.is_some() && !self.end.has_ended()
     }
 
     /// Calls `f` once the session has ended ([`FuseMount::is_alive`] false), on the

@@ -23,7 +23,7 @@ use crate::platform::{self, Backend, MountFailure};
 use crate::stop::{MountTable, Stop};
 
 /// How often the foreground daemon looks for signals and for a vanished mount where
-/// nothing can wake it (Windows), and shortly after the mount table changed.
+/// nothing can wake it (Windows).
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// How often it looks for a vanished mount that nothing reports (an NFS mount off Linux).
@@ -109,7 +109,6 @@ pub(crate) fn wait_for_end(active: &dyn Active, stop: &Stop, mp: &Path) -> End {
     } else {
         UNREPORTED_POLL
     };
-    let mut settle_until = None;
     loop {
         if stop.is_requested() {
             tracing::info!("signal received; unmounting {}", mp.display());
@@ -119,18 +118,10 @@ pub(crate) fn wait_for_end(active: &dyn Active, stop: &Stop, mp: &Path) -> End {
             tracing::warn!("{} was unmounted from outside; exiting", mp.display());
             return End::Vanished;
         }
-        // Shortly after a change of the mount table, look again soon: the change may be
-        // on its way to the backend.
-        let settling = settle_until.is_some_and(|t| std::time::Instant::now() < t);
-        let timeout = if settling { POLL } else { quiet };
-        if stop.sleep(timeout, &table) {
-            settle_until = Some(std::time::Instant::now() + SETTLE);
-        }
+        // A change of the mount table wakes it too; `is_alive` then reads the table.
+        stop.sleep(quiet, &table);
     }
 }
-
-/// How long the wait keeps looking every [`POLL`] after the mount table changed.
-const SETTLE: Duration = Duration::from_secs(2);
 
 /// Returns the allocator's free memory to the system (glibc's `malloc_trim`). A daemon
 /// that frees a lot (memfs after deletes; the blocking pool's per-thread arenas under NFS

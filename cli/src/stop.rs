@@ -147,10 +147,11 @@ impl Stop {
         None
     }
 
-    /// Sleeps until woken, until `table` reports a change of the mount table, or for at
-    /// most `timeout`. Returns whether the mount table changed.
+    /// Sleeps until woken, until `table` reports a change of the mount table (Linux
+    /// reports one as POLLERR|POLLPRI, once to each poll that sees it), or for at most
+    /// `timeout`.
     #[cfg(unix)]
-    pub(crate) fn sleep(&self, timeout: Duration, table: &MountTable) -> bool {
+    pub(crate) fn sleep(&self, timeout: Duration, table: &MountTable) {
         use std::io::Read as _;
         use std::os::fd::AsRawFd as _;
 
@@ -167,24 +168,19 @@ impl Stop {
             },
         ];
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // A timeout, or EINTR from a signal whose byte is on its way, returns too.
         // SAFETY: two valid pollfds (poll skips one whose fd is negative).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if n <= 0 {
-            return false; // timeout, or EINTR from a signal whose byte is on its way
-        }
-        if fds[0].revents & libc::POLLIN != 0 {
+        if n > 0 && fds[0].revents & libc::POLLIN != 0 {
             let mut buf = [0u8; 64];
             while matches!((&self.wake.rx).read(&mut buf), Ok(n) if n > 0) {}
         }
-        // Linux reports a change as POLLERR|POLLPRI, once to each poll that sees it.
-        fds[1].revents & (libc::POLLPRI | libc::POLLERR) != 0
     }
 
     /// Sleeps for `timeout`, but at most [`crate::run::POLL`]: nothing can wake this wait.
     #[cfg(not(unix))]
-    pub(crate) fn sleep(&self, timeout: Duration, _table: &MountTable) -> bool {
+    pub(crate) fn sleep(&self, timeout: Duration, _table: &MountTable) {
         std::thread::sleep(timeout.min(crate::run::POLL));
-        false
     }
 }
 

@@ -328,12 +328,7 @@ impl Hogs {
             .map(|cpu| {
                 let stop = std::sync::Arc::clone(&stop);
                 std::thread::spawn(move || {
-                    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it.
-                    unsafe {
-                        let mut set: libc::cpu_set_t = std::mem::zeroed();
-                        libc::CPU_SET(cpu, &mut set);
-                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                    }
+                    pin_to_cpu(cpu);
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         std::hint::spin_loop();
                     }
@@ -341,6 +336,16 @@ impl Hogs {
             })
             .collect();
         Hogs { stop, threads }
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
@@ -568,12 +573,7 @@ fn a_queue_thread_returns_to_the_idle_class_while_its_callers_keep_the_cpu_busy(
         }
     }
     // Now only this caller, pinned to one CPU, keeps that CPU busy with its requests.
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    pin_to_cpu(0);
     let t = std::time::Instant::now();
     let limit = std::time::Duration::from_secs(4);
     while !queue_policies().iter().all(|&p| p == idle) {
