@@ -8,6 +8,12 @@
 //! idle, so in that class the caller stays. Measured on the 2-CPU VM with the daemon in
 //! its own session (as `vmount start` and the bench run it), memfs create+close and
 //! unlink: 15.9 and 9.7 µs in the idle class, 18.5-27 and 32-36 µs in the normal class.
+//! Worse, in the normal class a caller that was once moved keeps hopping between CPUs.
+//! It goes to whichever CPU is idle, so its next request lands on that CPU's queue, and
+//! the queue thread there is busy when the reply comes, so it moves again. An
+//! unprivileged daemon (normal class, see below) served 3,000 creates, chmods and
+//! unlinks at 66-101, 44-60 and 39-45 µs per call this way, against 15, 6 and 8 µs for
+//! root (README, Limitations).
 //!
 //! # Why not always
 //! An idle-class thread runs only when no normal thread wants its CPU. With every CPU
