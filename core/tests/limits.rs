@@ -520,10 +520,10 @@ fn huge_requests_do_not_allocate() {
     assert_eq!(fs.truncate(f.ino, 1 << 40).unwrap().size, 1 << 40);
     assert!(mem.used_bytes() < SMALL);
     assert_eq!(fs.vfs.statfs(&ctx(), Ino::ROOT).unwrap().bfree, free_before);
-    // Scattered single bytes each cost a page or chunk; the limit stops them with ENOSPC
-    // before more than the limit is held.
+    // Scattered single bytes each cost an allocation unit (memfs: 64 bytes); the limit
+    // stops them with ENOSPC before more than the limit is held.
     let mut saw_enospc = false;
-    for i in 0..1024u64 {
+    for i in 0..32_768u64 {
         match fs.vfs.write(&ctx(), f.ino, None, i << 30, b"x") {
             Ok(1) => {}
             Err(VfsError::NoSpace) => {
@@ -533,7 +533,7 @@ fn huge_requests_do_not_allocate() {
             other => panic!("scattered write {i}: {other:?}"),
         }
     }
-    assert!(saw_enospc, "1024 scattered pages fit into 1 MiB");
+    assert!(saw_enospc, "32,768 scattered bytes fit into 1 MiB");
     assert!(
         mem.used_bytes() <= 1 << 20,
         "{} bytes held",

@@ -6,7 +6,9 @@
 //!   chunks it covers (so writing a file in 4107-byte pieces is linear), and the memory
 //!   held is the sum of the chunks' capacities, counted exactly in [`MemFs::used_bytes`].
 //!   A chunk being appended to may grow geometrically; flush, fsync and release cut it back
-//!   to the next 4 KiB multiple, so a 100-byte file pins 4 KiB, not 64 KiB.
+//!   to the next 64-byte multiple, so a 100-byte file pins 128 bytes, not 64 KiB (nor a
+//!   4 KiB page, which the heap has no reason to hand out). A file of one chunk keeps it
+//!   without a tree (`chunks.rs`): a one-entry `BTreeMap` costs a 368-byte node.
 //! - **Kernel-held contents** (Linux, root; [`MemFsOptions::kernel_data`]). Regular
 //!   files may keep their bytes in unnamed files of a private tmpfs instead (see
 //!   `host.rs`), so FUSE can pass reads and writes through to the kernel. Names,
@@ -48,6 +50,7 @@
 //! - **No SELinux label** (`security.selinux` is `NotSupported`), as for loopback: see
 //!   [`is_selinux_label`].
 
+mod chunks;
 mod data;
 #[cfg(target_os = "linux")]
 mod host;
