@@ -65,15 +65,18 @@ fn pieces(off: u64, end: u64) -> impl Iterator<Item = (u64, usize, usize, u64)> 
 }
 
 /// The capacity a chunk of capacity `cap` needs to hold `new_len` bytes: unchanged when it
-/// fits, else the next [`GRAIN`] multiple, or (`geometric`) the next power of two and at
-/// least double the old capacity. Powers of two keep the steps few from a small start: a
-/// chunk filled by 4107-byte appends is reallocated 4 times, not 5 as from 4160 bytes.
+/// fits, else the next [`GRAIN`] multiple; when `geometric` and the chunk already held
+/// bytes, the next power of two and at least double the old capacity. A chunk's first
+/// allocation is exact, since most files are written in one piece and a file nobody trims
+/// (an NFS write is trimmed only by a COMMIT or a stable write) should not pin twice its
+/// size. Powers of two after that keep the steps few from a small start: a chunk filled
+/// by 4107-byte appends is allocated 4 times, not 5 as when doubling 4160 bytes.
 fn grown_capacity(cap: usize, new_len: usize, geometric: bool) -> usize {
     if new_len <= cap {
         return cap;
     }
     let exact = round_grain(new_len as u64) as usize;
-    if geometric {
+    if geometric && cap > 0 {
         let doubled = new_len.next_power_of_two().max(cap * 2);
         exact.max(doubled.min(CHUNK as usize))
     } else {
@@ -465,6 +468,25 @@ mod tests {
         d.trim();
         assert_eq!(d.held, round_grain(41070));
         assert!(d.grown.is_empty());
+    }
+
+    #[test]
+    fn first_allocation_is_exact_then_powers_of_two() {
+        let mut d = FileData::default();
+        d.write(0, &[1; 5000], true);
+        assert_eq!(
+            (d.held, d.grown.len()),
+            (5056, 0),
+            "one piece: exact, nothing to trim"
+        );
+        d.write(5000, &[2; 5000], true);
+        assert_eq!(d.held, 16384, "growing: the next power of two");
+        d.write(10_000, &[3; 7000], true);
+        assert_eq!(d.held, 32768, "at least double");
+        d.trim();
+        assert_eq!((d.held, d.grown.len()), (round_grain(17_000), 0));
+        assert_eq!(read_all(&d, 4999, 2), [1, 2]);
+        assert_eq!(read_all(&d, 16_999, 2), [3, 0]);
     }
 
     #[test]
