@@ -1,12 +1,12 @@
 //! The chunk map of one file: chunk index to bytes, without a tree for one chunk.
 //!
-//! Most files fit in one 64 KiB chunk, and a `BTreeMap` holding a single entry allocates
-//! a whole leaf node for it (11 slots: 368 bytes for `u64` keys and `Vec` values), more
-//! than a 100-byte file's data and as much as the rest of its inode. A file with one
+//! Most files fit in one 64 KiB chunk, and a `BTreeMap` holding a single entry allocates a
+//! whole leaf node for it (11 slots: 368 bytes for `u64` keys and `Vec` values), more than
+//! a 100-byte file's data and nearly as much as the rest of its inode. A file with one
 //! chunk keeps it inline; the tree is made when a second chunk arrives and given up when
 //! removals leave one. 2,000 files of 100 bytes cost 625 bytes of heap each without the
-//! node (`core/tests/memfs_memory.rs`); the daemon's RSS grew by about 1,020 bytes per
-//! file with it and 630 without, over 100,000 such files.
+//! node (`core/tests/memfs_memory.rs`); the daemon's RSS grew by about 1,020 bytes per file
+//! with it and 630 without, over 100,000 such files.
 
 use std::collections::{BTreeMap, btree_map};
 use std::ops::RangeBounds;
