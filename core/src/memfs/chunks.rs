@@ -85,16 +85,13 @@ impl Chunks {
         }
     }
 
-    pub(super) fn insert(&mut self, idx: u64, v: Vec<u8>) {
-        *self.slot(idx) = v;
-    }
-
     pub(super) fn remove(&mut self, idx: u64) -> Option<Vec<u8>> {
         let gone = match self {
-            Chunks::One(i, _) if *i == idx => match std::mem::take(self) {
-                Chunks::One(_, v) => Some(v),
-                Chunks::Many(_) => None,
-            },
+            Chunks::One(i, v) if *i == idx => {
+                let v = std::mem::take(v);
+                *self = Chunks::default();
+                Some(v)
+            }
             Chunks::One(..) => None,
             Chunks::Many(m) => m.remove(&idx),
         };
@@ -176,7 +173,7 @@ mod tests {
             let mut c = Chunks::default();
             let mut model = BTreeMap::new();
             for i in 0..n {
-                c.insert(i * 2 + 1, vec![i as u8 + 1]);
+                *c.slot(i * 2 + 1) = vec![i as u8 + 1];
                 model.insert(i * 2 + 1, vec![i as u8 + 1]);
             }
             for (a, b) in [(0, 0), (0, 1), (1, 1), (2, 2), (0, 9), (3, 6), (10, 20)] {
@@ -189,7 +186,7 @@ mod tests {
                 let mut c2 = Chunks::default();
                 let mut m2 = model.clone();
                 for (&i, v) in &model {
-                    c2.insert(i, v.clone());
+                    *c2.slot(i) = v.clone();
                 }
                 let gone = c2.split_off(keep);
                 let gone_model = m2.split_off(&keep);

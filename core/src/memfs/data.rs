@@ -402,7 +402,9 @@ pub(super) fn copy_range(
             let s_idx = s_pos / CHUNK;
             let s_from = (s_pos - s_idx * CHUNK) as usize;
             let len = d_to - d_from;
-            let mut d = dst.chunks.remove(d_idx).unwrap_or_default();
+            // Taken out (leaving an empty placeholder) so that the source may be another
+            // chunk of `dst`; put back below, so the chunk map never changes shape here.
+            let mut d = std::mem::take(dst.chunks.slot(d_idx));
             let old_cap = d.capacity();
             if d.len() < d_to {
                 let cap = grown_capacity(old_cap, d_to, false);
@@ -421,7 +423,7 @@ pub(super) fn copy_range(
                 }
             }
             dst.held = dst.held + d.capacity() as u64 - old_cap as u64;
-            dst.chunks.insert(d_idx, d);
+            *dst.chunks.slot(d_idx) = d;
         }
     }
 }
