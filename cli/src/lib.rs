@@ -29,6 +29,8 @@ mod embed;
 #[doc(hidden)]
 pub mod init;
 #[doc(hidden)]
+pub mod logging;
+#[doc(hidden)]
 pub mod metrics;
 #[doc(hidden)]
 pub mod plan;

@@ -255,15 +255,9 @@ fn init_logging(verbose: u8) {
         }
         _ => EnvFilter::new(level),
     };
-    // A second initialisation can only come from a test harness; ignoring it is right.
     use std::io::IsTerminal as _;
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(color)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    vmount::logging::init(filter, color);
 }
 
 /// Reads, parses and validates the config named in `args`.

@@ -186,12 +186,7 @@ fn fail(e: &anyhow::Error, code: u8) -> ExitCode {
 
 fn init_logging(verbose: bool) {
     let level = if verbose { "info" } else { "warn" };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    vmount::logging::init(tracing_subscriber::EnvFilter::new(level), false);
 }
 
 /// Starts `mount.vmount --foreground ...` detached and waits until it has mounted.
