@@ -728,9 +728,11 @@ fn ioctls_are_refused_quietly(kind: Kind) {
             let mut out = 0u64;
             // SAFETY: both commands write at most 8 bytes through the pointer given.
             let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as _, &mut out) };
-            (r == 0)
-                .then_some(0)
-                .unwrap_or_else(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+            if r == 0 {
+                0
+            } else {
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            }
         };
         const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
         for _ in 0..50 {
