@@ -17,7 +17,13 @@
 //!   heap memfs without the writeback cache, which run over fuser's `/dev/fuse` loop
 //!   (`io_uring = "off"`), the transport of every kernel without it.
 //!
-//! Both are installed by `.ci/test`. Without them (or without root, which pjdfstest needs
+//! - stress-ng (Debian's package), 35 of its filesystem stressors at once for 10 s, with
+//!   `--verify`: memfs and loopback with the defaults and with the writeback cache. Each
+//!   mount is judged against a native run as pjdfstest is, and its daemon must log no
+//!   warning or error (the check that found a whole-mount `syncfs` failure after unlinks
+//!   under the writeback cache, and a log line per ioctl).
+//!
+//! pjdfstest and fsx are installed by `.ci/test`, stress-ng by `.ci/setup`. Without them (or without root, which pjdfstest needs
 //! to switch users) the tests skip with the reason, except on Linux CI, where they fail.
 #![cfg(target_os = "linux")]
 
@@ -124,8 +130,8 @@ fn run_pjdfstest(bin: &Path, config: &Path, dir: &Path, secondary: &Path) -> Pjd
     run
 }
 
-/// A fresh 0755 directory for one pjdfstest run (the tested directory or its secondary
-/// filesystem), optionally with a tmpfs mounted on it; `Drop` unmounts it.
+/// A fresh 0755 directory for one pjdfstest or stress-ng run (the tested directory or its
+/// secondary filesystem), optionally with a tmpfs mounted on it; `Drop` unmounts it.
 struct Scratch {
     dir: PathBuf,
     tmpfs: bool,
@@ -133,16 +139,27 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// A plain directory on /tmp, or, with `tmpfs`, a tmpfs mounted in one (a plain
-    /// directory if mounting fails; `tmpfs` says which it is).
+    /// A plain directory on /tmp, or, with `tmpfs`, a 256 MiB tmpfs mounted in one (a
+    /// plain directory if mounting fails; `tmpfs` says which it is).
     fn new(tmpfs: bool) -> Scratch {
+        Scratch::sized(tmpfs, "256m")
+    }
+
+    /// As [`Scratch::new`], with a tmpfs of `size` (tmpfs's `size=` syntax).
+    fn sized(tmpfs: bool, size: &str) -> Scratch {
         let temp = common::open_tempdir_on_tmp("vmount-pjd-");
         let dir = temp.path().join("d");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let tmpfs = tmpfs
             && Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "mode=0755,size=256m", "vmount-pjd"])
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("mode=0755,size={size}"),
+                    "vmount-pjd",
+                ])
                 .arg(&dir)
                 .status()
                 .is_ok_and(|s| s.success());
@@ -459,4 +476,187 @@ fn fsx_loopback_passthrough_on() {
         100_000,
         17,
     );
+}
+
+/// The stressors of stress-ng's filesystem class that exercise the tested directory (the
+/// rest mount filesystems, watch the whole system or need features neither vmount nor
+/// tmpfs has: bind-mount, binderfs, chattr, dnotify, fanotify, fiemap, inode-flags,
+/// inotify, procfs, verity, ...). All run at once, one instance each.
+const STRESSORS: &[&str] = &[
+    "access",
+    "chdir",
+    "chmod",
+    "chown",
+    "copy-file",
+    "dentry",
+    "dir",
+    "dirdeep",
+    "dirmany",
+    "fallocate",
+    "fcntl",
+    "file-ioctl",
+    "filename",
+    "flock",
+    "fpunch",
+    "fsize",
+    "fstat",
+    "getdent",
+    "handle",
+    "hdd",
+    "io",
+    "iomix",
+    "lease",
+    "link",
+    "locka",
+    "lockf",
+    "lockofd",
+    "mknod",
+    "open",
+    "rename",
+    "symlink",
+    "sync-file",
+    "touch",
+    "utime",
+    "xattr",
+];
+
+/// What one stress-ng run reported.
+struct StressRun {
+    status: std::process::ExitStatus,
+    /// The stressors that printed a `fail:` line.
+    failed: BTreeSet<String>,
+    log: String,
+}
+
+/// Runs every stressor of [`STRESSORS`] in `dir` for `secs` seconds with `--verify`.
+fn run_stress_ng(bin: &Path, dir: &Path, secs: u32) -> StressRun {
+    let mut cmd = Command::new("timeout");
+    // A filesystem that hangs must fail the test, not hang it: stress-ng and its children
+    // (one process group) are killed two minutes after the run should have ended.
+    cmd.args(["-k", "10", &(secs + 120).to_string()]).arg(bin);
+    for s in STRESSORS {
+        cmd.arg(format!("--{s}")).arg("1");
+    }
+    // Sizes kept small: a 15 s run writes at most a few hundred MiB (128M is copy-file's
+    // smallest).
+    cmd.args([
+        "--hdd-bytes",
+        "32M",
+        "--iomix-bytes",
+        "32M",
+        "--fallocate-bytes",
+        "32M",
+    ])
+    .args(["--copy-file-bytes", "128M", "--verify", "--metrics-brief"])
+    .arg("--temp-path")
+    .arg(dir)
+    .arg("-t")
+    .arg(format!("{secs}s"));
+    let out = cmd.output().expect("run stress-ng");
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // "stress-ng: fail:  [PID] NAME: what failed"
+    let failed = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("stress-ng: fail:"))
+        .filter_map(|rest| rest.split_once(']'))
+        .filter_map(|(_, rest)| rest.trim_start().split_once(':'))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(
+        log.contains("dispatching hogs"),
+        "stress-ng did not start its stressors (exit {}):\n{log}",
+        out.status
+    );
+    StressRun {
+        status: out.status,
+        failed,
+        log,
+    }
+}
+
+/// Runs [`STRESSORS`] natively and on a `kind` mount; the mount may fail only what fails
+/// natively, and its daemon must log no warning or error and stop cleanly.
+fn stress_ng_matches_native(kind: Kind, transport: Transport) {
+    let test = match transport {
+        Transport::Writeback => format!("stress_ng_{}_writeback_matches_native", kind.name()),
+        _ => format!("stress_ng_{}_matches_native", kind.name()),
+    };
+    let test = test.as_str();
+    if !common::tools_or_skip(test, &["stress-ng", "timeout"]) || !common::fuse_or_skip(test) {
+        return;
+    }
+    let bin = Path::new("stress-ng");
+    const SECS: u32 = 10;
+    let native = Scratch::sized(kind == Kind::Memfs, "4g");
+    let native_run = run_stress_ng(bin, &native.dir, SECS);
+    drop(native);
+    let extra = match transport {
+        Transport::Writeback => Extra {
+            filesystem: if kind == Kind::Memfs {
+                "data = \"heap\""
+            } else {
+                ""
+            },
+            fuse: "passthrough = \"off\"\nwriteback_cache = true",
+            ..Extra::default()
+        },
+        _ => Extra::default(),
+    };
+    let Some(m) = Mounted::new(test, kind, extra) else {
+        return;
+    };
+    let work = m.path().join("stress");
+    std::fs::create_dir(&work).unwrap();
+    let run = run_stress_ng(bin, &work, SECS);
+    let daemon_log = m.daemon.stderr();
+    let only_mount: Vec<_> = run.failed.difference(&native_run.failed).collect();
+    eprintln!(
+        "stress-ng {} stressors for {SECS} s: native {}, failed [{}]; vmount {} {}, failed [{}]",
+        STRESSORS.len(),
+        native_run.status,
+        native_run
+            .failed
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" "),
+        kind.name(),
+        run.status,
+        run.failed.iter().cloned().collect::<Vec<_>>().join(" ")
+    );
+    assert!(
+        only_mount.is_empty() && (run.status.success() || run.status == native_run.status),
+        "{test}: stress-ng failed on the mount but not natively: {only_mount:?} ({} against \
+         native {}):\n{}",
+        run.status,
+        native_run.status,
+        run.log
+    );
+    assert!(
+        !daemon_log.contains(" WARN ") && !daemon_log.contains(" ERROR "),
+        "{test}: the daemon logged warnings or errors under stress-ng:\n{daemon_log}"
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+    m.finish();
+}
+
+#[test]
+fn stress_ng_memfs_matches_native() {
+    stress_ng_matches_native(Kind::Memfs, Transport::Default);
+}
+
+#[test]
+fn stress_ng_memfs_writeback_matches_native() {
+    stress_ng_matches_native(Kind::Memfs, Transport::Writeback);
+}
+
+#[test]
+fn stress_ng_loopback_matches_native() {
+    stress_ng_matches_native(Kind::Loopback, Transport::Default);
+}
+
+#[test]
+fn stress_ng_loopback_writeback_matches_native() {
+    stress_ng_matches_native(Kind::Loopback, Transport::Writeback);
 }
