@@ -1000,6 +1000,15 @@ impl Ops {
         offset: i64,
         whence: i32,
     ) -> OpResult<i64> {
+        // Under the writeback cache the kernel holds written data the filesystem has not
+        // seen, and asks SEEK_DATA and SEEK_HOLE without writing it back first, so the
+        // filesystem's answer could put a hole over it (SEEK_DATA at 0 of a file whose
+        // data was all still cached: ENXIO, in every run of `stress-ng --seek`). ENOSYS
+        // makes the kernel answer from its own size from then on: all data up to the end,
+        // as on a filesystem without holes, which is true if coarse.
+        if self.writeback() {
+            return Err(Errno::ENOSYS);
+        }
         let whence = convert::whence(whence)?;
         // A negative start has no data or hole after it (what ext4 and tmpfs answer).
         let Ok(offset) = u64::try_from(offset) else {

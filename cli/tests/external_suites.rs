@@ -17,7 +17,7 @@
 //!   heap memfs without the writeback cache, which run over fuser's `/dev/fuse` loop
 //!   (`io_uring = "off"`), the transport of every kernel without it.
 //!
-//! - stress-ng (Debian's package), 35 of its filesystem stressors at once for 8 s, with
+//! - stress-ng (Debian's package), 43 of its filesystem and I/O stressors at once for 8 s, with
 //!   `--verify`: memfs and loopback with the defaults and with the writeback cache. Each
 //!   mount is judged against a native run as pjdfstest is, and its daemon must log no
 //!   warning or error (the check that found a whole-mount `syncfs` failure after unlinks
@@ -481,8 +481,18 @@ fn fsx_loopback_passthrough_on() {
 /// The stressors of stress-ng's filesystem class that exercise the tested directory (the
 /// rest mount filesystems, watch the whole system or need features neither vmount nor
 /// tmpfs has: bind-mount, binderfs, chattr, dnotify, fanotify, fiemap, inode-flags,
-/// inotify, procfs, verity, ...). All run at once, one instance each.
+/// inotify, procfs, verity, ...), and the I/O ones that work on files there (aio, aiol,
+/// mmap on a file, msync, readahead, revio, seek, sendfile; not io-uring, which fails
+/// natively in this version). All run at once, one instance each.
 const STRESSORS: &[&str] = &[
+    "aio",
+    "aiol",
+    "mmap",
+    "msync",
+    "readahead",
+    "revio",
+    "seek",
+    "sendfile",
     "access",
     "chdir",
     "chmod",
@@ -523,6 +533,20 @@ const STRESSORS: &[&str] = &[
 /// How long each stress-ng run lasts.
 const SECS: u32 = 8;
 
+/// Sizes kept small: a run writes at most a few hundred MiB (128M is copy-file's
+/// smallest).
+const STRESS_SIZES: &[&str] = &[
+    "--hdd-bytes=32M",
+    "--iomix-bytes=32M",
+    "--fallocate-bytes=32M",
+    "--copy-file-bytes=128M",
+    "--mmap-file",
+    "--mmap-bytes=32M",
+    "--msync-bytes=32M",
+    "--seek-size=32M",
+    "--readahead-bytes=32M",
+];
+
 /// What one stress-ng run reported.
 struct StressRun {
     status: std::process::ExitStatus,
@@ -540,21 +564,12 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32) -> StressRun {
     for s in STRESSORS {
         cmd.arg(format!("--{s}")).arg("1");
     }
-    // Sizes kept small: a run writes at most a few hundred MiB (128M is copy-file's
-    // smallest).
-    cmd.args([
-        "--hdd-bytes",
-        "32M",
-        "--iomix-bytes",
-        "32M",
-        "--fallocate-bytes",
-        "32M",
-    ])
-    .args(["--copy-file-bytes", "128M", "--verify", "--metrics-brief"])
-    .arg("--temp-path")
-    .arg(dir)
-    .arg("-t")
-    .arg(format!("{secs}s"));
+    cmd.args(STRESS_SIZES)
+        .args(["--verify", "--metrics-brief"])
+        .arg("--temp-path")
+        .arg(dir)
+        .arg("-t")
+        .arg(format!("{secs}s"));
     let out = cmd.output().expect("run stress-ng");
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

@@ -1,31 +1,40 @@
-//! Another user under the FUSE writeback cache (`writeback_cache = true`): the kernel then
-//! keeps a regular file's mtime and ctime itself and sends them to the daemon as explicit
-//! times, in the name of whoever closes, touches or truncates the file (see
-//! `SetAttr::ctime`). Such a user, who may write the file, must still be able to do all
-//! of that, and still not set an explicit time.
+//! The FUSE writeback cache (`writeback_cache = true`), where the kernel keeps written data
+//! and a regular file's mtime and ctime itself and hands them to the daemon later:
+//! - another user who may write a root-owned file must still be able to write, touch and
+//!   truncate it, though the kernel sends explicit times in that user's name (see
+//!   `SetAttr::ctime`), and still not set an explicit time;
+//! - `syncfs` keeps working after closed files are removed;
+//! - SEEK_DATA and SEEK_HOLE see data still in the kernel's cache.
 #![cfg(target_os = "linux")]
 
 mod common;
 
 use common::{Extra, Kind, Mounted};
 
+/// Mounts `kind` with `fuse` (which asks for the writeback cache): memfs with its data on
+/// the heap, as passthrough (kernel-held data) would rule the cache out.
+fn mount(test: &str, kind: Kind, fuse: &str) -> Option<Mounted> {
+    let filesystem = if kind == Kind::Memfs {
+        "data = \"heap\""
+    } else {
+        ""
+    };
+    let extra = Extra {
+        filesystem,
+        fuse,
+        ..Extra::default()
+    };
+    Mounted::new(test, kind, extra)
+}
+
 /// As nobody, writes, touches and truncates a root-owned 0666 file, and tries to set an
 /// explicit time, which must fail.
 fn other_users_write_and_touch(kind: Kind, fuse: &str) {
     let test = format!("other_users_write_and_touch_{}", kind.name());
-    let extra = Extra {
-        filesystem: if kind == Kind::Memfs {
-            "data = \"heap\""
-        } else {
-            ""
-        },
-        fuse,
-        ..Extra::default()
-    };
     if !common::root_or_skip(&test) {
         return;
     }
-    let Some(m) = Mounted::new(&test, kind, extra) else {
+    let Some(m) = mount(&test, kind, fuse) else {
         return;
     };
     let dir = m.path().join("shared");
@@ -78,16 +87,7 @@ fn other_users_write_and_touch_loopback_with_writeback() {
 fn syncfs_after_removals(kind: Kind, fuse: &str) {
     use std::os::fd::AsRawFd as _;
     let test = format!("syncfs_after_removals_{}", kind.name());
-    let extra = Extra {
-        filesystem: if kind == Kind::Memfs {
-            "data = \"heap\""
-        } else {
-            ""
-        },
-        fuse,
-        ..Extra::default()
-    };
-    let Some(m) = Mounted::new(&test, kind, extra) else {
+    let Some(m) = mount(&test, kind, fuse) else {
         return;
     };
     let dir = std::fs::File::open(m.path()).unwrap();
@@ -120,6 +120,72 @@ fn syncfs_after_removals_heap_memfs() {
 #[test]
 fn syncfs_after_removals_loopback_with_writeback() {
     syncfs_after_removals(
+        Kind::Loopback,
+        "passthrough = \"off\"\nwriteback_cache = true",
+    );
+}
+
+/// SEEK_DATA and SEEK_HOLE see what is still in the kernel's cache. The kernel asks them
+/// without writing its cached data back, so the filesystem's own answer said ENXIO for
+/// SEEK_DATA at 0 of a file whose data it had not yet received (`stress-ng --seek` failed
+/// every run). The kernel now answers from its own size: data from 0 to the end.
+fn seek_sees_cached_writes(kind: Kind, fuse: &str) {
+    use std::os::unix::fs::FileExt as _;
+    let test = format!("seek_sees_cached_writes_{}", kind.name());
+    let Some(m) = mount(&test, kind, fuse) else {
+        return;
+    };
+    let path = m.path().join("sparse");
+    let w = std::fs::File::create(&path).unwrap();
+    w.write_all_at(&[b'a'; 5000], 0).unwrap();
+    w.write_all_at(&[b'b'; 5000], 1 << 20).unwrap();
+    let end = (1 << 20) + 5000;
+    let r = std::fs::File::open(&path).unwrap();
+    let seek = |offset: i64, whence| {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: lseek on a descriptor this function owns.
+        let at = unsafe { libc::lseek(r.as_raw_fd(), offset, whence) };
+        if at < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(at)
+        }
+    };
+    assert_eq!(
+        seek(0, libc::SEEK_DATA).unwrap(),
+        0,
+        "{test}: SEEK_DATA at 0"
+    );
+    let hole = seek(0, libc::SEEK_HOLE).unwrap();
+    assert!(
+        (5000..=end).contains(&hole),
+        "{test}: SEEK_HOLE at 0 gave {hole}"
+    );
+    let data = seek(8192, libc::SEEK_DATA).unwrap();
+    assert!(
+        (8192..=1 << 20).contains(&data),
+        "{test}: SEEK_DATA at 8192 gave {data}"
+    );
+    assert_eq!(
+        seek(end, libc::SEEK_DATA).unwrap_err().raw_os_error(),
+        Some(libc::ENXIO),
+        "{test}: SEEK_DATA at the end"
+    );
+    drop((w, r));
+    let back = std::fs::read(&path).unwrap();
+    assert_eq!(back.len() as i64, end);
+    assert!(back[..5000].iter().all(|&b| b == b'a') && back[1 << 20..].iter().all(|&b| b == b'b'));
+    m.finish();
+}
+
+#[test]
+fn seek_sees_cached_writes_heap_memfs() {
+    seek_sees_cached_writes(Kind::Memfs, "writeback_cache = true");
+}
+
+#[test]
+fn seek_sees_cached_writes_loopback_with_writeback() {
+    seek_sees_cached_writes(
         Kind::Loopback,
         "passthrough = \"off\"\nwriteback_cache = true",
     );
