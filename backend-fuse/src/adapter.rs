@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, FileAttr, FileHandle, Filesystem, Generation, INodeNo,
-    InitFlags, IoctlFlags, KernelConfig, LockOwner, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, IoctlFlags, KernelConfig, LockOwner, PollEvents, PollFlags, PollNotifier, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use vmount_core::Ctx;
 
@@ -636,6 +637,23 @@ impl Filesystem for Adapter {
         _in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
+    ) {
+        reply.error(fuser::Errno::ENOSYS);
+    }
+
+    /// Not served: ENOSYS, after which the kernel reports every file of the mount as
+    /// always ready (right for files whose reads and writes never wait for an event) and
+    /// stops asking. fuser's default said so in a warning line (`stress-ng --io-uring`
+    /// polls its files).
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
     ) {
         reply.error(fuser::Errno::ENOSYS);
     }

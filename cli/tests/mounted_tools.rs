@@ -40,7 +40,7 @@ both!(
     other_user_refused_by_default,
     writes_drop_setuid_and_file_capabilities,
     acls_are_enforced_or_refused,
-    ioctls_are_refused_quietly,
+    ioctls_and_polls_are_answered_quietly,
 );
 
 fn mount(test: &str, kind: Kind, extra: Extra<'_>) -> Option<Mounted> {
@@ -712,13 +712,18 @@ fn acls_are_enforced_or_refused(kind: Kind) {
 }
 
 /// ioctls on files are refused as a filesystem without them refuses them (ENOTTY, for an
-/// unknown command and for `lsattr`'s FS_IOC_GETFLAGS alike), over `/dev/fuse` and over
-/// io_uring, and without a log line each: fuser's default logged a warning per call,
-/// and the kernel asks again every time (1,197 lines in one 15 s `stress-ng --file-ioctl`).
-fn ioctls_are_refused_quietly(kind: Kind) {
+/// unknown command and for `lsattr`'s FS_IOC_GETFLAGS alike), and `poll` finds a file
+/// ready to read and write at once, over `/dev/fuse` and over io_uring, all without a log
+/// line: fuser's defaults logged a warning per ioctl, which the kernel asks again every
+/// time (1,197 lines in one 15 s `stress-ng --file-ioctl`), and one for the first poll.
+fn ioctls_and_polls_are_answered_quietly(kind: Kind) {
     use std::os::fd::AsRawFd as _;
     for fuse in ["io_uring = \"off\"", ""] {
-        let Some(m) = mount("ioctls_are_refused_quietly", kind, Extra::fuse(fuse)) else {
+        let Some(m) = mount(
+            "ioctls_and_polls_are_answered_quietly",
+            kind,
+            Extra::fuse(fuse),
+        ) else {
             return;
         };
         let path = m.path().join("f");
@@ -743,8 +748,26 @@ fn ioctls_are_refused_quietly(kind: Kind) {
                 "{fuse}: FS_IOC_GETFLAGS"
             );
         }
+        let mut fds = [libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        }];
+        for _ in 0..3 {
+            // SAFETY: one pollfd, owned here; a timeout of 0 never blocks.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+            assert_eq!(n, 1, "{fuse}: poll found the file not ready");
+            assert_eq!(
+                fds[0].revents & (libc::POLLIN | libc::POLLOUT),
+                libc::POLLIN | libc::POLLOUT,
+                "{fuse}: poll revents"
+            );
+        }
         let log = m.daemon.stderr();
-        assert!(!log.contains("WARN"), "{fuse}: ioctls were logged: {log}");
+        assert!(
+            !log.contains("WARN"),
+            "{fuse}: ioctls or polls were logged: {log}"
+        );
         m.finish();
     }
 }
