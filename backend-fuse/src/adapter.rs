@@ -623,10 +623,10 @@ impl Filesystem for Adapter {
     }
 
     /// No ioctl is served: ENOSYS, which the kernel turns into ENOTTY, what a filesystem
-    /// without ioctls answers (`lsattr` reports it as "Operation not supported"). Said here, not logged: the kernel does not remember the
-    /// answer and asks again for every call, and fuser's default logged a warning line
-    /// for each (1,197 in one 15 s `stress-ng --file-ioctl` run). The io_uring transport
-    /// answers the same (`uring.rs`).
+    /// without ioctls answers (`lsattr` reports it as "Operation not supported"). Said
+    /// here, not logged: the kernel does not remember the answer and asks again for every
+    /// call, and fuser's default logged a warning line for each (1,197 in one 15 s
+    /// `stress-ng --file-ioctl` run). The io_uring transport answers the same (`uring.rs`).
     fn ioctl(
         &self,
         _req: &Request,

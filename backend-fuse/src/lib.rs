@@ -246,9 +246,10 @@ pub use vmount_core::Unavailable;
 /// kernel stop sending them; but vmount has nearly always answered the interrupted request
 /// itself by then, so the kernel finds no request for the ENOSYS, refuses it with ENOENT,
 /// and keeps sending INTERRUPTs. fuser logs each refusal as "Failed to send FUSE reply"
-/// at error level: 48 such lines for 20,000 creates under a 200 µs interval timer, and a
-/// few per `git clone` (git's progress timer). A refusal with any other errno is a real
-/// fault and is not matched. `(os error 2)` is how Rust prints ENOENT in every locale.
+/// at error level: 41-48 such lines for 20,000 creates under a 200 µs interval timer,
+/// and a few per `git clone` (git's progress timer). A refusal with any other errno is a
+/// real fault and is not matched. `(os error 2)` is how Rust prints ENOENT in every
+/// locale.
 pub fn is_stale_reply_report(message: &str) -> bool {
     message.starts_with("Failed to send FUSE reply: ") && message.ends_with("(os error 2)")
 }

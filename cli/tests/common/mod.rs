@@ -531,6 +531,21 @@ impl<'a> Extra<'a> {
             ..Extra::default()
         }
     }
+
+    /// `[fuse]` keys that ask for the writeback cache, for `kind`: memfs keeps its data on
+    /// the heap, since kernel-held data would bring passthrough, which rules the cache out
+    /// (loopback's `fuse` turns passthrough off itself).
+    pub fn writeback(kind: Kind, fuse: &'a str) -> Extra<'a> {
+        Extra {
+            filesystem: if kind == Kind::Memfs {
+                "data = \"heap\""
+            } else {
+                ""
+            },
+            fuse,
+            ..Extra::default()
+        }
+    }
 }
 
 /// A fresh 0755 directory on /tmp that other users can walk into. Loopback sources live
