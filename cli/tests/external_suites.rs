@@ -19,8 +19,9 @@
 //!
 //! - stress-ng (Debian's package), 43 of its filesystem and I/O stressors at once for 8 s,
 //!   with `--verify`: memfs and loopback with the defaults and with the writeback cache.
-//!   Each mount is judged against a native run as pjdfstest is, and its daemon must log no
-//!   warning or error. Under the writeback cache it found `syncfs` failing after unlinks
+//!   Each mount is judged against a native run as pjdfstest is (except one kernel
+//!   behaviour under the writeback cache, see `is_killed_time_flush`), and its daemon must
+//!   log no warning or error. Under the writeback cache it found `syncfs` failing after unlinks
 //!   and SEEK_DATA missing cached data; it also found a log line per ioctl.
 //!
 //! pjdfstest and fsx are installed by `.ci/test`, stress-ng by `.ci/setup`. Without them
@@ -589,6 +590,26 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32, stressors: &[&str]) -> Stres
     }
 }
 
+/// Whether a stress-ng `fail:` line is `io`'s `syncfs` reporting EINTR or EIO, the trace
+/// a killed process leaves on a writeback-cache mount, not a fault of vmount's.
+///
+/// With the writeback cache the kernel keeps files' mtime and ctime and, after fallocate
+/// and copy_file_range, sends them at once (`fuse_flush_time_update`: SETATTR). When
+/// stress-ng ends its run it SIGKILLs its stressors' children; one killed while its
+/// SETATTR still waits in the kernel's queue gets EINTR, and the kernel records that
+/// EINTR as a write error of the file *and of the whole filesystem*
+/// (`mapping_set_error`). The next `syncfs` on the mount reports it. The same record also
+/// marks the file's mapping `AS_EIO`, so the next process to flush that file's times is
+/// told EIO (`filemap_fdatawait` in `sync_inode_metadata`) and records EIO in turn.
+/// Traced here (the `filemap_set_wb_err` event with stack traces): every such record came
+/// from `fuse_flush_time_update` within 0.1 s of the 8 s run's end; `io` caught one in 2
+/// of 24 runs of the four stress-ng tests, both on writeback-cache mounts; no request
+/// reached the daemon with an error then. Mounts without the writeback cache (where the
+/// kernel keeps no times) recorded nothing in 22 runs, so they get no such allowance.
+fn is_killed_time_flush(line: &str) -> bool {
+    line.contains(" io: syncfs failed, errno=4 ") || line.contains(" io: syncfs failed, errno=5 ")
+}
+
 /// Runs [`STRESSORS`] natively and on a `kind` mount; the mount may fail only what fails
 /// natively, and its daemon must log no warning or error and stop cleanly.
 fn stress_ng_matches_native(kind: Kind, transport: Transport) {
@@ -619,21 +640,20 @@ fn stress_ng_matches_native(kind: Kind, transport: Transport) {
     };
     let work = m.path().join("stress");
     std::fs::create_dir(&work).unwrap();
-    let mut run = run_stress_ng(bin, &work, SECS, STRESSORS);
+    let run = run_stress_ng(bin, &work, SECS, STRESSORS);
     let mut only_mount: Vec<String> = run.failed.difference(&native_run.failed).cloned().collect();
-    if !only_mount.is_empty() {
-        // What failed only on the mount runs again, alone: every fault found so far failed
-        // every run (both fail again alone). One failure is not explained yet and passes
-        // alone: `io`, whose only check is `syncfs`, failing now and then on memfs and on
-        // loopback (EIO, in 2 of the 4 runs of one CI pass). It is printed either way.
-        let fails: Vec<&str> = run.log.lines().filter(|l| l.contains(" fail: ")).collect();
-        eprintln!(
-            "{test}: failed on the mount only: {only_mount:?}, running them again alone:\n{}",
-            fails.join("\n")
-        );
-        let names: Vec<&str> = only_mount.iter().map(String::as_str).collect();
-        run = run_stress_ng(bin, &work, SECS, &names);
-        only_mount = run.failed.difference(&native_run.failed).cloned().collect();
+    if transport == Transport::Writeback && only_mount.iter().any(|s| s == "io") {
+        let io_fails: Vec<&str> = (run.log.lines())
+            .filter(|l| l.starts_with("stress-ng: fail:") && l.contains(" io: "))
+            .collect();
+        if io_fails.iter().all(|l| is_killed_time_flush(l)) {
+            eprintln!(
+                "{test}: io's syncfs reported a timestamp flush cut short by SIGKILL (a Linux \
+                 FUSE behaviour under the writeback cache, see is_killed_time_flush):\n{}",
+                io_fails.join("\n")
+            );
+            only_mount.retain(|s| s != "io");
+        }
     }
     let daemon_log = m.daemon.stderr();
     eprintln!(
