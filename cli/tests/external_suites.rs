@@ -232,12 +232,7 @@ fn pjdfstest_matches_native(kind: Kind, transport: Transport) {
     let extra = match transport {
         Transport::Default => Extra::fuse("allow_other = true"),
         Transport::DevFuse => Extra::fuse("allow_other = true\nio_uring = \"off\""),
-        // Passthrough would rule the writeback cache out: memfs keeps its data on the heap
-        // (as without root and off Linux), loopback turns passthrough off.
-        Transport::Writeback => Extra::writeback(
-            kind,
-            "allow_other = true\npassthrough = \"off\"\nwriteback_cache = true",
-        ),
+        Transport::Writeback => Extra::writeback(kind, true),
     };
     let Some(m) = Mounted::new(test, kind, extra) else {
         return;
@@ -630,9 +625,7 @@ fn stress_ng_matches_native(kind: Kind, transport: Transport) {
         run_stress_ng(bin, &native.dir, SECS, STRESSORS)
     });
     let extra = match transport {
-        Transport::Writeback => {
-            Extra::writeback(kind, "passthrough = \"off\"\nwriteback_cache = true")
-        }
+        Transport::Writeback => Extra::writeback(kind, false),
         _ => Extra::default(),
     };
     let Some(m) = Mounted::new(test, kind, extra) else {

@@ -11,19 +11,19 @@ mod common;
 
 use common::{Extra, Kind, Mounted};
 
-/// Mounts `kind` with `fuse`, which asks for the writeback cache.
-fn mount(test: &str, kind: Kind, fuse: &str) -> Option<Mounted> {
-    Mounted::new(test, kind, Extra::writeback(kind, fuse))
+/// Mounts `kind` with the writeback cache.
+fn mount(test: &str, kind: Kind, allow_other: bool) -> Option<Mounted> {
+    Mounted::new(test, kind, Extra::writeback(kind, allow_other))
 }
 
 /// As nobody, writes, touches and truncates a root-owned 0666 file, and tries to set an
 /// explicit time, which must fail.
-fn other_users_write_and_touch(kind: Kind, fuse: &str) {
+fn other_users_write_and_touch(kind: Kind) {
     let test = format!("other_users_write_and_touch_{}", kind.name());
     if !common::root_or_skip(&test) {
         return;
     }
-    let Some(m) = mount(&test, kind, fuse) else {
+    let Some(m) = mount(&test, kind, true) else {
         return;
     };
     let dir = m.path().join("shared");
@@ -57,15 +57,12 @@ fn other_users_write_and_touch(kind: Kind, fuse: &str) {
 
 #[test]
 fn other_users_write_and_touch_heap_memfs() {
-    other_users_write_and_touch(Kind::Memfs, "allow_other = true\nwriteback_cache = true");
+    other_users_write_and_touch(Kind::Memfs);
 }
 
 #[test]
 fn other_users_write_and_touch_loopback_with_writeback() {
-    other_users_write_and_touch(
-        Kind::Loopback,
-        "allow_other = true\npassthrough = \"off\"\nwriteback_cache = true",
-    );
+    other_users_write_and_touch(Kind::Loopback);
 }
 
 /// Removing closed files leaves `syncfs` working. The kernel hands over the times of each
@@ -73,10 +70,10 @@ fn other_users_write_and_touch_loopback_with_writeback() {
 /// and the kernel recorded that refusal against the whole mount, so each `syncfs` after
 /// such an unlink failed with ESTALE (50 of 50 before the fix; `stress-ng --io` failed
 /// beside any stressor that removes files). Data still on the mount stays intact.
-fn syncfs_after_removals(kind: Kind, fuse: &str) {
+fn syncfs_after_removals(kind: Kind) {
     use std::os::fd::AsRawFd as _;
     let test = format!("syncfs_after_removals_{}", kind.name());
-    let Some(m) = mount(&test, kind, fuse) else {
+    let Some(m) = mount(&test, kind, false) else {
         return;
     };
     let dir = std::fs::File::open(m.path()).unwrap();
@@ -104,25 +101,22 @@ fn syncfs_after_removals(kind: Kind, fuse: &str) {
 
 #[test]
 fn syncfs_after_removals_heap_memfs() {
-    syncfs_after_removals(Kind::Memfs, "writeback_cache = true");
+    syncfs_after_removals(Kind::Memfs);
 }
 
 #[test]
 fn syncfs_after_removals_loopback_with_writeback() {
-    syncfs_after_removals(
-        Kind::Loopback,
-        "passthrough = \"off\"\nwriteback_cache = true",
-    );
+    syncfs_after_removals(Kind::Loopback);
 }
 
 /// SEEK_DATA and SEEK_HOLE see what is still in the kernel's cache. The kernel asks them
 /// without writing its cached data back, so the filesystem's own answer said ENXIO for
 /// SEEK_DATA at 0 of a file whose data it had not yet received (`stress-ng --seek` failed
 /// every run). The kernel now answers from its own size: data from 0 to the end.
-fn seek_sees_cached_writes(kind: Kind, fuse: &str) {
+fn seek_sees_cached_writes(kind: Kind) {
     use std::os::unix::fs::FileExt as _;
     let test = format!("seek_sees_cached_writes_{}", kind.name());
-    let Some(m) = mount(&test, kind, fuse) else {
+    let Some(m) = mount(&test, kind, false) else {
         return;
     };
     let path = m.path().join("sparse");
@@ -170,13 +164,10 @@ fn seek_sees_cached_writes(kind: Kind, fuse: &str) {
 
 #[test]
 fn seek_sees_cached_writes_heap_memfs() {
-    seek_sees_cached_writes(Kind::Memfs, "writeback_cache = true");
+    seek_sees_cached_writes(Kind::Memfs);
 }
 
 #[test]
 fn seek_sees_cached_writes_loopback_with_writeback() {
-    seek_sees_cached_writes(
-        Kind::Loopback,
-        "passthrough = \"off\"\nwriteback_cache = true",
-    );
+    seek_sees_cached_writes(Kind::Loopback);
 }

@@ -532,17 +532,22 @@ impl<'a> Extra<'a> {
         }
     }
 
-    /// `[fuse]` keys that ask for the writeback cache, for `kind`: memfs keeps its data on
-    /// the heap, since kernel-held data would bring passthrough, which rules the cache out
-    /// (loopback's `fuse` turns passthrough off itself).
-    pub fn writeback(kind: Kind, fuse: &'a str) -> Extra<'a> {
+    /// A mount of `kind` with the kernel's writeback cache, reachable by other users if
+    /// `allow_other` (pjdfstest switches users). Passthrough would rule the cache out, so
+    /// it is off, and memfs keeps its data on the heap (kernel-held data means
+    /// passthrough): the non-root and macOS case.
+    pub fn writeback(kind: Kind, allow_other: bool) -> Extra<'static> {
         Extra {
             filesystem: if kind == Kind::Memfs {
                 "data = \"heap\""
             } else {
                 ""
             },
-            fuse,
+            fuse: if allow_other {
+                "allow_other = true\npassthrough = \"off\"\nwriteback_cache = true"
+            } else {
+                "passthrough = \"off\"\nwriteback_cache = true"
+            },
             ..Extra::default()
         }
     }
