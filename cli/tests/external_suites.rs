@@ -24,7 +24,13 @@
 //!   log no warning or error. Under the writeback cache it found `syncfs` failing after unlinks
 //!   and SEEK_DATA missing cached data; it also found a log line per ioctl.
 //!
-//! pjdfstest and fsx are installed by `.ci/test`, stress-ng by `.ci/setup`. Without them
+//! - fio (Debian's package), 11 jobs that write checksummed blocks and read them back
+//!   (`verify=crc32c`, fatal at the first bad block) through libaio with O_DIRECT, io_uring,
+//!   mmap, splice, psync, pvsync2 appends and fsync, and four processes writing one file:
+//!   memfs (kernel data; heap over `/dev/fuse`; heap with the writeback cache) and
+//!   loopback (passthrough on, off, and the writeback cache).
+//!
+//! pjdfstest and fsx are installed by `.ci/test`, stress-ng and fio by `.ci/setup`. Without them
 //! (or without root, which pjdfstest needs to switch users) the tests skip with the
 //! reason, except on Linux CI, where they fail.
 #![cfg(target_os = "linux")]
@@ -697,4 +703,177 @@ fn stress_ng_loopback_matches_native() {
 #[test]
 fn stress_ng_loopback_writeback_matches_native() {
     stress_ng_matches_native(Kind::Loopback, Transport::Writeback);
+}
+
+/// fio's jobs for [`fio_verify`]: each writes its file with blocks that carry a CRC32C and
+/// reads them back, failing at the first bad block (`verify_fatal`). Between them they
+/// cover the I/O paths fsx does not: O_DIRECT through libaio at queue depth 16, io_uring
+/// at depth 16, splice, preadv2/pwritev2 appends of an odd size, an fsync after every
+/// four writes, and four processes writing their own quarter of one shared file. fio
+/// preallocates every file first (posix_fallocate).
+const FIO_JOBS: &str = "\
+[global]
+size=32m
+bsrange=512-128k
+rw=randwrite
+verify=crc32c
+verify_fatal=1
+verify_backlog=256
+verify_state_save=0
+do_verify=1
+randrepeat=0
+
+[psync]
+ioengine=psync
+
+[pvsync2-append]
+ioengine=pvsync2
+rw=write
+bs=4107
+
+[libaio-direct]
+ioengine=libaio
+direct=1
+iodepth=16
+bsrange=4k-128k
+blockalign=4k
+
+[io_uring]
+ioengine=io_uring
+iodepth=16
+
+[mmap]
+ioengine=mmap
+rw=randrw
+
+[splice]
+ioengine=splice
+
+[fsync-every-4]
+ioengine=psync
+fsync=4
+
+[shared-file]
+ioengine=psync
+filename=shared
+numjobs=4
+size=8m
+offset_increment=8m
+";
+
+/// The number of jobs fio reports for [`FIO_JOBS`] (`shared-file` counts four times).
+const FIO_JOB_COUNT: usize = 11;
+
+/// Runs [`FIO_JOBS`] on a `kind` mount configured by `extra`: every job must finish
+/// without error, having written and read back its data, and the daemon must log no
+/// warning or error.
+fn fio_verify(test: &str, kind: Kind, extra: Extra<'_>) {
+    if !common::tools_or_skip(test, &["fio", "timeout"]) || !common::fuse_or_skip(test) {
+        return;
+    }
+    let Some(m) = Mounted::new(test, kind, extra) else {
+        return;
+    };
+    let jobs = tempfile::tempdir().unwrap();
+    let job_file = jobs.path().join("verify.fio");
+    std::fs::write(&job_file, FIO_JOBS).unwrap();
+    let dir = m.path().join("fio");
+    std::fs::create_dir(&dir).unwrap();
+    let out = Command::new("timeout")
+        .args(["-k", "10", "300", "fio", "--output-format=terse"])
+        .arg(format!("--directory={}", dir.display()))
+        .arg(&job_file)
+        .current_dir(jobs.path())
+        .output()
+        .expect("run fio");
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // Terse version 3: 3;fio version;job name;group;error;read KiB;... write KiB is field 47.
+    let jobs: Vec<(String, i64, u64, u64)> = (out.stdout.split(|&b| b == b'\n'))
+        .map(String::from_utf8_lossy)
+        .filter(|l| l.starts_with("3;"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(';').collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let error = f.get(4).and_then(|v| v.parse().ok()).unwrap_or(-1);
+            (f.get(2).unwrap_or(&"?").to_string(), error, num(5), num(46))
+        })
+        .collect();
+    eprintln!(
+        "{test}: fio {} jobs: {}",
+        jobs.len(),
+        (jobs.iter())
+            .map(|(name, err, r, w)| format!("{name} error {err}, wrote {w} KiB, read {r} KiB"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert!(
+        out.status.success() && jobs.len() == FIO_JOB_COUNT,
+        "{test}: fio failed ({}, {} of {FIO_JOB_COUNT} jobs reported):\n{log}",
+        out.status,
+        jobs.len()
+    );
+    for (name, err, read, written) in &jobs {
+        assert!(
+            *err == 0 && *read > 0 && *written > 0,
+            "{test}: fio job {name}: error {err}, wrote {written} KiB, read back {read} KiB:\n{log}"
+        );
+    }
+    let daemon_log = m.daemon.stderr();
+    assert!(
+        !daemon_log.contains(" WARN ") && !daemon_log.contains(" ERROR "),
+        "{test}: the daemon logged warnings or errors under fio:\n{daemon_log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    m.finish();
+}
+
+#[test]
+fn fio_verify_memfs() {
+    fio_verify("fio_verify_memfs", Kind::Memfs, Extra::default());
+}
+
+#[test]
+fn fio_verify_heap_memfs_dev_fuse() {
+    fio_verify(
+        "fio_verify_heap_memfs_dev_fuse",
+        Kind::Memfs,
+        Extra {
+            filesystem: "data = \"heap\"",
+            fuse: "io_uring = \"off\"",
+            ..Extra::default()
+        },
+    );
+}
+
+#[test]
+fn fio_verify_memfs_writeback() {
+    fio_verify(
+        "fio_verify_memfs_writeback",
+        Kind::Memfs,
+        Extra::writeback(Kind::Memfs, false),
+    );
+}
+
+#[test]
+fn fio_verify_loopback() {
+    fio_verify("fio_verify_loopback", Kind::Loopback, Extra::default());
+}
+
+#[test]
+fn fio_verify_loopback_passthrough_off() {
+    fio_verify(
+        "fio_verify_loopback_passthrough_off",
+        Kind::Loopback,
+        Extra::fuse("passthrough = \"off\""),
+    );
+}
+
+#[test]
+fn fio_verify_loopback_writeback() {
+    fio_verify(
+        "fio_verify_loopback_writeback",
+        Kind::Loopback,
+        Extra::writeback(Kind::Loopback, false),
+    );
 }
