@@ -606,7 +606,8 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32, stressors: &[&str]) -> Stres
 /// from `fuse_flush_time_update` within 0.1 s of the 8 s run's end; `io` caught one in 2
 /// of 24 runs of the four stress-ng tests, both on writeback-cache mounts; no request
 /// reached the daemon with an error then. Mounts without the writeback cache (where the
-/// kernel keeps no times) recorded nothing in 22 runs, so they get no such allowance.
+/// kernel keeps no times) recorded nothing in 18 traced runs, so they get no such
+/// allowance.
 fn is_killed_time_flush(line: &str) -> bool {
     line.contains(" io: syncfs failed, errno=4 ") || line.contains(" io: syncfs failed, errno=5 ")
 }
