@@ -937,6 +937,74 @@ fn entries_beyond_the_descriptor_cache_reopen_by_handle() {
     assert_eq!(a.ino, inos[1]);
 }
 
+/// Unlinking through a forgetting adapter (FUSE) an entry whose descriptor was evicted:
+/// the host frees the object at the unlink (nothing of the entry pins it, so no reopen by
+/// handle is needed to learn it is gone), the number is `Stale` from then on, and the
+/// kernel's forget drops the entry. An entry that still holds its descriptor goes at the
+/// unlink, as before, and so does every removed entry under NFS, which never forgets.
+#[test]
+fn unlinking_evicted_entries_leaves_them_to_the_forget() {
+    if !is_root() {
+        eprintln!("skipped: open_by_handle_at needs CAP_DAC_READ_SEARCH");
+        return;
+    }
+    const FILES: usize = 64;
+    const CACHE: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Loopback::with_entry_fd_cache(
+        LoopbackOptions {
+            source: dir.path().to_path_buf(),
+            read_only: false,
+        },
+        CACHE,
+    )
+    .unwrap();
+    fs.attach(true);
+    let root = Ctx::root();
+    let mut inos = Vec::new();
+    for i in 0..FILES {
+        let (a, o) = fs
+            .create(&root, Ino::ROOT, os(&format!("f{i}")), 0o644, RW)
+            .unwrap();
+        fs.write(&root, a.ino, Some(o.fh), 0, &[7u8; 4096]).unwrap();
+        fs.release(&root, a.ino, o.fh).unwrap();
+        inos.push(a.ino);
+    }
+    assert_eq!(fs.inode_count(), FILES as u64 + 1);
+    // The first entries' descriptors went long ago; the last one's is held.
+    fs.unlink(&root, Ino::ROOT, os("f0")).unwrap();
+    assert!(!dir.path().join("f0").exists());
+    assert_eq!(
+        fs.inode_count(),
+        FILES as u64 + 1,
+        "an evicted entry stays until the forget"
+    );
+    let r = fs.getattr(&root, inos[0], None);
+    assert!(
+        matches!(r, Err(VfsError::Stale)),
+        "getattr after unlink: {r:?}"
+    );
+    fs.forget(inos[0], 1);
+    assert_eq!(fs.inode_count(), FILES as u64);
+    let last = FILES - 1;
+    fs.unlink(&root, Ino::ROOT, os(&format!("f{last}")))
+        .unwrap();
+    assert_eq!(
+        fs.inode_count(),
+        FILES as u64 - 1,
+        "an entry holding its descriptor goes at the unlink"
+    );
+    // The others are still there and intact.
+    let mut buf = [0u8; 4096];
+    assert_eq!(fs.read(&root, inos[1], None, 0, &mut buf).unwrap(), 4096);
+    assert!(buf.iter().all(|&b| b == 7));
+    // Once a never-forgetting adapter (NFS) is attached too, an evicted entry goes at
+    // the unlink: no forget would ever come for it.
+    fs.attach(false);
+    fs.unlink(&root, Ino::ROOT, os("f2")).unwrap();
+    assert_eq!(fs.inode_count(), FILES as u64 - 2);
+}
+
 /// Records what `watch_changes` reports.
 #[derive(Default)]
 struct Recorded(parking_lot::Mutex<Vec<String>>);
