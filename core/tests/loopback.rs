@@ -842,6 +842,15 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// A read-write loopback of `source` keeping at most `cache` entry descriptors.
+fn small_cache(source: &Path, cache: usize) -> Loopback {
+    let opts = LoopbackOptions {
+        source: source.to_path_buf(),
+        read_only: false,
+    };
+    Loopback::with_entry_fd_cache(opts, cache).unwrap()
+}
+
 /// More entries than the entry-descriptor cache holds, never forgotten (as NFS does):
 /// evicted descriptors are reopened by file handle, the descriptor count stays bounded,
 /// and a file deleted on the host is `Stale` by number.
@@ -858,14 +867,7 @@ fn entries_beyond_the_descriptor_cache_reopen_by_handle() {
     for i in 0..FILES {
         std::fs::write(dir.path().join(format!("f{i}")), format!("content {i}")).unwrap();
     }
-    let fs = Loopback::with_entry_fd_cache(
-        LoopbackOptions {
-            source: dir.path().to_path_buf(),
-            read_only: false,
-        },
-        CACHE,
-    )
-    .unwrap();
+    let fs = small_cache(dir.path(), CACHE);
     let root = Ctx::root();
     let baseline = open_fds();
     let mut inos = Vec::with_capacity(FILES);
@@ -951,14 +953,7 @@ fn unlinking_evicted_entries_leaves_them_to_the_forget() {
     const FILES: usize = 64;
     const CACHE: usize = 8;
     let dir = tempfile::tempdir().unwrap();
-    let fs = Loopback::with_entry_fd_cache(
-        LoopbackOptions {
-            source: dir.path().to_path_buf(),
-            read_only: false,
-        },
-        CACHE,
-    )
-    .unwrap();
+    let fs = small_cache(dir.path(), CACHE);
     fs.attach(true);
     let root = Ctx::root();
     let mut inos = Vec::new();
