@@ -37,7 +37,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -548,8 +548,8 @@ const STRESS_SIZES: &[&str] = &[
 /// What one stress-ng run reported.
 struct StressRun {
     status: std::process::ExitStatus,
-    /// The stressors that printed a `fail:` line.
-    failed: BTreeSet<String>,
+    /// The stressors that printed a `fail:` line, with what each said failed.
+    failed: BTreeMap<String, Vec<String>>,
     log: String,
 }
 
@@ -572,13 +572,17 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32, stressors: &[&str]) -> Stres
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     // "stress-ng: fail:  [PID] NAME: what failed"
-    let failed = log
-        .lines()
+    let mut failed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, what) in (log.lines())
         .filter_map(|l| l.strip_prefix("stress-ng: fail:"))
         .filter_map(|rest| rest.split_once(']'))
         .filter_map(|(_, rest)| rest.trim_start().split_once(':'))
-        .map(|(name, _)| name.to_owned())
-        .collect();
+    {
+        failed
+            .entry(name.to_owned())
+            .or_default()
+            .push(what.trim().to_owned());
+    }
     assert!(
         log.contains("dispatching hogs"),
         "stress-ng did not start its stressors (exit {}):\n{log}",
@@ -591,8 +595,8 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32, stressors: &[&str]) -> Stres
     }
 }
 
-/// Whether a stress-ng `fail:` line is `io`'s `syncfs` reporting EINTR or EIO, the trace
-/// a killed process leaves on a writeback-cache mount, not a fault of vmount's.
+/// Whether what stress-ng's `io` said failed is its `syncfs` reporting EINTR or EIO, the
+/// trace a killed process leaves on a writeback-cache mount, not a fault of vmount's.
 ///
 /// With the writeback cache the kernel keeps files' mtime and ctime and, after fallocate
 /// and copy_file_range, sends them at once (`fuse_flush_time_update`: SETATTR). When
@@ -608,8 +612,8 @@ fn run_stress_ng(bin: &Path, dir: &Path, secs: u32, stressors: &[&str]) -> Stres
 /// reached the daemon with an error then. Mounts without the writeback cache (where the
 /// kernel keeps no times) recorded nothing in 18 traced runs, so they get no such
 /// allowance.
-fn is_killed_time_flush(line: &str) -> bool {
-    line.contains(" io: syncfs failed, errno=4 ") || line.contains(" io: syncfs failed, errno=5 ")
+fn is_killed_time_flush(what: &str) -> bool {
+    what.starts_with("syncfs failed, errno=4 ") || what.starts_with("syncfs failed, errno=5 ")
 }
 
 /// Runs [`STRESSORS`] natively and on a `kind` mount; the mount may fail only what fails
@@ -641,19 +645,19 @@ fn stress_ng_matches_native(kind: Kind, transport: Transport) {
     let work = m.path().join("stress");
     std::fs::create_dir(&work).unwrap();
     let run = run_stress_ng(bin, &work, SECS, STRESSORS);
-    let mut only_mount: Vec<String> = run.failed.difference(&native_run.failed).cloned().collect();
-    if transport == Transport::Writeback && only_mount.iter().any(|s| s == "io") {
-        let io_fails: Vec<&str> = (run.log.lines())
-            .filter(|l| l.starts_with("stress-ng: fail:") && l.contains(" io: "))
-            .collect();
-        if io_fails.iter().all(|l| is_killed_time_flush(l)) {
-            eprintln!(
-                "{test}: io's syncfs reported a timestamp flush cut short by SIGKILL (a Linux \
-                 FUSE behaviour under the writeback cache, see is_killed_time_flush):\n{}",
-                io_fails.join("\n")
-            );
-            only_mount.retain(|s| s != "io");
-        }
+    let mut only_mount: Vec<&String> = (run.failed.keys())
+        .filter(|s| !native_run.failed.contains_key(*s))
+        .collect();
+    if transport == Transport::Writeback
+        && only_mount.iter().any(|s| *s == "io")
+        && let Some(io) = run.failed.get("io")
+        && io.iter().all(|what| is_killed_time_flush(what))
+    {
+        eprintln!(
+            "{test}: io's syncfs reported a timestamp flush cut short by SIGKILL (a Linux \
+             FUSE behaviour under the writeback cache, see is_killed_time_flush): {io:?}"
+        );
+        only_mount.retain(|s| *s != "io");
     }
     eprintln!(
         "stress-ng {} stressors for {SECS} s: native {}, failed [{}]; vmount {} {}, failed [{}]",
@@ -661,13 +665,13 @@ fn stress_ng_matches_native(kind: Kind, transport: Transport) {
         native_run.status,
         native_run
             .failed
-            .iter()
+            .keys()
             .cloned()
             .collect::<Vec<_>>()
             .join(" "),
         kind.name(),
         run.status,
-        run.failed.iter().cloned().collect::<Vec<_>>().join(" ")
+        run.failed.keys().cloned().collect::<Vec<_>>().join(" ")
     );
     assert!(
         only_mount.is_empty() && (run.status.success() || run.status == native_run.status),

@@ -1233,19 +1233,6 @@ fn handle_at(fd: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<
 /// short.
 #[cfg(target_os = "linux")]
 pub(super) fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
-    let mut r = open_by_handle_once(mount, handle);
-    for pause_us in [0, 100, 1_000, 10_000] {
-        if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENOMEM)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_micros(pause_us));
-        r = open_by_handle_once(mount, handle);
-    }
-    r
-}
-
-#[cfg(target_os = "linux")]
-fn open_by_handle_once(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
     if handle.len() < HANDLE_HEADER || handle.len() > HANDLE_HEADER + MAX_HANDLE_SZ {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -1256,23 +1243,34 @@ fn open_by_handle_once(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<Owned
         bytes[i % 4] = *b;
         *word = u32::from_ne_bytes(bytes);
     }
-    retry(|| {
-        // SAFETY: `buf` holds a complete `struct file_handle` the kernel gave us, with
-        // its own `handle_bytes` (at most MAX_HANDLE_SZ, checked above by length).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_open_by_handle_at,
-                mount.as_raw_fd(),
-                buf.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if r == -1 {
-            return Err(io::Error::last_os_error());
+    let open = || {
+        retry(|| {
+            // SAFETY: `buf` holds a complete `struct file_handle` the kernel gave us, with
+            // its own `handle_bytes` (at most MAX_HANDLE_SZ, checked above by length).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_open_by_handle_at,
+                    mount.as_raw_fd(),
+                    buf.as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if r == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+            Ok(owned(fd))
+        })
+    };
+    let mut r = open();
+    for pause_us in [0, 100, 1_000, 10_000] {
+        if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENOMEM)) {
+            break;
         }
-        let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-        Ok(owned(fd))
-    })
+        std::thread::sleep(std::time::Duration::from_micros(pause_us));
+        r = open();
+    }
+    r
 }
 
 /// No file handles off Linux: entries keep their descriptors.
